@@ -1,0 +1,31 @@
+"""What every routing backend offers the data planes: a whole completion or a stream.
+
+Backends speak OpenAI Chat Completions JSON (dicts in, dicts out) and raise
+`ProtocolError` for anything the agent should see as an API error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    """Where one public model name goes: which backend, which upstream model, which key."""
+
+    name: str
+    backend: str  # local | passthrough | litellm
+    upstream_model: str
+    base_url: str = ""
+    api_key: str = ""  # resolved secret; never logged or audited
+    timeout_s: float = 120.0
+
+
+class Backend(Protocol):
+    async def complete(self, body: dict[str, Any], route: Route) -> dict[str, Any]: ...
+
+    def stream(self, body: dict[str, Any], route: Route) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,123 @@
+"""Forward to any OpenAI-compatible base URL with aiohttp, streaming preserved.
+
+lictor injects the upstream key from its own config; the agent's credentials never go
+upstream. Upstream failures become OpenAI-format errors with a fitting status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from lictor.adapters.backends.base import Route
+from lictor.adapters.errors import ProtocolError
+from lictor.adapters.sse import SseFormatError, read_json_events
+
+_FORWARDED_STATUS = {400, 401, 403, 404, 409, 413, 422, 429}
+
+
+def _upstream_error(status: int, payload: Any, retry_after: str | None) -> ProtocolError:
+    message = ""
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        message = str(payload["error"].get("message") or "")
+    # Upstream auth failures are lictor's configuration problem, not the agent's key.
+    if status in (401, 403):
+        return ProtocolError(
+            502,
+            f"the upstream provider refused lictor's credentials ({status}): {message}",
+            error_type="upstream_error",
+            code="upstream_auth",
+        )
+    forwarded = status if status in _FORWARDED_STATUS else 502
+    headers = {"Retry-After": retry_after} if retry_after and forwarded == 429 else None
+    return ProtocolError(
+        forwarded,
+        f"upstream error {status}: {message or 'no message'}",
+        error_type="upstream_error",
+        code="upstream_error",
+        headers=headers,
+    )
+
+
+class PassthroughBackend:
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, trust_env=False
+            )
+        return self._session
+
+    @staticmethod
+    def _prepare(body: dict[str, Any], route: Route) -> tuple[str, bytes, dict[str, str]]:
+        url = route.base_url.rstrip("/") + "/chat/completions"
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if route.api_key:
+            headers["Authorization"] = f"Bearer {route.api_key}"
+        payload = json.dumps({**body, "model": route.upstream_model}).encode()
+        return url, payload, headers
+
+    async def complete(self, body: dict[str, Any], route: Route) -> dict[str, Any]:
+        url, payload, headers = self._prepare(body, route)
+        timeout = aiohttp.ClientTimeout(total=route.timeout_s)
+        try:
+            async with self._client().post(
+                url, data=payload, headers=headers, timeout=timeout
+            ) as resp:
+                raw = await resp.read()
+                try:
+                    value = json.loads(raw)
+                except ValueError:
+                    value = None
+                if resp.status >= 400:
+                    raise _upstream_error(resp.status, value, resp.headers.get("Retry-After"))
+                if not isinstance(value, dict):
+                    raise ProtocolError(
+                        502, "the upstream returned a body that is not JSON",
+                        error_type="upstream_error",
+                    )
+                return value
+        except TimeoutError:
+            raise ProtocolError(504, "the upstream did not answer in time",
+                                error_type="upstream_error", code="upstream_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise ProtocolError(502, f"cannot reach the upstream: {type(exc).__name__}",
+                                error_type="upstream_error", code="upstream_unreachable") from None
+
+    async def stream(self, body: dict[str, Any], route: Route) -> AsyncIterator[dict[str, Any]]:
+        url, payload, headers = self._prepare({**body, "stream": True}, route)
+        headers["Accept"] = "text/event-stream"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=route.timeout_s)
+        try:
+            async with self._client().post(
+                url, data=payload, headers=headers, timeout=timeout
+            ) as resp:
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    try:
+                        value = json.loads(raw)
+                    except ValueError:
+                        value = None
+                    raise _upstream_error(resp.status, value, resp.headers.get("Retry-After"))
+                async for event in read_json_events(resp.content):
+                    if isinstance(event.get("error"), dict):
+                        raise _upstream_error(500, event, None)
+                    yield event
+        except SseFormatError as exc:
+            raise ProtocolError(502, str(exc), error_type="upstream_error") from None
+        except TimeoutError:
+            raise ProtocolError(504, "the upstream stream stalled",
+                                error_type="upstream_error", code="upstream_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise ProtocolError(502, f"upstream stream failed: {type(exc).__name__}",
+                                error_type="upstream_error", code="upstream_unreachable") from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,236 @@
+"""OpenAI Chat Completions: wire JSON to `Action`s, and decisions back onto the wire.
+
+Parsing validates the shape it relies on and names the offending field; fields it does
+not know are passed through untouched. Applying copies only the containers it changes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lictor.adapters.errors import ProtocolError
+from lictor.enforcement.pii import PlaceholderVault
+from lictor.enforcement.types import (
+    Action,
+    ActionKind,
+    Decision,
+    Direction,
+    Segment,
+    ToolCall,
+    Trust,
+)
+
+PROTOCOL = "openai.chat"
+
+ROLE_TRUST = {
+    "system": Trust.SYSTEM,
+    "developer": Trust.SYSTEM,
+    "user": Trust.USER,
+    "assistant": Trust.ASSISTANT,
+    "tool": Trust.TOOL,
+    "function": Trust.TOOL,
+}
+
+Path = tuple[str | int, ...]
+
+
+def _bad(message: str, param: str) -> ProtocolError:
+    return ProtocolError(400, message, param=param, code="invalid_request")
+
+
+def parse_request(body: Any) -> Action:
+    """Validate a chat completion request and list every text it carries, with trust."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object", "body")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("`model` must be a non-empty string", "model")
+    if not isinstance(body.get("stream", False), bool):
+        raise _bad("`stream` must be a boolean", "stream")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("`messages` must be a non-empty array", "messages")
+    action = Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, PROTOCOL, model=model)
+    for i, msg in enumerate(messages):
+        _parse_message(msg, i, action.segments)
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _bad("`tools` must be an array", "tools")
+        for k, tool in enumerate(tools):
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            name = fn.get("name") if isinstance(fn, dict) else None
+            if not isinstance(name, str) or not name:
+                raise _bad("each tool needs `function.name`", f"tools[{k}].function.name")
+            action.offered_tools.append(name)
+    return action
+
+
+def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(msg, dict):
+        raise _bad("each message must be an object", where)
+    trust = ROLE_TRUST.get(msg.get("role"))  # type: ignore[arg-type]
+    if trust is None:
+        raise _bad(f"`role` must be one of {', '.join(ROLE_TRUST)}", f"{where}.role")
+    content = msg.get("content")
+    if isinstance(content, str):
+        out.append(Segment(content, trust, ("messages", i, "content")))
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise _bad("each content part needs a `type`", f"{where}.content[{j}]")
+            if part["type"] == "text":
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise _bad("a text part needs a string `text`", f"{where}.content[{j}].text")
+                out.append(Segment(text, trust, ("messages", i, "content", j, "text")))
+    elif content is not None:
+        raise _bad("`content` must be a string, an array of parts, or null", f"{where}.content")
+    calls = msg.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            raise _bad("`tool_calls` must be an array", f"{where}.tool_calls")
+        for k, call in enumerate(calls):
+            fn = call.get("function") if isinstance(call, dict) else None
+            args = fn.get("arguments") if isinstance(fn, dict) else None
+            if not isinstance(args, str):
+                raise _bad(
+                    "a tool call needs string `function.arguments`",
+                    f"{where}.tool_calls[{k}].function.arguments",
+                )
+            path: Path = ("messages", i, "tool_calls", k, "function", "arguments")
+            out.append(Segment(args, Trust.ASSISTANT, path))
+
+
+class _CopyOnWrite:
+    """Sets values deep inside a JSON document, copying each container once on the way."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = dict(root)
+        self._copied: set[int] = {id(self.root)}
+
+    def set(self, path: Path, value: Any) -> None:
+        cur: Any = self.root
+        for key in path[:-1]:
+            child = cur[key]
+            if id(child) not in self._copied:
+                child = child.copy()
+                self._copied.add(id(child))
+                cur[key] = child
+            cur = child
+        cur[path[-1]] = value
+
+
+def apply_request(
+    body: dict[str, Any], action: Action, masked_texts: list[str], decision: Decision
+) -> dict[str, Any]:
+    """The request as it goes upstream: masked texts, forbidden tools taken out."""
+    doc = _CopyOnWrite(body)
+    for segment, text in zip(action.segments, masked_texts, strict=True):
+        if text != segment.text:
+            doc.set(segment.path, text)
+    if decision.removed_offered_tools:
+        removed = set(decision.removed_offered_tools)
+        kept = [t for t in body["tools"] if t["function"]["name"] not in removed]
+        if kept:
+            doc.root["tools"] = kept
+        else:  # an empty `tools` array is rejected by OpenAI: drop tool fields
+            for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                doc.root.pop(key, None)
+    return doc.root
+
+
+def tool_call_from_wire(call: dict[str, Any], fallback_id: str) -> ToolCall:
+    fn = call.get("function") or {}
+    raw = fn.get("arguments") or ""
+    try:
+        args = json.loads(raw) if raw else {}
+    except ValueError:
+        args = {}
+    return ToolCall(
+        name=str(fn.get("name") or ""),
+        arguments=args if isinstance(args, dict) else {"value": args},
+        call_id=str(call.get("id") or fallback_id),
+        raw_arguments=raw,
+    )
+
+
+def _choices(resp: Any) -> list[dict[str, Any]]:
+    choices = resp.get("choices") if isinstance(resp, dict) else None
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise ProtocolError(
+            502, "the upstream model returned an invalid response", error_type="upstream_error"
+        )
+    return choices
+
+
+def parse_response(resp: Any) -> Action:
+    """The model's answer as an action: its text and the tool calls it proposes."""
+    action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, PROTOCOL)
+    for ci, choice in enumerate(_choices(resp)):
+        message = choice.get("message") or {}
+        content = message.get("content")
+        if isinstance(content, str):
+            action.segments.append(Segment(content, Trust.ASSISTANT, ("choices", ci)))
+        for k, call in enumerate(message.get("tool_calls") or []):
+            action.tool_calls.append(tool_call_from_wire(call, f"#{ci}.{k}"))
+    return action
+
+
+def refusal_notes(decision: Decision, calls: list[ToolCall]) -> list[str]:
+    """A readable line per removed tool call, naming the policy that forbids it."""
+    reasons = {
+        f.evidence: f"forbidden by policy {f.rule_id.removeprefix('cedar:')}"
+        for f in decision.findings
+        if f.rule_id.startswith("cedar:")
+    }
+    removed = set(decision.removed_tool_calls)
+    return [
+        f"[lictor] The tool call `{c.name}` was not passed on: "
+        f"{reasons.get(c.name, 'forbidden by policy')}."
+        for c in calls
+        if c.call_id in removed
+    ]
+
+
+def apply_response(
+    resp: dict[str, Any], decision: Decision, vault: PlaceholderVault
+) -> dict[str, Any]:
+    """The answer the agent sees: placeholders restored, forbidden tool calls replaced."""
+    removed = set(decision.removed_tool_calls)
+    out = dict(resp)
+    new_choices = []
+    for ci, wire_choice in enumerate(_choices(resp)):
+        choice = dict(wire_choice)
+        message = dict(choice.get("message") or {})
+        notes: list[str] = []
+        calls = message.get("tool_calls")
+        if calls:
+            parsed = [tool_call_from_wire(c, f"#{ci}.{k}") for k, c in enumerate(calls)]
+            notes = refusal_notes(decision, parsed)
+            kept = []
+            for call, tc in zip(calls, parsed, strict=True):
+                if tc.call_id in removed:
+                    continue
+                fn = dict(call.get("function") or {})
+                if isinstance(fn.get("arguments"), str):
+                    fn["arguments"] = vault.restore(fn["arguments"])
+                kept.append({**call, "function": fn})
+            if kept:
+                message["tool_calls"] = kept
+            else:
+                message.pop("tool_calls", None)
+                if choice.get("finish_reason") == "tool_calls":
+                    choice["finish_reason"] = "stop"
+        content = message.get("content")
+        if isinstance(content, str):
+            content = vault.restore(content)
+        if notes:
+            content = "\n".join(([content] if content else []) + notes)
+        message["content"] = content
+        choice["message"] = message
+        new_choices.append(choice)
+    out["choices"] = new_choices
+    return out

@@ -1,0 +1,187 @@
+"""Streamed chat completions: governed chunk by chunk without buffering the answer.
+
+Text flows through as it arrives, placeholders restored (also when split across chunks)
+and output rules checked on a sliding window before release. Tool calls are held until
+complete, authorized, and only then emitted, so a forbidden call never reaches the agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lictor.adapters.openai_chat import refusal_notes, tool_call_from_wire
+from lictor.enforcement.pii import PlaceholderVault, StreamRestorer
+from lictor.enforcement.types import Decision, Finding, ToolCall, Verdict
+
+CheckText = Callable[[str], list[Finding]]
+AuthorizeCalls = Callable[[list[ToolCall]], Decision]
+
+WINDOW = 512  # chars of earlier output re-scanned with each chunk, so a phrase split
+# across chunks is still seen whole
+
+
+@dataclass(slots=True)
+class _PendingCall:
+    call_id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Choice:
+    restorer: StreamRestorer
+    upstream_text: list[str] = field(default_factory=list)  # masked, as the model wrote it
+    tail: str = ""
+    calls: dict[int, _PendingCall] = field(default_factory=dict)
+    finished: bool = False
+    finish_reason: str | None = None
+
+
+class ChatStream:
+    """Feed upstream chunks in; get the chunks to send to the agent out."""
+
+    def __init__(
+        self, vault: PlaceholderVault, check_text: CheckText, authorize: AuthorizeCalls
+    ) -> None:
+        self._vault = vault
+        self._check_text = check_text
+        self._authorize = authorize
+        self._choices: dict[int, _Choice] = {}
+        self._base: dict[str, Any] = {}
+        self.findings: list[Finding] = []
+        self.removed_tool_calls: list[str] = []
+        self.blocked: Finding | None = None
+
+    def _choice(self, index: int) -> _Choice:
+        state = self._choices.get(index)
+        if state is None:
+            state = self._choices[index] = _Choice(StreamRestorer(self._vault))
+        return state
+
+    def _note(self, findings: list[Finding]) -> None:
+        for f in findings:
+            if f not in self.findings:
+                self.findings.append(f)
+            if f.verdict is Verdict.BLOCK and not f.shadow and self.blocked is None:
+                self.blocked = f
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**self._base, "choices": choices}
+
+    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        """Process one upstream chunk; return what may be released now."""
+        if self.blocked is not None:
+            return []
+        if not self._base:
+            self._base = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+        out_choices: list[dict[str, Any]] = []
+        finals: list[dict[str, Any]] = []
+        for raw in chunk.get("choices") or []:
+            index = int(raw.get("index", 0))
+            state = self._choice(index)
+            delta = dict(raw.get("delta") or {})
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                state.upstream_text.append(text)
+                self._note(self._check_text(state.tail + text))
+                if self.blocked is not None:
+                    return []
+                state.tail = (state.tail + text)[-WINDOW:]
+                delta["content"] = state.restorer.feed(text)
+            for wire_call in delta.pop("tool_calls", None) or []:
+                self._collect_call(state, wire_call)
+            reason = raw.get("finish_reason")
+            if delta.get("content") or (set(delta) - {"content"}):
+                out_choices.append({**raw, "delta": delta, "finish_reason": None})
+            if reason is not None:
+                state.finish_reason = reason
+                finals.extend(self._finish_choice(index, state))
+        out = [self._chunk(out_choices)] if out_choices else []
+        if self.blocked is not None:
+            return out
+        out.extend(finals)
+        if chunk.get("usage") is not None:
+            out.append({**self._chunk([]), "usage": chunk["usage"]})
+        return out
+
+    @staticmethod
+    def _collect_call(state: _Choice, wire_call: dict[str, Any]) -> None:
+        pending = state.calls.setdefault(int(wire_call.get("index", 0)), _PendingCall())
+        if wire_call.get("id"):
+            pending.call_id = str(wire_call["id"])
+        fn = wire_call.get("function") or {}
+        if fn.get("name"):
+            pending.name += str(fn["name"])
+        if fn.get("arguments"):
+            pending.arguments.append(str(fn["arguments"]))
+        if wire_call.get("type"):
+            pending.extra["type"] = wire_call["type"]
+
+    def _finish_choice(self, index: int, state: _Choice) -> list[dict[str, Any]]:
+        state.finished = True
+        out: list[dict[str, Any]] = []
+        rest = state.restorer.flush()
+        if rest:
+            out.append(self._chunk([{"index": index, "delta": {"content": rest}}]))
+        calls = [
+            tool_call_from_wire(
+                {"id": p.call_id, "function": {"name": p.name, "arguments": "".join(p.arguments)}},
+                f"#{index}.{k}",
+            )
+            for k, p in sorted(state.calls.items())
+        ]
+        finish = state.finish_reason
+        if calls:
+            decision = self._authorize(calls)
+            self._note(decision.findings)
+            if self.blocked is not None:
+                return []
+            removed = set(decision.removed_tool_calls)
+            self.removed_tool_calls.extend(c.call_id for c in calls if c.call_id in removed)
+            kept = [c for c in calls if c.call_id not in removed]
+            notes = refusal_notes(decision, calls)
+            if notes:
+                out.append(self._chunk([{"index": index, "delta": {"content": "\n".join(notes)}}]))
+            if kept:
+                restore = self._vault.restore
+                wire = [
+                    {
+                        "index": k,
+                        "id": c.call_id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": restore(c.raw_arguments)},
+                    }
+                    for k, c in enumerate(kept)
+                ]
+                out.append(self._chunk([{"index": index, "delta": {"tool_calls": wire}}]))
+            elif finish == "tool_calls":
+                finish = "stop"
+        out.append(self._chunk([{"index": index, "delta": {}, "finish_reason": finish}]))
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        """End of the upstream stream: close any choice that never sent a finish_reason."""
+        out: list[dict[str, Any]] = []
+        for index, state in sorted(self._choices.items()):
+            if not state.finished and self.blocked is None:
+                state.finish_reason = state.finish_reason or "stop"
+                out.extend(self._finish_choice(index, state))
+        return out if self.blocked is None else []
+
+    def audit_content(self) -> list[dict[str, Any]]:
+        """What the model produced, masked (as it came from upstream), per choice."""
+        return [
+            {
+                "index": index,
+                "content": "".join(state.upstream_text),
+                "tool_calls": [
+                    {"name": p.name, "arguments": "".join(p.arguments)}
+                    for _, p in sorted(state.calls.items())
+                ],
+                "finish_reason": state.finish_reason,
+            }
+            for index, state in sorted(self._choices.items())
+        ]

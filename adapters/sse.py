@@ -1,0 +1,51 @@
+"""Server-sent events: reading an upstream stream and framing events for the agent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+
+class SseFormatError(ValueError):
+    pass
+
+
+async def read_events(lines: AsyncIterable[bytes]) -> AsyncIterator[str]:
+    """Yield each event's `data` (multi-line data joined by newlines); stop at `[DONE]`."""
+    data: list[str] = []
+    async for raw in lines:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                event = "\n".join(data)
+                data = []
+                if event == "[DONE]":
+                    return
+                yield event
+            continue
+        if line.startswith(":"):
+            continue  # comment / keep-alive
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value.removeprefix(" "))
+    if data and "\n".join(data) != "[DONE]":
+        yield "\n".join(data)
+
+
+async def read_json_events(lines: AsyncIterable[bytes]) -> AsyncIterator[dict[str, Any]]:
+    async for event in read_events(lines):
+        try:
+            value = json.loads(event)
+        except ValueError as exc:
+            raise SseFormatError(f"upstream sent an event that is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise SseFormatError("upstream sent an event that is not a JSON object")
+        yield value
+
+
+def frame(value: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(value, separators=(",", ":")).encode() + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"

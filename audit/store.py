@@ -1,0 +1,230 @@
+"""Append-only, hash-chained audit store on SQLite.
+
+Every record carries ``seq`` and the SHA-256 of the previous record
+(``prev_hash``), so editing, deleting, reordering or inserting a record
+breaks the chain and ``lictor.audit.verify.verify_chain`` reports where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from lictor.audit.canonical_json import canonicalize
+
+__all__ = [
+    "GENESIS_HASH",
+    "RESERVED_KEYS",
+    "AppendedRecord",
+    "AuditStore",
+    "AuditWriteError",
+]
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of record 1: there is no previous record."""
+
+RESERVED_KEYS = frozenset({"seq", "time", "prev_hash", "hash"})
+"""Keys the store fills in; callers may not supply them."""
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records ("
+    " seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS chain_head ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL)",
+)
+# Constant SQL strings: sqlite3's statement cache keeps them prepared, so each
+# append re-binds parameters instead of re-parsing SQL.
+_INSERT_RECORD = "INSERT INTO records (seq, hash, body) VALUES (?, ?, ?)"
+_UPSERT_HEAD = (
+    "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+)
+_PAGE = 512
+
+
+class AuditWriteError(Exception):
+    """The audit store could not durably record an entry; callers must fail closed."""
+
+
+@dataclass(slots=True, frozen=True)
+class AppendedRecord:
+    """A committed record: ``record`` is exactly what was hashed (it has no ``hash`` key)."""
+
+    seq: int
+    hash: str
+    record: dict[str, Any]
+
+
+def _utc_now() -> str:
+    """RFC 3339 UTC timestamp with microseconds, e.g. 2026-11-21T20:19:25.123456Z."""
+    # isoformat is about twice as fast as strftime; it ends in "+00:00" for UTC.
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def _create_private_file(path: Path) -> None:
+    """Create ``path`` with mode 0600 if missing; SQLite gives -wal/-shm the same mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(path, 0o600)  # the umask may have narrowed it further; be exact
+
+
+class AuditStore:
+    """Append-only store of hash-chained audit records.
+
+    One writer process: a second one would reuse a seq and get AuditWriteError.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, last_seq: int, last_hash: str) -> None:
+        """Use ``AuditStore.open``; this only wires up an already prepared connection."""
+        self._conn = conn
+        self._path = path
+        self._lock = threading.Lock()
+        self._last_seq = last_seq
+        self._last_hash = last_hash
+
+    @classmethod
+    def open(cls, path: str | Path, synchronous: Literal["normal", "full"] = "normal") -> Self:
+        """Open or create the store at ``path`` in WAL mode.
+
+        ``synchronous="normal"``: in WAL mode a commit is in the WAL file before
+        ``append`` returns, so records survive a process crash (kill -9); the
+        last few may be lost on power loss. ``"full"`` fsyncs every commit and
+        also survives power loss, at a large cost in appends per second.
+        Raises AuditWriteError if the file is unusable or its chain head does
+        not match its last record (refusing to extend a tampered chain).
+        """
+        if synchronous not in ("normal", "full"):
+            raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
+        db_path = Path(path)
+        try:
+            db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _create_private_file(db_path)
+        except OSError as exc:
+            raise AuditWriteError(f"cannot create audit store {db_path}: {exc}") from exc
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise AuditWriteError(f"{db_path}: cannot enable WAL mode (got {mode!r})")
+            conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+            last_seq, last_hash = cls._load_head(conn, db_path)
+        except (sqlite3.Error, AuditWriteError) as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, AuditWriteError):
+                raise
+            raise AuditWriteError(f"cannot open audit store {db_path}: {exc}") from exc
+        return cls(conn, db_path, last_seq, last_hash)
+
+    @staticmethod
+    def _load_head(conn: sqlite3.Connection, path: Path) -> tuple[int, str]:
+        """Read the chain head and check it against the last stored record."""
+        head = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+        last = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        if head is None and last is None:
+            return 0, GENESIS_HASH
+        if head is None or last is None or tuple(head) != tuple(last):
+            raise AuditWriteError(
+                f"{path}: chain head {head!r} does not match last record {last!r}; "
+                "run verify_chain before appending"
+            )
+        return int(head[0]), str(head[1])
+
+    @property
+    def path(self) -> Path:
+        """Filesystem path of the SQLite database."""
+        return self._path
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last committed record; (0, GENESIS_HASH) when empty."""
+        with self._lock:
+            return self._last_seq, self._last_hash
+
+    def append(self, entry: dict[str, Any]) -> AppendedRecord:
+        """Chain, hash and durably commit ``entry``; return only after the commit.
+
+        Raises ValueError if ``entry`` uses a reserved key, TypeError/ValueError
+        if it is not JSON-canonicalizable, AuditWriteError if SQLite fails.
+        """
+        clash = RESERVED_KEYS.intersection(entry)
+        if clash:
+            raise ValueError(f"entry may not set reserved keys: {sorted(clash)}")
+        with self._lock:
+            seq = self._last_seq + 1
+            record = dict(entry)
+            record["seq"] = seq
+            record["time"] = _utc_now()
+            record["prev_hash"] = self._last_hash
+            body = canonicalize(record)
+            digest = hashlib.sha256(body).hexdigest()
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(_INSERT_RECORD, (seq, digest, body.decode("utf-8")))
+                    conn.execute(_UPSERT_HEAD, (seq, digest))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise AuditWriteError(f"audit append of record {seq} failed: {exc}") from exc
+            self._last_seq = seq
+            self._last_hash = digest
+        return AppendedRecord(seq=seq, hash=digest, record=record)
+
+    def records(self) -> Iterator[tuple[int, str, str]]:
+        """Yield (seq, hash, body) in seq order, paging so appends can interleave."""
+        after = 0
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT seq, hash, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after, _PAGE),
+                ).fetchall()
+            for seq, digest, body in rows:
+                yield int(seq), str(digest), str(body)
+            if len(rows) < _PAGE:
+                return
+            after = int(rows[-1][0])
+
+    def count(self) -> int:
+        """Number of records currently stored."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection; later appends raise AuditWriteError."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        """Support ``with AuditStore.open(...) as store``."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store on leaving the ``with`` block."""
+        self.close()

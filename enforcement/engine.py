@@ -1,0 +1,221 @@
+"""The decision engine: one `Decision` per action from PII, pattern and Cedar checks.
+
+Built once per policy load (everything compiled then); `evaluate_*` do no I/O. Any
+exception inside a check becomes a `block` naming the failure: the engine fails closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from lictor.enforcement.authorization import Authorizer
+from lictor.enforcement.normalize import normalize
+from lictor.enforcement.pattern_scanner import PatternScanner
+from lictor.enforcement.pii import PiiScanner, PlaceholderVault
+from lictor.enforcement.types import (
+    Action,
+    Decision,
+    Finding,
+    Principal,
+    Segment,
+    Verdict,
+    combine,
+)
+from lictor.rules.policy import PiiRule, Policy, RuleSpec
+from lictor.rules.vocabulary import PII_ENTITIES
+
+log = logging.getLogger("lictor.engine")
+
+INTERNAL_ERROR_RULE = "lictor.internal-error"
+
+
+@dataclass(slots=True)
+class RequestOutcome:
+    """A request's decision plus what it takes to apply it and restore the answer."""
+
+    decision: Decision
+    masked_texts: list[str]  # one per action segment, placeholders in place of PII
+    audit_texts: list[str]  # the same, with every PII value redacted (what audit keeps)
+    vault: PlaceholderVault = field(default_factory=PlaceholderVault)
+
+
+def _finding(spec: RuleSpec, message: str, evidence: str = "") -> Finding:
+    return Finding(
+        rule_id=spec.rule_id,
+        verdict=Verdict(spec.verdict),
+        owasp=spec.owasp,
+        severity=spec.severity,
+        message=message,
+        evidence=evidence,
+        shadow=spec.shadow,
+    )
+
+
+def _internal_error(where: str, exc: Exception) -> Decision:
+    log.exception("check failed in %s", where)
+    return Decision(
+        verdict=Verdict.BLOCK,
+        findings=[
+            Finding(
+                rule_id=INTERNAL_ERROR_RULE,
+                verdict=Verdict.BLOCK,
+                severity="high",
+                message=f"a check failed while evaluating the {where} ({type(exc).__name__}); "
+                "lictor fails closed",
+            )
+        ],
+    )
+
+
+class Engine:
+    __slots__ = ("_authorizer", "_patterns", "_pii", "_pii_rules", "policy")
+
+    def __init__(self, policy: Policy, principals: list[Principal]) -> None:
+        self.policy = policy
+        self._patterns = PatternScanner(policy.pattern_rules)
+        self._pii_rules: tuple[PiiRule, ...] = policy.pii_rules
+        # Every known entity is scanned, ruled or not: audit never keeps raw personal data.
+        min_score = min((r.min_score for r in policy.pii_rules), default=0.5)
+        self._pii = PiiScanner(PII_ENTITIES, min_score=min_score)
+        self._authorizer = Authorizer(policy.cedar, principals)
+
+    # -- requests -----------------------------------------------------------------
+
+    def evaluate_request(self, principal: Principal, action: Action) -> RequestOutcome:
+        vault = PlaceholderVault()
+        masked: list[str] = []
+        audit: list[str] = []
+        try:
+            findings: list[Finding] = []
+            removed_tools: list[str] = []
+            self._authorize_model(principal, action, findings)
+            for segment in action.segments:
+                upstream_text, audit_text = self._mask_pii(segment, vault, findings)
+                findings.extend(self.scan_text(upstream_text, "request", segment.trust.value))
+                masked.append(upstream_text)
+                audit.append(audit_text)
+            for tool in action.offered_tools:
+                result = self._authorizer.check(
+                    principal, "call_tool", "Tool", tool, {"tool_name": tool, "stage": "offer"}
+                )
+                if not result.allowed:
+                    removed_tools.append(tool)
+                    findings.append(self._tool_finding(tool, "offer", result.reason(), "flag"))
+        except Exception as exc:
+            return RequestOutcome(_internal_error("request", exc), [], [], vault)
+        decision = Decision(
+            verdict=combine(findings),
+            findings=findings,
+            policy_hash=self.policy.content_hash,
+            removed_offered_tools=removed_tools,
+        )
+        return RequestOutcome(decision, masked, audit, vault)
+
+    def _authorize_model(self, principal: Principal, action: Action, out: list[Finding]) -> None:
+        model = action.model or "unknown"
+        result = self._authorizer.check(
+            principal, "invoke_model", "Model", model, {"model": model, "protocol": action.protocol}
+        )
+        if not result.allowed:
+            out.append(
+                Finding(
+                    rule_id=f"cedar:{result.reason()}",
+                    verdict=Verdict.BLOCK,
+                    owasp=("ASI03",),
+                    severity="high",
+                    message=f"agent {principal.agent_id!r} may not invoke model {model!r}",
+                )
+            )
+
+    def _mask_pii(
+        self, segment: Segment, vault: PlaceholderVault, out: list[Finding]
+    ) -> tuple[str, str]:
+        """(text to send upstream, text to audit) for one request segment."""
+        text, trust = segment.text, segment.trust.value
+        matches = self._pii.scan(text)
+        if not matches:
+            return text, text
+        to_mask = []
+        for m in matches:
+            for rule in self._pii_rules:
+                spec = rule.spec
+                if (
+                    m.entity in rule.entities
+                    and m.score >= rule.min_score
+                    and "request" in spec.directions
+                    and trust in spec.trust
+                ):
+                    if spec.verdict == "mask" and not spec.shadow:
+                        to_mask.append(m)
+                    finding = _finding(spec, f"{m.entity} in {trust} text", m.entity)
+                    if finding not in out:
+                        out.append(finding)
+                    break
+        upstream = vault.mask(text, to_mask) if to_mask else text
+        if len(to_mask) == len(matches):
+            return upstream, upstream
+        return upstream, self.redact(upstream)
+
+    def redact(self, text: str) -> str:
+        """Every PII value replaced by its entity name: the form audit records keep."""
+        matches = self._pii.scan(text)
+        if not matches:
+            return text
+        parts, pos = [], 0
+        for m in matches:
+            parts.append(text[pos : m.start])
+            parts.append(f"<{m.entity}>")
+            pos = m.end
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def scan_text(self, text: str, direction: str, trust: str) -> list[Finding]:
+        """Pattern rules over one piece of text (also used on streamed output)."""
+        normalized, _ = normalize(text)
+        return [
+            _finding(hit.spec, hit.spec.description, normalized[hit.start : hit.end][:80])
+            for hit in self._patterns.scan(normalized, direction, trust)
+        ]
+
+    # -- responses ----------------------------------------------------------------
+
+    def evaluate_response(self, principal: Principal, action: Action) -> Decision:
+        """Check model output text and authorize every tool call the model proposes."""
+        try:
+            findings: list[Finding] = []
+            for segment in action.segments:
+                findings.extend(self.scan_text(segment.text, "response", segment.trust.value))
+            removed: list[str] = []
+            for call in action.tool_calls:
+                result = self._authorizer.check(
+                    principal,
+                    "call_tool",
+                    "Tool",
+                    call.name,
+                    {"tool_name": call.name, "stage": "call"},
+                )
+                if not result.allowed:
+                    removed.append(call.call_id)
+                    verdict = "block" if result.on_deny == "block" else "flag"
+                    findings.append(self._tool_finding(call.name, "call", result.reason(), verdict))
+        except Exception as exc:
+            return _internal_error("response", exc)
+        return Decision(
+            verdict=combine(findings),
+            findings=findings,
+            policy_hash=self.policy.content_hash,
+            removed_tool_calls=removed,
+        )
+
+    @staticmethod
+    def _tool_finding(tool: str, stage: str, reason: str, verdict: str) -> Finding:
+        what = "offered to the model" if stage == "offer" else "proposed by the model"
+        return Finding(
+            rule_id=f"cedar:{reason}",
+            verdict=Verdict(verdict),
+            owasp=("ASI02",),
+            severity="high",
+            message=f"tool {tool!r} {what} is forbidden by policy {reason}",
+            evidence=tool,
+        )

@@ -1,0 +1,64 @@
+"""All pattern rules of a policy compiled into one regular expression, scanned once.
+
+Each pattern becomes a named group; a match names its rule. Alternatives are ordered by
+verdict severity so, at one position, an enforced block wins over a flag or a shadow rule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lictor.rules.policy import PatternRule, RuleSpec
+
+_ORDER = {"block": 0, "mask": 1, "flag": 2}
+
+
+@dataclass(slots=True, frozen=True)
+class PatternHit:
+    spec: RuleSpec
+    start: int
+    end: int
+
+
+class PatternScanner:
+    """One compiled regex per (direction, trust label) view of the policy's pattern rules."""
+
+    __slots__ = ("_groups", "_regex_by_view")
+
+    def __init__(self, rules: tuple[PatternRule, ...]) -> None:
+        ordered = sorted(rules, key=lambda r: (r.spec.shadow, _ORDER[r.spec.verdict]))
+        self._groups: dict[str, RuleSpec] = {}
+        parts: list[tuple[RuleSpec, str]] = []
+        for i, rule in enumerate(ordered):
+            for j, pattern in enumerate(rule.patterns):
+                name = f"r{i}_{j}"
+                self._groups[name] = rule.spec
+                body = pattern if rule.case_sensitive else f"(?i:{pattern})"
+                parts.append((rule.spec, f"(?P<{name}>{body})"))
+        self._regex_by_view: dict[tuple[str, str], re.Pattern[str] | None] = {}
+        for direction in ("request", "response"):
+            for trust in ("system", "user", "assistant", "tool", "retrieved"):
+                chosen = [
+                    p for spec, p in parts if direction in spec.directions and trust in spec.trust
+                ]
+                regex = re.compile("|".join(chosen)) if chosen else None
+                self._regex_by_view[(direction, trust)] = regex
+
+    def scan(self, text: str, direction: str, trust: str) -> list[PatternHit]:
+        """Every rule that matches `text`, once per rule, leftmost match first."""
+        regex = self._regex_by_view.get((direction, trust))
+        if regex is None:
+            return []
+        hits: list[PatternHit] = []
+        seen: set[str] = set()
+        pos = 0
+        while True:
+            m = regex.search(text, pos)
+            if m is None:
+                return hits
+            spec = self._groups[m.lastgroup or ""]
+            if spec.rule_id not in seen:
+                seen.add(spec.rule_id)
+                hits.append(PatternHit(spec, m.start(), m.end()))
+            pos = m.start() + 1  # a later, overlapping match may belong to another rule

@@ -1,0 +1,106 @@
+"""Reversible masking: PII values become `<LABEL_n>` placeholders and come back on the way out.
+
+A vault lives for one request of one agent, so a placeholder can only ever be restored to a
+value that the same request sent; it is never shared.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from lictor.enforcement.pii.recognizers import ENTITY_LABELS
+from lictor.enforcement.pii.scanner import PiiMatch
+
+PLACEHOLDER_RE = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
+
+
+class PlaceholderVault:
+    """Per-request map between PII values and their placeholders.
+
+    The same value always gets the same placeholder, numbered per label in order of first
+    appearance. Placeholder-shaped text already present in an input is never confused with a
+    real placeholder: its number is reserved if still free, and if the vault already handed
+    that placeholder out, the typed text is itself masked as a literal, so `restore` gives
+    back exactly what the user typed.
+    """
+
+    __slots__ = ("_counts", "_last", "_placeholder_of", "_reserved", "_value_of")
+
+    def __init__(self) -> None:
+        self._placeholder_of: dict[str, str] = {}  # value -> placeholder
+        self._value_of: dict[str, str] = {}  # placeholder -> value
+        self._last: dict[str, int] = {}  # label -> highest number handed out
+        self._reserved: set[str] = set()  # placeholder-shaped text seen in inputs
+        self._counts: dict[str, int] = {}  # label -> distinct PII values (no literals)
+
+    def mask(self, text: str, matches: Sequence[PiiMatch]) -> str:
+        """`text` with every match replaced by its placeholder."""
+        spans: list[tuple[int, int, str, str, bool]] = []  # start, end, label, value, is_pii
+        if "<" in text:
+            for forged in PLACEHOLDER_RE.finditer(text):
+                if forged.group(0) in self._value_of:
+                    spans.append((*forged.span(), forged.group(1), forged.group(0), False))
+                else:
+                    self._reserved.add(forged.group(0))
+        literals = list(spans)
+        for match in sorted(matches, key=lambda m: m.start):
+            if not 0 <= match.start < match.end <= len(text):
+                raise ValueError(f"match {match.start}:{match.end} outside the text")
+            label = ENTITY_LABELS.get(match.entity)
+            if label is None:
+                raise ValueError(f"no placeholder label for entity {match.entity!r}")
+            # A match never contains '<' or '>', so it is inside a literal or clear of it;
+            # inside, it is already hidden by the literal's placeholder.
+            if not any(s <= match.start and match.end <= e for s, e, *_ in literals):
+                spans.append((match.start, match.end, label, text[match.start : match.end], True))
+        if not spans:
+            return text
+        spans.sort()
+        parts: list[str] = []
+        pos = 0
+        for start, end, label, value, is_pii in spans:
+            if start < pos:
+                raise ValueError(f"overlapping matches at {start}")
+            parts.append(text[pos:start])
+            parts.append(self._placeholder(label, value, is_pii))
+            pos = end
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def restore(self, text: str) -> str:
+        """`text` with every placeholder of this vault replaced by its value; others stay."""
+        if not self._value_of or "<" not in text:
+            return text
+        value_of = self._value_of
+        return PLACEHOLDER_RE.sub(lambda m: value_of.get(m.group(0), m.group(0)), text)
+
+    def entities(self) -> dict[str, int]:
+        """Distinct masked values per label, for audit: counts only, never values."""
+        return dict(self._counts)
+
+    def __len__(self) -> int:
+        return sum(self._counts.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._counts)
+
+    def __repr__(self) -> str:
+        return f"PlaceholderVault({self._counts!r})"
+
+    def _placeholder(self, label: str, value: str, is_pii: bool) -> str:
+        placeholder = self._placeholder_of.get(value)
+        if placeholder is not None:
+            return placeholder
+        number = self._last.get(label, 0)
+        while True:
+            number += 1
+            placeholder = f"<{label}_{number}>"
+            if placeholder not in self._reserved:
+                break
+        self._last[label] = number
+        self._placeholder_of[value] = placeholder
+        self._value_of[placeholder] = value
+        if is_pii:
+            self._counts[label] = self._counts.get(label, 0) + 1
+        return placeholder

@@ -1,0 +1,257 @@
+"""Presidio pattern recognizers for the PII entities lictor can mask, all strictly offline.
+
+Presidio owns the patterns and the validation logic (Luhn, IBAN checksum, SSN pruning); we add
+the entities it lacks (phone by pattern, Chinese IDs) and scan hints so the scanner can skip
+text that cannot contain a match.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+import regex
+import tldextract
+from presidio_analyzer import Pattern, PatternRecognizer
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    UsSsnRecognizer,
+)
+
+ENTITY_LABELS: Mapping[str, str] = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "CREDIT_CARD": "CARD",
+    "IBAN_CODE": "IBAN",
+    "IP_ADDRESS": "IP",
+    "US_SSN": "SSN",
+    "CN_RESIDENT_ID": "CN_ID",
+    "CN_MOBILE": "CN_MOBILE",
+    "CN_BANK_CARD": "CN_BANK_CARD",
+}
+SUPPORTED_ENTITIES: tuple[str, ...] = tuple(ENTITY_LABELS)
+
+# Our own recognizers are case-sensitive: their classes are explicit about case.
+_FLAGS = regex.DOTALL | regex.MULTILINE
+
+# Offline public-suffix extractor: no URL to fetch, no disk cache, the bundled snapshot only.
+_OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def luhn_valid(digits: str) -> bool:
+    """Return whether a string of decimal digits passes the Luhn (mod 10) check."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return bool(digits) and total % 10 == 0
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
+    """Presidio's email recognizer, validating the domain against the bundled suffix list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        _OFFLINE_TLD("example.com")  # load the bundled snapshot now, not on the first request
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return bool(_OFFLINE_TLD(pattern_text).fqdn != "")
+
+
+class VersionSafeIpRecognizer(IpRecognizer):  # type: ignore[misc]
+    """Presidio's IP recognizer, minus dotted runs longer than an address (version strings)."""
+
+    PATTERNS = [
+        Pattern(p.name, r"(?<![0-9]\.)" + p.regex + r"(?!\.[0-9])", p.score)
+        for p in IpRecognizer.PATTERNS
+    ]
+
+
+class PhoneNumberRecognizer(PatternRecognizer):  # type: ignore[misc]
+    """Phone numbers by candidate pattern, validated with `phonenumbers` (much faster than
+    presidio's matcher-based PhoneRecognizer); numbers without a country code default to US."""
+
+    DEFAULT_REGION = "US"
+    MIN_DIGITS = 6  # the shortest valid number in phonenumbers' metadata (+43 and 4 digits)
+    MAX_DIGITS = 15  # E.164
+    PATTERNS = [
+        Pattern(
+            "phone (international)",
+            r"(?<![\w+])\+[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}"
+            r"(?!\w|[.\-][0-9])",
+            0.5,
+        ),
+        Pattern(
+            "phone (national)",
+            r"(?<![\w+.\-])(?:1[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|[0-9]{3}[ .\-]?)[0-9]{3}[ .\-]?"
+            r"[0-9]{4}(?!\w|[.\-][0-9])",
+            0.4,
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="PHONE_NUMBER", patterns=self.PATTERNS, global_regex_flags=_FLAGS
+        )
+
+    def validate_result(self, pattern_text: str) -> bool:
+        if not self.MIN_DIGITS <= len(_digits(pattern_text)) <= self.MAX_DIGITS:
+            return False
+        try:
+            number = phonenumbers.parse(pattern_text, self.DEFAULT_REGION)
+        except phonenumbers.NumberParseException:
+            return False
+        return bool(phonenumbers.is_valid_number(number))
+
+
+class CnResidentIdRecognizer(PatternRecognizer):  # type: ignore[misc]
+    """18-character PRC resident identity number (GB 11643): area, birth date, sequence and an
+    ISO 7064 MOD 11-2 check character; the checksum and the date are both verified."""
+
+    WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    CHECK_CHARS = "10X98765432"
+    PATTERNS = [
+        Pattern(
+            "CN resident id",
+            r"(?<![0-9A-Za-z])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])"
+            r"(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?![0-9A-Za-z])",
+            0.5,
+        )
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="CN_RESIDENT_ID", patterns=self.PATTERNS, global_regex_flags=_FLAGS
+        )
+
+    @classmethod
+    def check_char(cls, first17: str) -> str:
+        """The check character for the first 17 digits of an identity number."""
+        total = sum(int(d) * w for d, w in zip(first17, cls.WEIGHTS, strict=True))
+        return cls.CHECK_CHARS[total % 11]
+
+    def validate_result(self, pattern_text: str) -> bool:
+        value = pattern_text.upper()
+        try:
+            born = datetime.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+        except ValueError:
+            return False
+        if born > datetime.date.today():
+            return False
+        return self.check_char(value[:17]) == value[17]
+
+
+class CnMobileRecognizer(PatternRecognizer):  # type: ignore[misc]
+    """Mainland China mobile numbers (1[3-9] and 9 digits, optional +86/0086/86 prefix); a
+    number in a range phonenumbers knows as mobile scores 1.0, other ones keep 0.5."""
+
+    PATTERNS = [
+        Pattern(
+            "CN mobile",
+            r"(?<![0-9+])(?:(?:\+|00)?86[ \-]?)?1[3-9][0-9](?:[ \-]?[0-9]{4}){2}(?![0-9])",
+            0.5,
+        )
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="CN_MOBILE", patterns=self.PATTERNS, global_regex_flags=_FLAGS
+        )
+        metadata: Any = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+        self._mobile = regex.compile(metadata.mobile.national_number_pattern)
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        return True if self._mobile.fullmatch(_digits(pattern_text)[-11:]) else None
+
+
+class CnBankCardRecognizer(PatternRecognizer):  # type: ignore[misc]
+    """UnionPay-style bank card numbers: 16-19 digits starting with 62, optionally grouped by
+    4 with spaces or dashes, Luhn-validated."""
+
+    PATTERNS = [
+        Pattern(
+            "CN bank card",
+            r"(?<![0-9])62[0-9]{2}(?:[ \-]?[0-9]{4}){3}(?:[ \-]?[0-9]{1,3})?(?![0-9])",
+            0.3,
+        )
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="CN_BANK_CARD", patterns=self.PATTERNS, global_regex_flags=_FLAGS
+        )
+
+    def validate_result(self, pattern_text: str) -> bool:
+        return luhn_valid(_digits(pattern_text))
+
+
+@dataclass(frozen=True, slots=True)
+class ScanHint:
+    """What any match of an entity's patterns is made of, so the scanner can look only at the
+    runs of `allowed` characters holding at least `min_seeds` characters of `seeds`.
+
+    `allowed` and `seeds` are regex character-class bodies; `needs` maps a pattern name to
+    substrings every match of that pattern contains.
+    """
+
+    allowed: str
+    seeds: tuple[str, ...]
+    min_seeds: int
+    needs: Mapping[str, tuple[str, ...]]
+
+
+_NUMERIC = r"\d \-.+()Xx"
+# Characters that IGNORECASE folds onto ASCII letters (Kelvin sign, long s, dotted/dotless i).
+_FOLDS = "\u212a\u017f\u0130\u0131"
+
+SCAN_HINTS: Mapping[str, ScanHint] = {
+    "EMAIL_ADDRESS": ScanHint(r"!#$%&'*+\-/=?^_`{|}~\w.@", ("@",), 1, {}),
+    "CREDIT_CARD": ScanHint(_NUMERIC, (r"\d",), 13, {}),
+    "IBAN_CODE": ScanHint(r"A-Z0-9 \-", ("0-9",), 2, {}),
+    "IP_ADDRESS": ScanHint(
+        r"0-9A-Za-z\d:.%/" + _FOLDS,
+        ("0-9", ":"),
+        2,
+        {"IPv4": (".",), "IPv4_mapped": (".", ":"), "IPv4_embedded": (".", ":"), "IPv6": (":",)},
+    ),
+    "US_SSN": ScanHint(_NUMERIC, (r"\d",), 9, {}),
+    "CN_RESIDENT_ID": ScanHint(_NUMERIC, (r"\d",), 17, {}),
+    "CN_MOBILE": ScanHint(_NUMERIC, (r"\d",), 11, {}),
+    "CN_BANK_CARD": ScanHint(_NUMERIC, (r"\d",), 16, {}),
+    "PHONE_NUMBER": ScanHint(_NUMERIC, (r"\d",), PhoneNumberRecognizer.MIN_DIGITS, {}),
+}
+
+_FACTORIES: Mapping[str, type[PatternRecognizer]] = {
+    "EMAIL_ADDRESS": OfflineEmailRecognizer,
+    "PHONE_NUMBER": PhoneNumberRecognizer,
+    "CREDIT_CARD": CreditCardRecognizer,
+    "IBAN_CODE": IbanRecognizer,
+    "IP_ADDRESS": VersionSafeIpRecognizer,
+    "US_SSN": UsSsnRecognizer,
+    "CN_RESIDENT_ID": CnResidentIdRecognizer,
+    "CN_MOBILE": CnMobileRecognizer,
+    "CN_BANK_CARD": CnBankCardRecognizer,
+}
+
+
+def build_recognizers(entities: Iterable[str]) -> list[PatternRecognizer]:
+    """One recognizer per requested entity (duplicates collapsed, order kept)."""
+    wanted = list(dict.fromkeys(entities))
+    unknown = [name for name in wanted if name not in _FACTORIES]
+    if unknown:
+        raise ValueError(
+            f"unknown PII entity {', '.join(unknown)}; supported: {', '.join(SUPPORTED_ENTITIES)}"
+        )
+    return [_FACTORIES[name]() for name in wanted]

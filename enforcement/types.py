@@ -1,0 +1,161 @@
+"""Core hot-path types shared by adapters, the engine and audit.
+
+Plain slotted dataclasses and enums: adapters build them from wire traffic, the engine
+reads them, and audit serializes them. Pydantic stays at the edges (config, rule files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    """What happens to an action; ordered by severity (see `SEVERITY`)."""
+
+    ALLOW = "allow"
+    FLAG = "flag"  # allow, and alert
+    MASK = "mask"  # allow after transforms (placeholders) are applied
+    APPROVE = "approve"  # needs a human
+    BLOCK = "block"
+
+
+SEVERITY: dict[Verdict, int] = {
+    Verdict.ALLOW: 0,
+    Verdict.FLAG: 1,
+    Verdict.MASK: 2,
+    Verdict.APPROVE: 3,
+    Verdict.BLOCK: 4,
+}
+
+
+class ActionKind(StrEnum):
+    MODEL_REQUEST = "model_request"
+    MODEL_RESPONSE = "model_response"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    MCP_CALL = "mcp_call"
+    HTTP_REQUEST = "http_request"
+
+
+class Trust(StrEnum):
+    """Where a piece of text came from; rules choose which labels they apply to."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+    RETRIEVED = "retrieved"
+
+
+class Direction(StrEnum):
+    REQUEST = "request"
+    RESPONSE = "response"
+
+
+@dataclass(slots=True, frozen=True)
+class Principal:
+    """Who acts, taken from the agent's own credential, never from a free header."""
+
+    agent_id: str
+    team: str = ""
+    tenant: str = ""
+
+    def as_record(self) -> dict[str, str]:
+        return {"agent": self.agent_id, "team": self.team, "tenant": self.tenant}
+
+
+@dataclass(slots=True)
+class Segment:
+    """One piece of text an action carries, with its trust label.
+
+    `path` locates it in the wire message (adapter-defined), so a transform can be put back.
+    """
+
+    text: str
+    trust: Trust
+    path: tuple[str | int, ...] = ()
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A tool call the model proposes (or an agent makes): name and parsed arguments."""
+
+    name: str
+    arguments: dict[str, Any]
+    call_id: str = ""
+    raw_arguments: str = ""
+
+
+@dataclass(slots=True)
+class Action:
+    """What is about to happen, in protocol-neutral form."""
+
+    kind: ActionKind
+    direction: Direction
+    protocol: str
+    segments: list[Segment] = field(default_factory=list)
+    model: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    offered_tools: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class Finding:
+    """One rule that matched: which, why, and where (never the raw matched value)."""
+
+    rule_id: str
+    verdict: Verdict
+    owasp: tuple[str, ...] = ()
+    severity: str = "medium"
+    message: str = ""
+    evidence: str = ""
+    shadow: bool = False
+
+    def as_record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rule": self.rule_id,
+            "verdict": self.verdict.value,
+            "owasp": list(self.owasp),
+            "severity": self.severity,
+        }
+        if self.message:
+            out["message"] = self.message
+        if self.evidence:
+            out["evidence"] = self.evidence
+        if self.shadow:
+            out["shadow"] = True
+        return out
+
+
+@dataclass(slots=True)
+class Decision:
+    """The combined outcome for one action.
+
+    `removed_tool_calls` holds the ids of proposed tool calls a policy forbids (each is
+    replaced by a refusal the agent can read); `removed_offered_tools` names tools taken
+    out of a request's offer before it goes upstream.
+    """
+
+    verdict: Verdict
+    findings: list[Finding] = field(default_factory=list)
+    policy_hash: str = ""
+    removed_tool_calls: list[str] = field(default_factory=list)
+    removed_offered_tools: list[str] = field(default_factory=list)
+
+    @property
+    def blocking_finding(self) -> Finding | None:
+        for f in self.findings:
+            if f.verdict is Verdict.BLOCK and not f.shadow:
+                return f
+        return None
+
+
+def combine(findings: list[Finding]) -> Verdict:
+    """The most severe verdict of the enforced (non-shadow) findings."""
+    worst = Verdict.ALLOW
+    for f in findings:
+        if not f.shadow and SEVERITY[f.verdict] > SEVERITY[worst]:
+            worst = f.verdict
+    return worst

@@ -1,0 +1,121 @@
+"""The audit entries the gateway writes, built in one place so what is kept is reviewable.
+
+Entries hold masked and redacted content only: never raw personal data, agent or
+upstream keys, or request headers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lictor.enforcement.types import Action, Decision, Principal
+
+
+def _principal(p: Principal | None) -> dict[str, str] | None:
+    return p.as_record() if p is not None else None
+
+
+def _decision(d: Decision) -> dict[str, Any]:
+    return {
+        "verdict": d.verdict.value,
+        "findings": [f.as_record() for f in d.findings],
+        "policy_hash": d.policy_hash,
+    }
+
+
+def rejected(
+    *,
+    request_id: str,
+    principal: Principal | None,
+    path: str,
+    status: int,
+    code: str | None,
+    reason: str,
+    policy_hash: str,
+) -> dict[str, Any]:
+    """A request refused before any check ran (authentication, malformed input, limits)."""
+    return {
+        "kind": "rejected_request",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "path": path,
+        "status": status,
+        "error_code": code,
+        "reason": reason,
+        "verdict": "block",
+        "findings": [],
+        "policy_hash": policy_hash,
+    }
+
+
+def model_request(
+    *,
+    request_id: str,
+    principal: Principal,
+    action: Action,
+    backend: str,
+    stream: bool,
+    decision: Decision,
+    audit_texts: list[str],
+) -> dict[str, Any]:
+    return {
+        "kind": "model_request",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {
+            "kind": action.kind.value,
+            "protocol": action.protocol,
+            "model": action.model,
+            "backend": backend,
+            "stream": stream,
+            "offered_tools": action.offered_tools,
+            "removed_offered_tools": decision.removed_offered_tools,
+        },
+        **_decision(decision),
+        "content": [
+            {"trust": s.trust.value, "path": list(s.path), "text": text}
+            for s, text in zip(action.segments, audit_texts, strict=False)
+        ],
+    }
+
+
+def model_response(
+    *,
+    request_id: str,
+    principal: Principal,
+    decision: Decision,
+    choices: list[dict[str, Any]],
+    usage: Any,
+) -> dict[str, Any]:
+    """`choices`: per choice, the (redacted) text and tool calls the model produced."""
+    return {
+        "kind": "model_response",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        **_decision(decision),
+        "removed_tool_calls": decision.removed_tool_calls,
+        "content": choices,
+        "usage": usage if isinstance(usage, dict) else None,
+    }
+
+
+def upstream_failure(
+    *,
+    request_id: str,
+    principal: Principal,
+    status: int,
+    code: str | None,
+    reason: str,
+    policy_hash: str,
+) -> dict[str, Any]:
+    return {
+        "kind": "upstream_error",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "status": status,
+        "error_code": code,
+        "reason": reason,
+        "verdict": "block",
+        "findings": [],
+        "policy_hash": policy_hash,
+    }

@@ -1,0 +1,80 @@
+"""The `lictor` command: `serve`, and `audit verify`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lictor.proxy.config import ConfigError, load_config
+from lictor.rules.loader import RuleLoadError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lictor", description="Governance-first policy-enforcement proxy for AI agents."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (OpenAI-compatible base_url mode)")
+    serve.add_argument("--config", type=Path, help="config file (default: $LICTOR_CONFIG, "
+                       "else the embedded defaults)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8787)")
+    serve.add_argument("--data-dir", type=Path, help="audit store and keys (default ./var)")
+
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the audit hash chain")
+    verify.add_argument("--config", type=Path, help="config file, for its data_dir")
+    verify.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {}
+    server = {k: v for k, v in (("host", getattr(args, "host", None)),
+                                ("port", getattr(args, "port", None))) if v is not None}
+    if server:
+        out["server"] = server
+    if args.data_dir is not None:
+        out["data_dir"] = str(args.data_dir)
+    return out
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from lictor.proxy.server import serve
+
+    serve(load_config(args.config, _overrides(args)))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from lictor.audit import verify_chain
+    from lictor.proxy.server import audit_path
+
+    config = load_config(args.config, _overrides(args))
+    report = verify_chain(audit_path(config.data_dir))
+    if report.ok:
+        print(f"audit chain OK: {report.records} records verified "
+              f"({audit_path(config.data_dir)})")
+        return 0
+    print(f"audit chain FAILED: {report.problem}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _audit_verify(args)
+    except (ConfigError, RuleLoadError) as exc:
+        print(f"lictor: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""lictor's configuration: pydantic models, the embedded defaults, and file loading.
+
+A config file replaces the embedded defaults key by key at the top level (give `models`
+and the default agents stay). Errors name the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lictor.rules.yaml_lines import LocatedYaml, YamlSyntaxError, load_located
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class AgentConfig(Strict):
+    """One agent and its own key (plain, as a SHA-256, or read from the environment)."""
+
+    id: str = Field(min_length=1)
+    team: str = ""
+    tenant: str = ""
+    key: str | None = None
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    key_env: str | None = None
+    loopback_only: bool = False  # accepted only while lictor listens on loopback
+
+    @model_validator(mode="after")
+    def _one_key(self) -> AgentConfig:
+        if sum(x is not None for x in (self.key, self.key_sha256, self.key_env)) != 1:
+            raise ValueError(f"agent {self.id!r} needs exactly one of key, key_sha256, key_env")
+        return self
+
+
+class ModelRoute(Strict):
+    """A public model name and the backend that serves it."""
+
+    name: str = Field(min_length=1)
+    backend: Literal["local", "passthrough", "litellm"]
+    upstream_model: str | None = None  # defaults to `name`
+    base_url: str | None = None
+    api_key_env: str | None = None  # upstream provider key, injected by lictor
+    timeout_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> ModelRoute:
+        if self.backend == "passthrough" and not self.base_url:
+            raise ValueError(f"model {self.name!r}: the passthrough backend needs `base_url`")
+        return self
+
+
+class LiteLLMConfig(Strict):
+    """Passed to `litellm.Router(model_list=..., **router_settings)`."""
+
+    model_list: list[dict[str, Any]] = Field(min_length=1)
+    router_settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class RulesConfig(Strict):
+    packs: list[str] = ["default"]  # bundled packs, by name
+    paths: list[Path] = []  # the team's own rule files and folders
+
+
+class AuditConfig(Strict):
+    # NORMAL (WAL) survives a crash of lictor; FULL also survives power loss, slower.
+    synchronous: Literal["normal", "full"] = "normal"
+
+
+class Config(Strict):
+    server: ServerConfig = ServerConfig()
+    data_dir: Path = Path("./var")
+    rules: RulesConfig = RulesConfig()
+    agents: list[AgentConfig] = []
+    models: list[ModelRoute] = []
+    litellm: LiteLLMConfig | None = None
+    audit: AuditConfig = AuditConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if any(r.backend == "litellm" for r in self.models) and self.litellm is None:
+            raise ValueError("a model uses the litellm backend but there is no `litellm` section")
+        names = [r.name for r in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def listens_on_loopback(self) -> bool:
+        host = self.server.host
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _read(path: Path | None) -> tuple[str, LocatedYaml]:
+    if path is None:
+        name = "embedded defaults (lictor/proxy/defaults.yaml)"
+        text = resources.files("lictor.proxy").joinpath("defaults.yaml").read_text("utf-8")
+    else:
+        name = str(path)
+        try:
+            text = path.read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    try:
+        doc = load_located(text)
+    except YamlSyntaxError as exc:
+        raise ConfigError(f"{name}:{exc.line}: YAML syntax error: {exc}") from None
+    if doc.data is not None and not isinstance(doc.data, dict):
+        raise ConfigError(f"{name}:1: the config must be a mapping of settings")
+    return name, doc
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Embedded defaults, then the file (`path` or $LICTOR_CONFIG), then overrides."""
+    if path is None and os.environ.get("LICTOR_CONFIG"):
+        path = Path(os.environ["LICTOR_CONFIG"])
+    _, defaults = _read(None)
+    data: dict[str, Any] = dict(defaults.data or {})
+    name, doc = _read(path) if path is not None else ("embedded defaults", defaults)
+    if path is not None:
+        data.update(doc.data or {})
+        base = path.parent
+        rules = data.get("rules")
+        if isinstance(rules, dict) and isinstance(rules.get("paths"), list):
+            # rule paths in a config file are relative to that file
+            rules["paths"] = [str(base / p) for p in rules["paths"]]
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict):
+            data[section] = {**(data.get(section) or {}), **values}
+        else:
+            data[section] = values
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            where = ".".join(str(p) for p in loc) or "(config)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown setting {loc[-1]!r} (check its spelling)"
+            lines.append(f"{name}:{doc.line_of(loc)}: {where}: {msg}")
+        raise ConfigError("\n".join(lines)) from None

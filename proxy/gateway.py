@@ -1,0 +1,422 @@
+"""The HTTP gateway (base_url mode): an aiohttp app serving OpenAI Chat Completions.
+
+Per request: authenticate the agent's own key, read and validate the body, evaluate,
+audit (durable) before anything goes upstream or back, route, evaluate the answer,
+audit again, and release. Every refusal is an OpenAI-format error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from lictor.adapters import openai_chat
+from lictor.adapters.backends.base import Backend, Route
+from lictor.adapters.errors import ProtocolError, openai_error_body
+from lictor.adapters.openai_stream import ChatStream
+from lictor.adapters.sse import DONE, frame
+from lictor.audit import AuditStore, AuditWriteError
+from lictor.enforcement.engine import Engine, RequestOutcome
+from lictor.enforcement.types import (
+    Action,
+    ActionKind,
+    Decision,
+    Direction,
+    Finding,
+    Principal,
+    ToolCall,
+    Verdict,
+    combine,
+)
+from lictor.proxy import audit_entries
+from lictor.proxy.agent_keys import AgentKeys
+from lictor.proxy.routing import Router
+
+log = logging.getLogger("lictor.gateway")
+
+JSON_TYPES = ("application/json",)
+
+
+def error_response(err: ProtocolError, request_id: str) -> web.Response:
+    headers = {"x-lictor-request-id": request_id, **err.headers}
+    return web.json_response(openai_error_body(err), status=err.status, headers=headers)
+
+
+def policy_error(finding: Finding, stage: str) -> ProtocolError:
+    what = "request" if stage == "request" else "model response"
+    err = ProtocolError(
+        403,
+        f"lictor blocked this {what}: rule {finding.rule_id}: {finding.message}",
+        error_type="policy_violation",
+        code="policy_violation",
+    )
+    return err
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One checked request on its way upstream: who, where to, what, and its vault."""
+
+    rid: str
+    principal: Principal
+    route: Route
+    backend: Backend
+    body: dict[str, Any]  # as it goes upstream: masked, forbidden tools removed
+    outcome: RequestOutcome
+
+
+def _blocking(decision: Decision) -> Finding:
+    found = decision.blocking_finding
+    assert found is not None
+    return found
+
+
+class Gateway:
+    """Holds what a request needs: keys, engine, router, audit store."""
+
+    def __init__(
+        self,
+        keys: AgentKeys,
+        engine: Engine,
+        router: Router,
+        audit: AuditStore,
+        max_body_bytes: int,
+    ) -> None:
+        self.keys = keys
+        self.engine = engine
+        self.router = router
+        self.audit = audit
+        self.max_body_bytes = max_body_bytes
+        self.ready = True
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        """Append to the audit chain; raises ProtocolError 503 when it cannot (fail closed)."""
+        try:
+            self.audit.append(entry)
+        except AuditWriteError:
+            log.exception("audit append failed")
+            raise ProtocolError(
+                503,
+                "lictor cannot write its audit log; requests are refused until it can",
+                error_type="server_error",
+                code="audit_unavailable",
+            ) from None
+
+    def _reject(
+        self, request: web.Request, rid: str, principal: Principal | None, err: ProtocolError
+    ) -> web.Response:
+        entry = audit_entries.rejected(
+            request_id=rid,
+            principal=principal,
+            path=request.path,
+            status=err.status,
+            code=err.code,
+            reason=err.message,
+            policy_hash=self.engine.policy.content_hash,
+        )
+        try:
+            self._append(entry)
+        except ProtocolError as audit_err:
+            return error_response(audit_err, rid)
+        return error_response(err, rid)
+
+    async def _read_json(self, request: web.Request) -> Any:
+        if request.content_type not in JSON_TYPES:
+            raise ProtocolError(
+                415,
+                f"Content-Type must be application/json, not {request.content_type or 'absent'}",
+                code="unsupported_media_type",
+            )
+        too_large = ProtocolError(
+            413,
+            f"request body is larger than the limit of {self.max_body_bytes} bytes",
+            code="request_too_large",
+        )
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            raise too_large
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large from None
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid UTF-8"
+            raise ProtocolError(400, f"request body is not valid JSON: {reason}",
+                                code="invalid_json") from None
+
+    def _authenticate(self, request: web.Request) -> Principal:
+        principal = self.keys.authenticate(request.headers.get("Authorization"))
+        if principal is None:
+            missing = not request.headers.get("Authorization")
+            raise ProtocolError(
+                401,
+                "missing API key: send your agent key as 'Authorization: Bearer <key>'"
+                if missing
+                else "invalid API key: this key is not known to lictor",
+                code="invalid_api_key",
+            )
+        return principal
+
+    # -- endpoints -----------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.json_response({"status": "not ready"}, status=503)
+        return web.json_response(
+            {"status": "ready", "policy": self.engine.policy.version, "audit_records": "ok"}
+        )
+
+    async def models(self, request: web.Request) -> web.Response:
+        rid = "req_" + secrets.token_hex(12)
+        try:
+            self._authenticate(request)
+        except ProtocolError as err:
+            return self._reject(request, rid, None, err)
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "lictor"}
+            for name in self.router.routes
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        rid = "req_" + secrets.token_hex(12)
+        principal: Principal | None = None
+        try:
+            principal = self._authenticate(request)
+            body = await self._read_json(request)
+            action = openai_chat.parse_request(body)
+            resolved = self.router.resolve(action.model)
+            if resolved is None:
+                raise ProtocolError(
+                    404,
+                    f"model {action.model!r} is not routed by lictor; known models: "
+                    f"{', '.join(self.router.routes)}",
+                    code="model_not_found",
+                    param="model",
+                )
+        except ProtocolError as err:
+            return self._reject(request, rid, principal, err)
+        route, backend = resolved
+        stream = bool(body.get("stream", False))
+        outcome = self.engine.evaluate_request(principal, action)
+        decision = outcome.decision
+        try:
+            self._append(
+                audit_entries.model_request(
+                    request_id=rid,
+                    principal=principal,
+                    action=action,
+                    backend=route.backend,
+                    stream=stream,
+                    decision=decision,
+                    audit_texts=outcome.audit_texts,
+                )
+            )
+        except ProtocolError as err:
+            return error_response(err, rid)
+        if decision.verdict is Verdict.BLOCK:
+            return error_response(policy_error(_blocking(decision), "request"), rid)
+        upstream_body = openai_chat.apply_request(body, action, outcome.masked_texts, decision)
+        ex = Exchange(rid, principal, route, backend, upstream_body, outcome)
+        if stream:
+            return await self._stream(request, ex)
+        return await self._complete(ex)
+
+    async def _upstream_failed(self, ex: Exchange, err: ProtocolError) -> web.Response:
+        try:
+            self._append(audit_entries.upstream_failure(
+                request_id=ex.rid,
+                principal=ex.principal,
+                status=err.status,
+                code=err.code,
+                reason=err.message,
+                policy_hash=self.engine.policy.content_hash,
+            ))
+        except ProtocolError as audit_err:
+            return error_response(audit_err, ex.rid)
+        return error_response(err, ex.rid)
+
+    def _audit_choices(self, choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        redact = self.engine.redact
+        return [
+            {
+                **c,
+                "content": redact(c["content"]) if isinstance(c.get("content"), str) else None,
+                "tool_calls": [
+                    {"name": t["name"], "arguments": redact(t["arguments"])}
+                    for t in c.get("tool_calls", [])
+                ],
+            }
+            for c in choices
+        ]
+
+    async def _complete(self, ex: Exchange) -> web.Response:
+        try:
+            resp = await ex.backend.complete(ex.body, ex.route)
+            resp_action = openai_chat.parse_response(resp)
+        except ProtocolError as err:
+            return await self._upstream_failed(ex, err)
+        rdecision = self.engine.evaluate_response(ex.principal, resp_action)
+        choices = [
+            {
+                "index": i,
+                "content": (c.get("message") or {}).get("content"),
+                "tool_calls": [
+                    {
+                        "name": (t.get("function") or {}).get("name", ""),
+                        "arguments": (t.get("function") or {}).get("arguments", ""),
+                    }
+                    for t in (c.get("message") or {}).get("tool_calls") or []
+                ],
+                "finish_reason": c.get("finish_reason"),
+            }
+            for i, c in enumerate(resp["choices"])
+        ]
+        try:
+            self._append(audit_entries.model_response(
+                request_id=ex.rid,
+                principal=ex.principal,
+                decision=rdecision,
+                choices=self._audit_choices(choices),
+                usage=resp.get("usage"),
+            ))
+        except ProtocolError as err:
+            return error_response(err, ex.rid)
+        if rdecision.verdict is Verdict.BLOCK:
+            return error_response(policy_error(_blocking(rdecision), "response"), ex.rid)
+        out = openai_chat.apply_response(resp, rdecision, ex.outcome.vault)
+        return web.json_response(out, headers={"x-lictor-request-id": ex.rid})
+
+    def _chat_stream(self, ex: Exchange) -> ChatStream:
+        engine, principal = self.engine, ex.principal
+
+        def authorize(calls: list[ToolCall]) -> Decision:
+            action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE,
+                            openai_chat.PROTOCOL, tool_calls=calls)
+            return engine.evaluate_response(principal, action)
+
+        def check_text(text: str) -> list[Finding]:
+            return engine.scan_text(text, "response", "assistant")
+
+        return ChatStream(ex.outcome.vault, check_text, authorize)
+
+    async def _stream(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
+        chat = self._chat_stream(ex)
+        upstream = ex.backend.stream(ex.body, ex.route)
+        try:  # the first chunk decides between a JSON error and a stream
+            first: dict[str, Any] | None = await anext(upstream, None)
+        except ProtocolError as err:
+            await upstream.aclose()  # type: ignore[attr-defined]
+            return await self._upstream_failed(ex, err)
+        resp = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "x-lictor-request-id": ex.rid,
+        })
+        await resp.prepare(request)
+        failure, usage = await self._pump(resp, chat, upstream, first)
+        finals = chat.finish() if failure is None and chat.blocked is None else []
+        blocked = chat.blocked is not None or failure is not None
+        findings = list(chat.findings)
+        rdecision = Decision(
+            Verdict.BLOCK if blocked else combine(findings),
+            findings,
+            self.engine.policy.content_hash,
+            removed_tool_calls=chat.removed_tool_calls,
+        )
+        entry = audit_entries.model_response(
+            request_id=ex.rid,
+            principal=ex.principal,
+            decision=rdecision,
+            choices=self._audit_choices(chat.audit_content()),
+            usage=usage,
+        )
+        if failure is not None:
+            entry["stream_error"] = {"status": failure.status, "code": failure.code}
+        try:
+            self._append(entry)  # durable before the tool calls and the end are released
+        except ProtocolError as err:
+            failure, finals = err, []
+        if chat.blocked is not None:
+            tail = [frame(openai_error_body(policy_error(chat.blocked, "response")))]
+        elif failure is not None:
+            tail = [frame(openai_error_body(failure))]
+        else:
+            tail = [frame(out) for out in finals] + [DONE]
+        try:
+            for data in tail:
+                await resp.write(data)
+            await resp.write_eof()
+        except ConnectionError:
+            log.info("client of %s went away before the end of the stream", ex.rid)
+        return resp
+
+    @staticmethod
+    async def _pump(
+        resp: web.StreamResponse,
+        chat: ChatStream,
+        upstream: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any] | None,
+    ) -> tuple[ProtocolError | None, Any]:
+        """Relay upstream chunks through `chat` until the end, a block, or a failure."""
+        usage: Any = None
+        try:
+            chunk = first
+            while chunk is not None:
+                if chunk.get("usage") is not None:
+                    usage = chunk["usage"]
+                for out in chat.feed(chunk):
+                    await resp.write(frame(out))
+                if chat.blocked is not None:
+                    break
+                chunk = await anext(upstream, None)
+        except ProtocolError as err:
+            return err, usage
+        except ConnectionError:
+            return ProtocolError(499, "the client disconnected mid-stream",
+                                 code="client_disconnected"), usage
+        finally:
+            await upstream.aclose()  # type: ignore[attr-defined]
+        return None, usage
+
+
+@web.middleware
+async def openai_errors_middleware(
+    request: web.Request, handler: Any
+) -> web.StreamResponse:
+    """aiohttp's own 404/405/413 pages become OpenAI-format errors too."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err = ProtocolError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
+        return web.json_response(openai_error_body(err), status=exc.status)
+
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    app = web.Application(
+        client_max_size=gateway.max_body_bytes, middlewares=[openai_errors_middleware]
+    )
+    app[GATEWAY_KEY] = gateway
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_get("/readyz", gateway.readyz)
+    app.router.add_get("/v1/models", gateway.models)
+    app.router.add_post("/v1/chat/completions", gateway.chat_completions)
+    return app

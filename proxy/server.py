@@ -1,0 +1,149 @@
+"""Process lifecycle: build the gateway from a config, print the banner, serve, shut down.
+
+`BackgroundServer` runs the same app on its own thread and event loop, for tests and
+benchmarks that drive it with real clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from lictor.audit import AuditStore
+from lictor.enforcement.engine import Engine
+from lictor.proxy.agent_keys import AgentKeys
+from lictor.proxy.config import Config
+from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
+from lictor.proxy.routing import Router
+from lictor.rules.loader import bundled_pack, load_policy
+
+
+def audit_path(data_dir: Path) -> Path:
+    return data_dir / "audit.sqlite3"
+
+
+def rule_paths(config: Config) -> list[Path]:
+    return [bundled_pack(name) for name in config.rules.packs] + list(config.rules.paths)
+
+
+def build_gateway(config: Config) -> Gateway:
+    """Everything compiled and opened up front: a bad rule file fails start-up here."""
+    policy = load_policy(rule_paths(config))
+    keys = AgentKeys(config)
+    engine = Engine(policy, keys.principals)
+    router = Router(config)
+    store = AuditStore.open(audit_path(config.data_dir), synchronous=config.audit.synchronous)
+    return Gateway(keys, engine, router, store, config.server.max_body_bytes)
+
+
+def banner(config: Config, gateway: Gateway, url: str) -> str:
+    lines = [
+        f"lictor is listening on {url}",
+        f"  OpenAI-compatible base_url: {url}/v1",
+        f"  policy {gateway.engine.policy.version} from packs "
+        f"{', '.join(config.rules.packs) or '(none)'}"
+        + (f" and {len(config.rules.paths)} path(s)" if config.rules.paths else ""),
+        f"  audit store: {audit_path(config.data_dir)}",
+        f"  models: {', '.join(f'{r.name} ({r.backend})' for r in config.models)}",
+    ]
+    if gateway.keys.loopback_only_ids:
+        lines.append(
+            "  demo agent key 'sk-lictor-demo' is accepted because lictor listens on loopback "
+            "only; define your own agents before exposing lictor"
+        )
+    return "\n".join(lines)
+
+
+async def _cleanup(app: web.Application) -> None:
+    gateway = app[GATEWAY_KEY]
+    gateway.ready = False
+    await gateway.router.aclose()
+    gateway.audit.close()
+
+
+def make_app(config: Config) -> web.Application:
+    gateway = build_gateway(config)
+    app = build_app(gateway)
+    app.on_cleanup.append(_cleanup)
+    return app
+
+
+def serve(config: Config) -> None:
+    app = make_app(config)
+    url = f"http://{config.server.host}:{config.server.port}"
+    print(banner(config, app[GATEWAY_KEY], url), flush=True)
+    web.run_app(
+        app, host=config.server.host, port=config.server.port, print=None, access_log=None,
+        shutdown_timeout=10.0,
+    )
+
+
+@dataclass
+class BackgroundServer:
+    """The gateway on a daemon thread with its own loop; `url` is set once it listens."""
+
+    config: Config
+    url: str = ""
+    app: web.Application | None = None
+
+    def __post_init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._runner: web.AppRunner | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start())
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        self.app = make_app(self.config)
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://{self.config.server.host}:{port}"
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        self._started.wait(60)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def gateway(self) -> Gateway:
+        assert self.app is not None
+        return self.app[GATEWAY_KEY]
+
+    def stop(self) -> None:
+        """Shut down cleanly (audit store closed); calling it again does nothing."""
+        if not self._thread.is_alive():
+            return
+
+        async def _stop() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,127 @@
+"""Loading `.cedar` policy files into one compiled PolicySet, with file:line errors.
+
+Cedar numbers policies `policy0..N` in source order; we keep, for each, the file, the
+line and its annotations (`@id`, `@on_deny`), so a decision can name its policy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cedarpy
+
+ON_DENY_VALUES = ("remove", "block")
+
+
+@dataclass(slots=True, frozen=True)
+class CedarPolicyInfo:
+    policy_id: str  # cedar's own id: policy0, policy1, ...
+    name: str  # the @id annotation, or file:line when absent
+    effect: str
+    on_deny: str  # what a forbidden tool call does: "remove" (default) or "block"
+    source: str  # file:line
+
+
+@dataclass(slots=True, frozen=True)
+class CedarBundle:
+    """Compiled policies: parsed once at load, reused for every authorization."""
+
+    policy_set: Any  # cedarpy.PolicySet (no type stubs)
+    policies: dict[str, CedarPolicyInfo]
+    text: str
+
+
+class CedarLoadError(ValueError):
+    def __init__(self, path: str, line: int, message: str) -> None:
+        super().__init__(f"{path}:{line}: {message}")
+        self.path = path
+        self.line = line
+
+
+def split_statements(text: str) -> list[tuple[int, str]]:
+    """Split Cedar source into (start line, statement) at top-level `;`.
+
+    Strings and `//` comments are skipped, so a `;` inside them does not split.
+    """
+    out: list[tuple[int, str]] = []
+    start, line, start_line, i = 0, 1, 1, 0
+    seen_code = False
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+        elif ch == "/" and text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif ch == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                elif text[i] == "\n":
+                    line += 1
+                i += 1
+        elif ch == ";":
+            out.append((start_line, text[start : i + 1]))
+            start, seen_code = i + 1, False
+        elif not ch.isspace() and not seen_code:
+            seen_code, start_line = True, line
+        i += 1
+    if seen_code:
+        out.append((start_line, text[start:]))
+    return out
+
+
+def _parse_file(path: str, text: str) -> list[tuple[int, dict[str, Any]]]:
+    """Parse one file; return (line, policy JSON) per policy, or raise with file:line."""
+    statements = split_statements(text)
+    try:
+        parsed = json.loads(cedarpy.policies_to_json_str(text))
+    except Exception as exc:  # cedarpy raises ValueError with no location: find it
+        for line, stmt in statements:
+            try:
+                cedarpy.policies_to_json_str(stmt)
+            except Exception as inner:
+                raise CedarLoadError(path, line, f"Cedar syntax error: {inner}") from None
+        line = statements[-1][0] if statements else 1
+        raise CedarLoadError(path, line, f"Cedar syntax error: {exc}") from None
+    policies = list(parsed.get("staticPolicies", {}).values())
+    if parsed.get("templates"):
+        raise CedarLoadError(path, 1, "policy templates are not supported in rule packs")
+    lines = [line for line, _ in statements]
+    if len(lines) != len(policies):  # cannot pair them reliably; keep the file's first line
+        lines = [1] * len(policies)
+    return list(zip(lines, policies, strict=True))
+
+
+def compile_cedar(files: Sequence[tuple[Path, str]]) -> CedarBundle:
+    """Compile every `.cedar` file into one PolicySet; annotations are checked here."""
+    chunks: list[str] = []
+    infos: dict[str, CedarPolicyInfo] = {}
+    for path, text in files:
+        for line, policy in _parse_file(str(path), text):
+            annotations = policy.get("annotations", {})
+            on_deny = annotations.get("on_deny", "remove")
+            if on_deny not in ON_DENY_VALUES:
+                raise CedarLoadError(
+                    str(path), line, f"@on_deny must be one of {ON_DENY_VALUES}, not {on_deny!r}"
+                )
+            policy_id = f"policy{len(infos)}"
+            source = f"{path.name}:{line}"
+            infos[policy_id] = CedarPolicyInfo(
+                policy_id=policy_id,
+                name=annotations.get("id") or source,
+                effect=policy["effect"],
+                on_deny=on_deny,
+                source=source,
+            )
+        chunks.append(text if text.endswith("\n") else text + "\n")
+    full = "".join(chunks)
+    policy_set = cedarpy.PolicySet.from_str(full)
+    return CedarBundle(policy_set=policy_set, policies=infos, text=full)

@@ -1,0 +1,135 @@
+"""Load rule packs and folders into a `Policy`, or fail naming file, line and the fix.
+
+A pack is a folder of `*.yaml` rule files and `*.cedar` policies. Bundled packs live in
+`rules/packs/<name>`; teams add their own folders by path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from lictor.rules.cedar_policies import CedarLoadError, compile_cedar
+from lictor.rules.policy import PatternRule, PiiRule, Policy, RuleSpec
+from lictor.rules.schema import Rule, RuleFile
+from lictor.rules.yaml_lines import LocatedYaml, YamlSyntaxError, load_located
+
+
+class RuleLoadError(ValueError):
+    """Every problem found in a load, each as `file:line: message`."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def bundled_pack(name: str) -> Path:
+    root = Path(str(resources.files("lictor.rules").joinpath("packs")))
+    path = root / name
+    if not path.is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise RuleLoadError([f"no bundled rule pack {name!r}; bundled packs: {', '.join(known)}"])
+    return path
+
+
+def _files(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(
+                p for p in sorted(path.rglob("*")) if p.suffix in (".yaml", ".yml", ".cedar")
+            )
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise RuleLoadError([f"{path}: no such rule file or folder"])
+    return out
+
+
+def _pydantic_problems(path: Path, doc: LocatedYaml, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        line = doc.line_of(loc)
+        where = ".".join(str(p) for p in loc) or "(file)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field {loc[-1]!r} (check its spelling against the rule format)"
+        elif err["type"] == "missing":
+            msg = f"required field {loc[-1]!r} is missing"
+        problems.append(f"{path}:{line}: {where}: {msg}")
+    return problems
+
+
+def _spec(rule: Rule, source: str) -> RuleSpec:
+    direction = rule.applies.direction
+    return RuleSpec(
+        rule_id=rule.id,
+        description=rule.description,
+        owasp=rule.owasp,
+        severity=rule.severity,
+        verdict=rule.verdict,
+        shadow=rule.mode == "shadow",
+        directions=frozenset({"request", "response"} if direction == "both" else {direction}),
+        trust=frozenset(rule.applies.trust),
+        source=source,
+    )
+
+
+def load_policy(paths: Sequence[Path]) -> Policy:
+    """Read, validate and compile every rule file under `paths` into one Policy."""
+    problems: list[str] = []
+    digest = hashlib.sha256()
+    pattern_rules: list[PatternRule] = []
+    pii_rules: list[PiiRule] = []
+    cedar_files: list[tuple[Path, str]] = []
+    seen_ids: dict[str, str] = {}
+    files = _files(paths)
+    for path in files:
+        raw = path.read_bytes()
+        digest.update(path.name.encode() + b"\0" + raw + b"\0")
+        text = raw.decode("utf-8", errors="replace")
+        if path.suffix == ".cedar":
+            cedar_files.append((path, text))
+            continue
+        try:
+            doc = load_located(text)
+            parsed = RuleFile.model_validate(doc.data if doc.data is not None else {})
+        except YamlSyntaxError as exc:
+            problems.append(f"{path}:{exc.line}: YAML syntax error: {exc}")
+            continue
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(path, doc, exc))
+            continue
+        for i, rule in enumerate(parsed.rules):
+            line = doc.line_of(("rules", i))
+            source = f"{path}:{line}"
+            if rule.id in seen_ids:
+                first = seen_ids[rule.id]
+                problems.append(f"{source}: rule id {rule.id!r} is already used at {first}")
+                continue
+            seen_ids[rule.id] = source
+            spec = _spec(rule, f"{path.name}:{line}")
+            if rule.match.pii:
+                pii_rules.append(PiiRule(spec, rule.match.pii, rule.match.min_score))
+            else:
+                pattern_rules.append(
+                    PatternRule(spec, rule.match.patterns, rule.match.case_sensitive)
+                )
+    try:
+        cedar = compile_cedar(cedar_files)
+    except CedarLoadError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise RuleLoadError(problems)
+    return Policy(
+        pattern_rules=tuple(pattern_rules),
+        pii_rules=tuple(pii_rules),
+        cedar=cedar,
+        content_hash=digest.hexdigest(),
+        sources=tuple(str(p) for p in files),
+    )

@@ -1,0 +1,54 @@
+"""The compiled, immutable policy snapshot that the engine evaluates against.
+
+Built once per load by `rules.loader`; swapped whole on reload; its content hash goes
+into every audit record so a decision can be traced to the exact rule files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lictor.rules.cedar_policies import CedarBundle
+
+
+@dataclass(slots=True, frozen=True)
+class RuleSpec:
+    """One rule, flattened for the hot path (no pydantic objects on it)."""
+
+    rule_id: str
+    description: str
+    owasp: tuple[str, ...]
+    severity: str
+    verdict: str  # block | flag | mask
+    shadow: bool
+    directions: frozenset[str]  # {"request"}, {"response"} or both
+    trust: frozenset[str]
+    source: str  # file:line, for explanations and errors
+
+
+@dataclass(slots=True, frozen=True)
+class PatternRule:
+    spec: RuleSpec
+    patterns: tuple[str, ...]
+    case_sensitive: bool
+
+
+@dataclass(slots=True, frozen=True)
+class PiiRule:
+    spec: RuleSpec
+    entities: tuple[str, ...]
+    min_score: float
+
+
+@dataclass(slots=True, frozen=True)
+class Policy:
+    pattern_rules: tuple[PatternRule, ...]
+    pii_rules: tuple[PiiRule, ...]
+    cedar: CedarBundle
+    content_hash: str  # sha256 over every source file's path and bytes
+    sources: tuple[str, ...]
+
+    @property
+    def version(self) -> str:
+        """Short form of the content hash, for banners and error messages."""
+        return self.content_hash[:12]

@@ -1,0 +1,98 @@
+"""The rule-file format, as pydantic models: what compliance teams write in `*.yaml`.
+
+Unknown fields are errors (a typo must not silently disable a rule).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lictor.rules.vocabulary import PII_ENTITIES
+
+TRUST_LABELS = ("system", "user", "assistant", "tool", "retrieved")
+TrustLabel = Literal["system", "user", "assistant", "tool", "retrieved"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Applies(Strict):
+    """Where a rule looks: which direction of traffic and which trust labels."""
+
+    direction: Literal["request", "response", "both"] = "request"
+    trust: tuple[TrustLabel, ...] = TRUST_LABELS
+
+
+class Match(Strict):
+    """What a rule matches: regular expressions, or PII entities (exactly one kind)."""
+
+    patterns: tuple[str, ...] = ()
+    case_sensitive: bool = False
+    pii: tuple[str, ...] = ()
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for i, pattern in enumerate(value):
+            if pattern.lstrip().startswith("(?") and re.match(r"\(\?[aiLmsux]+\)", pattern):
+                raise ValueError(
+                    f"pattern {i + 1}: global inline flags like '(?i)' are not allowed; "
+                    "patterns are case-insensitive unless `case_sensitive: true`, and a "
+                    "scoped group such as '(?i:...)' works for parts of a pattern"
+                )
+            if "(?P<" in pattern:
+                raise ValueError(
+                    f"pattern {i + 1}: named groups '(?P<name>...)' are reserved for the "
+                    "scanner; use a plain '(...)' or '(?:...)' group"
+                )
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {i + 1} is not a valid regular expression: {exc}"
+                ) from None
+        return value
+
+    @field_validator("pii")
+    @classmethod
+    def _pii_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [e for e in value if e not in PII_ENTITIES]
+        if unknown:
+            raise ValueError(
+                f"unknown PII entity {', '.join(unknown)}; known: {', '.join(PII_ENTITIES)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Match:
+        if bool(self.patterns) == bool(self.pii):
+            raise ValueError("a rule matches either `patterns` or `pii` (exactly one of them)")
+        return self
+
+
+class Rule(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=120)
+    description: str = Field(min_length=1)
+    owasp: tuple[str, ...] = ()
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    applies: Applies = Applies()
+    match: Match
+    verdict: Literal["block", "flag", "mask"]
+    mode: Literal["enforce", "shadow"] = "enforce"
+
+    @model_validator(mode="after")
+    def _verdict_fits_match(self) -> Rule:
+        if self.verdict == "mask" and not self.match.pii:
+            raise ValueError("verdict `mask` needs `match.pii`: only PII can be masked")
+        return self
+
+
+class RuleFile(Strict):
+    """One YAML rule file: a list of rules."""
+
+    rules: tuple[Rule, ...] = ()
