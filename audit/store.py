@@ -11,7 +11,7 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,28 +158,44 @@ class AuditStore:
             return self._last_seq, self._last_hash
 
     def append(self, entry: dict[str, Any]) -> AppendedRecord:
-        """Chain, hash and durably commit ``entry``; return only after the commit.
+        """Chain, hash and durably commit ``entry``; return only after the commit."""
+        return self.append_many((entry,))[0]
 
-        Raises ValueError if ``entry`` uses a reserved key, TypeError/ValueError
-        if it is not JSON-canonicalizable, AuditWriteError if SQLite fails.
+    def append_many(self, entries: Sequence[dict[str, Any]]) -> list[AppendedRecord]:
+        """Chain and commit several entries in one transaction (all or none).
+
+        One request's records (request, decision, response) go in together: one commit
+        instead of several on the hot path. Raises ValueError if an entry uses a reserved
+        key, TypeError/ValueError if it is not JSON-canonicalizable, AuditWriteError if
+        SQLite fails.
         """
-        clash = RESERVED_KEYS.intersection(entry)
-        if clash:
-            raise ValueError(f"entry may not set reserved keys: {sorted(clash)}")
+        for entry in entries:
+            clash = RESERVED_KEYS.intersection(entry)
+            if clash:
+                raise ValueError(f"entry may not set reserved keys: {sorted(clash)}")
         with self._lock:
-            seq = self._last_seq + 1
-            record = dict(entry)
-            record["seq"] = seq
-            record["time"] = _utc_now()
-            record["prev_hash"] = self._last_hash
-            body = canonicalize(record)
-            digest = hashlib.sha256(body).hexdigest()
+            seq, prev = self._last_seq, self._last_hash
+            now = _utc_now()
+            rows: list[tuple[int, str, str]] = []
+            out: list[AppendedRecord] = []
+            for entry in entries:
+                seq += 1
+                record = dict(entry)
+                record["seq"] = seq
+                record["time"] = now
+                record["prev_hash"] = prev
+                body = canonicalize(record)
+                prev = hashlib.sha256(body).hexdigest()
+                rows.append((seq, prev, body.decode("utf-8")))
+                out.append(AppendedRecord(seq=seq, hash=prev, record=record))
+            if not rows:
+                return out
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.execute(_INSERT_RECORD, (seq, digest, body.decode("utf-8")))
-                    conn.execute(_UPSERT_HEAD, (seq, digest))
+                    conn.executemany(_INSERT_RECORD, rows)
+                    conn.execute(_UPSERT_HEAD, (seq, prev))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -187,9 +203,8 @@ class AuditStore:
                     raise
             except sqlite3.Error as exc:
                 raise AuditWriteError(f"audit append of record {seq} failed: {exc}") from exc
-            self._last_seq = seq
-            self._last_hash = digest
-        return AppendedRecord(seq=seq, hash=digest, record=record)
+            self._last_seq, self._last_hash = seq, prev
+        return out
 
     def records(self) -> Iterator[tuple[int, str, str]]:
         """Yield (seq, hash, body) in seq order, paging so appends can interleave."""

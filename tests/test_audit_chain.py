@@ -151,6 +151,35 @@ def test_failed_append_leaves_chain_unchanged(tmp_path: Path) -> None:
     assert verify_chain(path).ok
 
 
+def test_append_many_chains_in_order_in_one_commit(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with AuditStore.open(path) as store:
+        first = store.append({"event": "before"})
+        batch = store.append_many([{"event": "request"}, {"event": "response"}])
+        assert [r.seq for r in batch] == [2, 3]
+        assert batch[0].record["prev_hash"] == first.hash
+        assert batch[1].record["prev_hash"] == batch[0].hash
+        assert store.head == (3, batch[1].hash)
+        assert store.append_many([]) == []
+    assert verify_chain(path).ok and verify_chain(path).records == 3
+
+
+def test_failed_batch_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with AuditStore.open(path) as store:
+        store.append({"event": "ok"})
+        blocker = _db(path)
+        blocker.execute(
+            "CREATE TRIGGER no_third BEFORE INSERT ON records WHEN NEW.seq = 3 "
+            "BEGIN SELECT RAISE(ABORT, 'x'); END"
+        )
+        with pytest.raises(AuditWriteError):
+            store.append_many([{"event": "request"}, {"event": "response"}])
+        assert store.count() == 1 and store.head[0] == 1  # record 2 was rolled back too
+        blocker.close()
+    assert verify_chain(path).ok
+
+
 def test_concurrent_appends_form_one_chain(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     with AuditStore.open(path) as store:

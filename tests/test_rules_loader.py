@@ -58,7 +58,13 @@ def test_typo_in_field_name(tmp_path: Path) -> None:
 def test_bad_regex_names_line(tmp_path: Path) -> None:
     path = write(tmp_path, "r.yaml", GOOD_RULE.replace("\\bforbidden phrase\\b", "(unclosed"))
     message = load_error(path)
-    assert f"{path}:5:" in message and "not a valid regular expression" in message
+    assert f"{path}:5:" in message and "not a valid RE2 regular expression" in message
+
+
+def test_lookaround_explained(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", GOOD_RULE.replace("\\bforbidden", "(?<!not )forbidden"))
+    message = load_error(path)
+    assert f"{path}:5:" in message and "lookarounds are not supported" in message
 
 
 def test_global_inline_flag_explained(tmp_path: Path) -> None:

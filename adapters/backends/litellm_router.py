@@ -54,7 +54,7 @@ class LiteLLMBackend:
             resp = await self._router.acompletion(**self._kwargs(body, route))
         except Exception as exc:
             raise _to_protocol_error(exc) from None
-        return resp.model_dump(exclude_none=True)  # type: ignore[no-any-return]
+        return resp.model_dump(exclude_none=True)
 
     async def stream(self, body: dict[str, Any], route: Route) -> AsyncIterator[dict[str, Any]]:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
@@ -86,21 +86,22 @@ class PhoneNumberRecognizer(PatternRecognizer):  # type: ignore[misc]
     DEFAULT_REGION = "US"
     MIN_DIGITS = 6  # the shortest valid number in phonenumbers' metadata (+43 and 4 digits)
     MAX_DIGITS = 15  # E.164
+    # ASCII boundaries, so a number glued to CJK text is still found; the leading lookahead
+    # gives the regex engine a first-character set to search for.
     PATTERNS = [
         Pattern(
             "phone (international)",
-            r"(?<![\w+])\+[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}"
-            r"(?!\w|[.\-][0-9])",
+            r"(?<![0-9A-Za-z_+])\+[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}"
+            r"(?![0-9A-Za-z_]|[.\-][0-9])",
             0.5,
         ),
         Pattern(
             "phone (national)",
-            r"(?<![\w+.\-])(?:1[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|[0-9]{3}[ .\-]?)[0-9]{3}[ .\-]?"
-            r"[0-9]{4}(?!\w|[.\-][0-9])",
+            r"(?<![0-9A-Za-z_+.\-])(?=[(0-9])(?:1[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|[0-9]{3}[ .\-]?)"
+            r"[0-9]{3}[ .\-]?[0-9]{4}(?![0-9A-Za-z_]|[.\-][0-9])",
             0.4,
         ),
     ]
-
     def __init__(self) -> None:
         super().__init__(
             supported_entity="PHONE_NUMBER", patterns=self.PATTERNS, global_regex_flags=_FLAGS
@@ -160,7 +161,8 @@ class CnMobileRecognizer(PatternRecognizer):  # type: ignore[misc]
     PATTERNS = [
         Pattern(
             "CN mobile",
-            r"(?<![0-9+])(?:(?:\+|00)?86[ \-]?)?1[3-9][0-9](?:[ \-]?[0-9]{4}){2}(?![0-9])",
+            r"(?<![0-9+])(?:\+86[ \-]?|0086[ \-]?|86[ \-]?|)1[3-9][0-9](?:[ \-]?[0-9]{4}){2}"
+            r"(?![0-9])",
             0.5,
         )
     ]
@@ -199,38 +201,54 @@ class CnBankCardRecognizer(PatternRecognizer):  # type: ignore[misc]
 
 @dataclass(frozen=True, slots=True)
 class ScanHint:
-    """What any match of an entity's patterns is made of, so the scanner can look only at the
-    runs of `allowed` characters holding at least `min_seeds` characters of `seeds`.
+    """What any match of an entity's patterns is made of, so the scanner only looks at the
+    maximal runs of `allowed` characters that contain a match of one of the `anchors`.
 
-    `allowed` and `seeds` are regex character-class bodies; `needs` maps a pattern name to
-    substrings every match of that pattern contains.
+    `allowed` is a character-class body, in which `\\d` may appear (ASCII text then uses the
+    faster `0-9`). Every match holds at least `min_digits` digits; per pattern name, at least
+    `pattern_digits[name]` digits and each substring of `needs[name]`.
     """
 
     allowed: str
-    seeds: tuple[str, ...]
-    min_seeds: int
-    needs: Mapping[str, tuple[str, ...]]
+    anchors: tuple[str, ...]
+    min_digits: int = 0
+    pattern_digits: Mapping[str, int] = field(default_factory=dict)
+    needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 _NUMERIC = r"\d \-.+()Xx"
+# Every numeric entity has at least 6 digits (phone numbers, the shortest: see MIN_DIGITS),
+# so its first digit is followed by at least 5 more allowed characters.
+_NUMERIC_ANCHORS = (rf"[\d][{_NUMERIC}]{{{PhoneNumberRecognizer.MIN_DIGITS - 1},}}",)
 # Characters that IGNORECASE folds onto ASCII letters (Kelvin sign, long s, dotted/dotless i).
 _FOLDS = "\u212a\u017f\u0130\u0131"
 
 SCAN_HINTS: Mapping[str, ScanHint] = {
-    "EMAIL_ADDRESS": ScanHint(r"!#$%&'*+\-/=?^_`{|}~\w.@", ("@",), 1, {}),
-    "CREDIT_CARD": ScanHint(_NUMERIC, (r"\d",), 13, {}),
-    "IBAN_CODE": ScanHint(r"A-Z0-9 \-", ("0-9",), 2, {}),
+    "EMAIL_ADDRESS": ScanHint(r"!#$%&'*+\-/=?^_`{|}~\w.@", ("@",)),
+    "CREDIT_CARD": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 13),
+    "IBAN_CODE": ScanHint(r"A-Z0-9 \-", ("[A-Z]{2}[0-9]{2}",)),
     "IP_ADDRESS": ScanHint(
         r"0-9A-Za-z\d:.%/" + _FOLDS,
-        ("0-9", ":"),
-        2,
-        {"IPv4": (".",), "IPv4_mapped": (".", ":"), "IPv4_embedded": (".", ":"), "IPv6": (":",)},
+        # The middle octets of IPv4, or two colons at most one hex group apart (IPv6).
+        (r"\.[0-9]{1,3}\.[0-9]{1,3}\.", r":[0-9A-Fa-f]{0,4}:"),
+        needs={
+            "IPv4": (".",),
+            "IPv4_mapped": (".", ":"),
+            "IPv4_embedded": (".", ":"),
+            "IPv6": (":",),
+        },
     ),
-    "US_SSN": ScanHint(_NUMERIC, (r"\d",), 9, {}),
-    "CN_RESIDENT_ID": ScanHint(_NUMERIC, (r"\d",), 17, {}),
-    "CN_MOBILE": ScanHint(_NUMERIC, (r"\d",), 11, {}),
-    "CN_BANK_CARD": ScanHint(_NUMERIC, (r"\d",), 16, {}),
-    "PHONE_NUMBER": ScanHint(_NUMERIC, (r"\d",), PhoneNumberRecognizer.MIN_DIGITS, {}),
+    "US_SSN": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 9),
+    "CN_RESIDENT_ID": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 17),
+    "CN_MOBILE": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 11),
+    "CN_BANK_CARD": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 16, needs={"CN bank card": ("62",)}),
+    "PHONE_NUMBER": ScanHint(
+        _NUMERIC,
+        _NUMERIC_ANCHORS,
+        PhoneNumberRecognizer.MIN_DIGITS,
+        pattern_digits={"phone (national)": 10},
+        needs={"phone (international)": ("+",)},
+    ),
 }
 
 _FACTORIES: Mapping[str, type[PatternRecognizer]] = {

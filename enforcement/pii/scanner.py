@@ -1,14 +1,16 @@
-"""Fast PII scan with presidio's recognizer semantics, without presidio's per-call overhead.
+"""Fast PII scan with presidio's recognizer semantics, without scanning all text per pattern.
 
-Every match of a recognizer is made only of its hint's `allowed` characters and holds enough
-`seeds` (digits, '@', ...), so each pattern runs only on the few maximal runs of allowed
-characters that qualify instead of over the whole text: plain prose costs a couple of C-level
-searches. Inside a run the patterns, flags, validation and scores are presidio's own.
+Any match of a recognizer is made only of its hint's `allowed` characters and contains an
+anchor (a digit run, '@', ...), so its patterns run only on the few maximal runs of allowed
+characters holding an anchor: plain prose costs a handful of C-level searches. Inside a run,
+the patterns, flags, validation and scores are presidio's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +33,14 @@ ENTITY_PRIORITY: tuple[str, ...] = (
     "PHONE_NUMBER",
 )
 
-# Lookarounds of the patterns read fewer characters than this past a run of allowed characters.
-_LOOKAHEAD_MARGIN = 32
+# Lookaheads of the patterns read at most 2 characters past a match (and a match ends inside
+# its run); scanning this far past a run keeps them exact.
+_LOOKAHEAD_MARGIN = 8
+_UNICODE_DIGIT = "\\d"
+_DIGIT = regex.compile(r"\d")
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+# Cached validation verdicts: keep the pattern score, validated (1.0), dropped (0).
+_KEEP, _VALID, _DROP = 0, 1, 2
 
 
 @dataclass(slots=True, frozen=True)
@@ -50,44 +58,56 @@ class _Recognizer:
     entity: str
     priority: int
     recognizer: Any
-    patterns: list[tuple[Any, float, tuple[str, ...]]]  # compiled regex, score, needed substrings
-    min_seeds: int
+    patterns: list[tuple[Any, float, int, tuple[str, ...]]]  # regex, score, digits, substrings
+    min_digits: int
     validates: bool
     invalidates: bool
     group_fallback: bool  # presidio's IBAN: retry shorter group ends when validation fails
 
 
 class _WindowFinder:
-    """Finds the maximal runs of `allowed` characters holding at least one seed character."""
+    """Finds the maximal runs of allowed characters that contain an anchor match."""
 
     def __init__(self, hint: ScanHint) -> None:
-        allowed = hint.allowed
-        self._forward = [regex.compile(f"[{seed}][{allowed}]*") for seed in hint.seeds]
-        # ASCII text takes a plain-range seed search (regex's fast path); same result there.
+        ascii_allowed = hint.allowed.replace(_UNICODE_DIGIT, "0-9")
+        self._forward = [regex.compile(f"(?:{a})[{hint.allowed}]*") for a in hint.anchors]
+        # On ASCII text `\d` is `0-9`, and a plain range keeps regex's fast search path.
         self._forward_ascii = [
-            regex.compile(f"[{seed.replace(chr(92) + 'd', '0-9')}][{allowed}]*")
-            for seed in hint.seeds
+            regex.compile(f"(?:{a.replace(_UNICODE_DIGIT, '0-9')})[{ascii_allowed}]*")
+            for a in hint.anchors
         ]
-        self._backward = regex.compile(f"[{allowed}]*", regex.REVERSE)
-        self._seed_count = regex.compile(f"[{''.join(hint.seeds)}]")
+        self._backward = regex.compile(f"[{hint.allowed}]*", regex.REVERSE)
 
     def windows(self, text: str) -> list[tuple[int, int, int]]:
-        """(start, end, number of seed characters) for each qualifying run, by start."""
+        """(start, end, number of digits) of each qualifying run, by start."""
+        is_ascii = text.isascii()
         found: dict[int, int] = {}
-        for forward in self._forward_ascii if text.isascii() else self._forward:
+        for forward in self._forward_ascii if is_ascii else self._forward:
             for match in forward.finditer(text):
                 start, end = match.span()
                 if start and (back := self._backward.match(text, 0, start)):
                     start = back.start()
                 found[start] = end
+        if is_ascii:
+            return [
+                (start, end, end - start - len(text[start:end].translate(_DROP_DIGITS)))
+                for start, end in sorted(found.items())
+            ]
         return [
-            (start, end, len(self._seed_count.findall(text, start, end)))
+            (start, end, len(_DIGIT.findall(text, start, end)))
             for start, end in sorted(found.items())
         ]
 
 
 class PiiScanner:
-    """Detects PII in text; compile once per policy load, then `scan` on the hot path."""
+    """Detects PII in text; compile once per policy load, then `scan` on the hot path.
+
+    Validation verdicts (phonenumbers alone costs ~50 us a number, and chat history repeats
+    values on every turn) are remembered under a keyed BLAKE2 digest, so the cache never holds
+    a value; it is emptied when it reaches `VERDICT_CACHE_SIZE` entries.
+    """
+
+    VERDICT_CACHE_SIZE = 4096
 
     def __init__(self, entities: Iterable[str], min_score: float = 0.5) -> None:
         self.min_score = min_score
@@ -96,19 +116,26 @@ class PiiScanner:
         for rec in build_recognizers(entities):
             entity = rec.supported_entities[0]
             hint = SCAN_HINTS[entity]
-            key = (hint.allowed, hint.seeds)
+            key = (hint.allowed, hint.anchors)
             finders.setdefault(key, _WindowFinder(hint))
             groups.setdefault(key, []).append(self._compile(rec, entity, hint))
         self.entities: tuple[str, ...] = tuple(
             r.entity for group in groups.values() for r in group
         )
         self._groups = [(finders[key], recs) for key, recs in groups.items()]
+        self._digest_key = os.urandom(16)
+        self._verdicts: dict[bytes, int] = {}
 
     def _compile(self, rec: Any, entity: str, hint: ScanHint) -> _Recognizer:
         cls = type(rec)
         validates = cls.validate_result is not PatternRecognizer.validate_result
         patterns = [
-            (regex.compile(p.regex, rec.global_regex_flags), p.score, hint.needs.get(p.name, ()))
+            (
+                regex.compile(p.regex, rec.global_regex_flags),
+                p.score,
+                max(hint.min_digits, hint.pattern_digits.get(p.name, 0)),
+                hint.needs.get(p.name, ()),
+            )
             for p in rec.patterns
             # A score below the threshold can only be lifted by validate_result.
             if p.score > 0 and (validates or p.score >= self.min_score)
@@ -118,7 +145,7 @@ class PiiScanner:
             priority=ENTITY_PRIORITY.index(entity),
             recognizer=rec,
             patterns=patterns,
-            min_seeds=hint.min_seeds,
+            min_digits=hint.min_digits,
             validates=validates,
             invalidates=cls.invalidate_result is not PatternRecognizer.invalidate_result,
             group_fallback=isinstance(rec, IbanRecognizer),
@@ -129,52 +156,66 @@ class PiiScanner:
         found: list[tuple[int, int, float, int, str]] = []
         size = len(text)
         for finder, recs in self._groups:
-            for start, end, seeds in finder.windows(text):
+            for start, end, digits in finder.windows(text):
                 stop = min(size, end + _LOOKAHEAD_MARGIN)
                 for rec in recs:
-                    if seeds >= rec.min_seeds:
-                        found.extend(self._match_run(rec, text, start, end, stop))
+                    if digits < rec.min_digits:
+                        continue
+                    for compiled, pattern_score, min_digits, needs in rec.patterns:
+                        if digits < min_digits or (
+                            needs and any(text.find(s, start, end) < 0 for s in needs)
+                        ):
+                            continue
+                        for match in compiled.finditer(text, start, stop):
+                            if match.start() >= end:
+                                break  # belongs to the next run, scanned on its own
+                            self._collect(rec, match, text, pattern_score, found)
         return _resolve(found)
 
-    def _match_run(
-        self, rec: _Recognizer, text: str, start: int, end: int, stop: int
-    ) -> Iterator[tuple[int, int, float, int, str]]:
-        for compiled, pattern_score, needs in rec.patterns:
-            if any(text.find(s, start, end) < 0 for s in needs):
-                continue
-            for match in compiled.finditer(text, start, stop):
-                if match.start() >= end:
-                    break  # belongs to the next run, which is scanned on its own
-                for m_start, m_end in _candidate_spans(match, rec.group_fallback):
-                    score = self._score(rec, text[m_start:m_end], pattern_score)
-                    if score > 0:
-                        if score >= self.min_score:
-                            yield (m_start, m_end, score, rec.priority, rec.entity)
-                        break
+    def _collect(
+        self,
+        rec: _Recognizer,
+        match: Any,
+        text: str,
+        pattern_score: float,
+        found: list[tuple[int, int, float, int, str]],
+    ) -> None:
+        start, end = match.span()
+        if rec.group_fallback:
+            # IbanRecognizer.__analyze_patterns: try the last group's end, then earlier ones.
+            ends = [match.span(g)[1] for g in range(len(match.groups()), 0, -1)]
+            spans = [(start, e if e > 0 else end) for e in ends]
+        else:
+            spans = [(start, end)]
+        for m_start, m_end in spans:
+            score = self._score(rec, text[m_start:m_end], pattern_score)
+            if score > 0:
+                if score >= self.min_score:
+                    found.append((m_start, m_end, score, rec.priority, rec.entity))
+                return
 
-    @staticmethod
-    def _score(rec: _Recognizer, value: str, score: float) -> float:
+    def _score(self, rec: _Recognizer, value: str, pattern_score: float) -> float:
         """presidio's PatternRecognizer scoring: validation sets 1.0 or 0, invalidation 0."""
         if not value:
             return 0.0
-        if rec.validates:
-            valid = rec.recognizer.validate_result(value)
-            if valid is not None:
-                score = 1.0 if valid else 0.0
-        if rec.invalidates and rec.recognizer.invalidate_result(value):
-            score = 0.0
-        return score
-
-
-def _candidate_spans(match: Any, group_fallback: bool) -> Iterator[tuple[int, int]]:
-    start, end = match.span()
-    if not group_fallback:
-        yield start, end
-        return
-    # Mirrors IbanRecognizer.__analyze_patterns: last group's end first, then earlier ones.
-    for group in reversed(range(1, len(match.groups()) + 1)):
-        group_end = match.span(group)[1]
-        yield start, group_end if group_end > 0 else end
+        if not (rec.validates or rec.invalidates):
+            return pattern_score
+        digest = hashlib.blake2b(
+            f"{rec.entity}\0{value}".encode(), key=self._digest_key, digest_size=16
+        ).digest()
+        verdict = self._verdicts.get(digest)
+        if verdict is None:
+            verdict = _KEEP
+            if rec.validates:
+                valid = rec.recognizer.validate_result(value)
+                if valid is not None:
+                    verdict = _VALID if valid else _DROP
+            if rec.invalidates and rec.recognizer.invalidate_result(value):
+                verdict = _DROP
+            if len(self._verdicts) >= self.VERDICT_CACHE_SIZE:
+                self._verdicts.clear()
+            self._verdicts[digest] = verdict
+        return pattern_score if verdict == _KEEP else 1.0 if verdict == _VALID else 0.0
 
 
 def _resolve(found: list[tuple[int, int, float, int, str]]) -> list[PiiMatch]:
