@@ -1,9 +1,14 @@
 """Added latency of the lictor gateway over a direct call to the same loopback upstream.
 
-One run, side by side: the upstream and lictor each run in their own process, and this
-process alternates direct and via-lictor requests (A B A B ...) at concurrency 1, so
-machine drift hits both equally. Every request carries a new user message. lictor runs its default packs (PII, injection rules,
-Cedar) with the audit log on. Prints p50/p99 for both, the added latency and the ratio.
+One run, side by side: the upstream, a bare pass-through proxy on lictor's HTTP stack
+(aiohttp, no checks) and lictor each run in their own process, and this process rotates
+direct, bare and lictor requests at concurrency 1, so machine drift hits all three alike.
+Every request carries a new user message (lictor's per-segment cache helps only with the
+repeated system prompt, as in real traffic). lictor runs its default packs (PII, injection
+rules, Cedar) with the audit log on: a durable commit before each response is released.
+
+Prints p50/p99 for each, the latency each proxy adds over direct, and lictor's own share
+(lictor over bare: what its checks and audit cost on top of any Python proxy's hop).
 
     python bench/gateway_latency.py [--requests 2000] [--json bench/results/latency.json]
 """
@@ -38,16 +43,19 @@ USER = (
     "Could you check where it is and email the tracking link to jane.doe@example.com? "
     "If it is lost, please refund it to the same card as before. Thanks a lot! " * 3
 )
-PAYLOAD = {
-    "model": "bench-gpt",
-    "messages": [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": USER},
-    ],
-    "tools": [{"type": "function", "function": {
-        "name": "lookup_order", "parameters": {"type": "object", "properties": {
-            "order_id": {"type": "string"}}}}}],
-}
+TOOLS = [{"type": "function", "function": {
+    "name": "lookup_order", "parameters": {"type": "object", "properties": {
+        "order_id": {"type": "string"}}}}}]
+
+
+def payload(i: int) -> bytes:
+    """The same system prompt each time, a new user message each time."""
+    return json.dumps({
+        "model": "bench-gpt",
+        "messages": [{"role": "system", "content": SYSTEM},
+                     {"role": "user", "content": f"Ticket {i}: {USER}"}],
+        "tools": TOOLS,
+    }).encode()
 
 
 def free_port() -> int:
@@ -57,17 +65,18 @@ def free_port() -> int:
         return port
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    """Seconds until `port` accepts connections (the process's start-up to ready)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+            raise RuntimeError(f"port {port}: process exited with {proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), 0.2):
+            with socket.create_connection(("127.0.0.1", port), 0.2):
                 return time.monotonic() - start
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"{url} did not start")
+    raise RuntimeError(f"port {port} did not open")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -75,93 +84,92 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def payload(i: int) -> bytes:
-    """The same system prompt each time, a new user message each time (as in real traffic:
-    lictor's per-segment cache may help with the first, never with the second)."""
-    messages = [PAYLOAD["messages"][0],
-                {"role": "user", "content": f"Ticket {i}: {PAYLOAD['messages'][1]['content']}"}]
-    return json.dumps({**PAYLOAD, "messages": messages}).encode()
-
-
-async def measure(direct: str, via: str, n: int, warmup: int) -> tuple[list[float], list[float]]:
+async def measure(urls: list[str], n: int, warmup: int) -> list[list[float]]:
+    """Milliseconds per request for each URL; the order rotates every round."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
-    out: dict[str, list[float]] = {direct: [], via: []}
+    out: list[list[float]] = [[] for _ in urls]
     async with aiohttp.ClientSession() as session:
-
-        async def once(url: str, body: bytes) -> float:
-            t0 = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as resp:
-                await resp.read()
-                if resp.status != 200:
-                    raise RuntimeError(f"{url}: HTTP {resp.status}: {await resp.text()}")
-            return time.perf_counter() - t0
-
         for i in range(warmup + n):
             body = payload(i)
-            for url in ((direct, via) if i % 2 == 0 else (via, direct)):
-                elapsed = await once(url, body)
+            for k in range(len(urls)):
+                j = (i + k) % len(urls)
+                t0 = time.perf_counter()
+                async with session.post(urls[j], data=body, headers=headers) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"{urls[j]}: HTTP {resp.status}: {await resp.text()}")
                 if i >= warmup:
-                    out[url].append(elapsed * 1000)
-    return out[direct], out[via]
+                    out[j].append((time.perf_counter() - t0) * 1000)
+    return out
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    up_port, lictor_port = free_port(), free_port()
+    up_port, bare_port, lictor_port = free_port(), free_port(), free_port()
+    upstream_url = f"http://127.0.0.1:{up_port}/v1"
+    procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "lictor.yaml"
         config.write_text(json.dumps({
             "data_dir": str(Path(tmp) / "var"),
             "agents": [{"id": "bench-agent", "team": "bench", "key": KEY}],
-            "models": [{"name": "bench-gpt", "backend": "passthrough",
-                        "base_url": f"http://127.0.0.1:{up_port}/v1"}],
+            "models": [{"name": "bench-gpt", "backend": "passthrough", "base_url": upstream_url}],
         }))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        upstream = subprocess.Popen(
-            [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(up_port)], env=env)
-        lictor = subprocess.Popen(
-            [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
-             "--port", str(lictor_port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            wait_ready(f"http://127.0.0.1:{up_port}", upstream)
-            ready_s = wait_ready(f"http://127.0.0.1:{lictor_port}", lictor)
-            direct_ms, via_ms = asyncio.run(measure(
-                f"http://127.0.0.1:{up_port}/v1/chat/completions",
-                f"http://127.0.0.1:{lictor_port}/v1/chat/completions",
-                args.requests, args.warmup))
+            procs.append(subprocess.Popen(
+                [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(up_port)]))
+            procs.append(subprocess.Popen(
+                [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(bare_port),
+                 "--upstream", upstream_url]))
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
+                 "--port", str(lictor_port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_ready(up_port, procs[0])
+            wait_ready(bare_port, procs[1])
+            ready_s = wait_ready(lictor_port, procs[2])
+            names = ["direct", "bare", "lictor"]
+            urls = [f"http://127.0.0.1:{p}/v1/chat/completions"
+                    for p in (up_port, bare_port, lictor_port)]
+            samples = asyncio.run(measure(urls, args.requests, args.warmup))
         finally:
-            for proc in (lictor, upstream):
+            for proc in procs:
                 proc.terminate()
                 proc.wait(10)
 
     result: dict[str, Any] = {
-        "machine": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.node()}, {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "requests_each": args.requests,
-        "payload_bytes": len(json.dumps(PAYLOAD)),
+        "request_bytes": len(payload(0)),
         "lictor_ready_s": round(ready_s, 2),
     }
-    for name, values in (("direct", direct_ms), ("lictor", via_ms)):
+    for name, values in zip(names, samples, strict=True):
         result[name] = {"p50_ms": round(percentile(values, 0.50), 3),
                         "p99_ms": round(percentile(values, 0.99), 3),
                         "mean_ms": round(statistics.fmean(values), 3)}
     for q in ("p50_ms", "p99_ms"):
-        result.setdefault("added", {})[q] = round(result["lictor"][q] - result["direct"][q], 3)
-    result["ratio_p50"] = round(result["lictor"]["p50_ms"] / result["direct"]["p50_ms"], 2)
+        for name in ("bare", "lictor"):
+            added = result[name][q] - result["direct"][q]
+            result.setdefault(f"{name}_added", {})[q] = round(added, 3)
+        own = result["lictor"][q] - result["bare"][q]
+        result.setdefault("lictor_over_bare", {})[q] = round(own, 3)
+    result["ratio_lictor_direct_p50"] = round(
+        result["lictor"]["p50_ms"] / result["direct"]["p50_ms"], 2)
 
     print(f"gateway added latency, concurrency 1, {args.requests} requests each, "
-          f"{result['payload_bytes']} B request, default packs, audit on")
-    print(f"{'':8} {'p50 ms':>8} {'p99 ms':>8}")
-    for name in ("direct", "lictor", "added"):
+          f"{result['request_bytes']} B requests, default packs, audit on")
+    print(f"{'':18} {'p50 ms':>8} {'p99 ms':>8}")
+    for name in ("direct", "bare", "lictor", "bare_added", "lictor_added", "lictor_over_bare"):
         row = result[name]
-        print(f"{name:8} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f}")
-    print(f"ratio lictor/direct at p50: {result['ratio_p50']}x; "
+        print(f"{name:18} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f}")
+    print(f"ratio lictor/direct at p50: {result['ratio_lictor_direct_p50']}x; "
           f"lictor ready in {result['lictor_ready_s']} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,9 @@ text that cannot contain a match.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import phonenumbers
 import regex
@@ -59,7 +59,7 @@ def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
 
-class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
+class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's email recognizer, validating the domain against the bundled suffix list."""
 
     def __init__(self) -> None:
@@ -67,19 +67,22 @@ class OfflineEmailRecognizer(EmailRecognizer):  # type: ignore[misc]
         _OFFLINE_TLD("example.com")  # load the bundled snapshot now, not on the first request
 
     def validate_result(self, pattern_text: str) -> bool:
-        return bool(_OFFLINE_TLD(pattern_text).fqdn != "")
+        return _OFFLINE_TLD(pattern_text).fqdn != ""
 
 
-class VersionSafeIpRecognizer(IpRecognizer):  # type: ignore[misc]
+class VersionSafeIpRecognizer(IpRecognizer):
     """Presidio's IP recognizer, minus dotted runs longer than an address (version strings)."""
 
-    PATTERNS = [
-        Pattern(p.name, r"(?<![0-9]\.)" + p.regex + r"(?!\.[0-9])", p.score)
-        for p in IpRecognizer.PATTERNS
-    ]
+    def __init__(self) -> None:
+        super().__init__(
+            patterns=[
+                Pattern(p.name, r"(?<![0-9]\.)" + p.regex + r"(?!\.[0-9])", p.score)
+                for p in IpRecognizer.PATTERNS
+            ]
+        )
 
 
-class PhoneNumberRecognizer(PatternRecognizer):  # type: ignore[misc]
+class PhoneNumberRecognizer(PatternRecognizer):
     """Phone numbers by candidate pattern, validated with `phonenumbers` (much faster than
     presidio's matcher-based PhoneRecognizer); numbers without a country code default to US."""
 
@@ -88,7 +91,7 @@ class PhoneNumberRecognizer(PatternRecognizer):  # type: ignore[misc]
     MAX_DIGITS = 15  # E.164
     # ASCII boundaries, so a number glued to CJK text is still found; the leading lookahead
     # gives the regex engine a first-character set to search for.
-    PATTERNS = [
+    PATTERNS: ClassVar[list[Pattern]] = [
         Pattern(
             "phone (international)",
             r"(?<![0-9A-Za-z_+])\+[1-9][0-9]{0,2}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}"
@@ -102,9 +105,10 @@ class PhoneNumberRecognizer(PatternRecognizer):  # type: ignore[misc]
             0.4,
         ),
     ]
+
     def __init__(self) -> None:
         super().__init__(
-            supported_entity="PHONE_NUMBER", patterns=self.PATTERNS, global_regex_flags=_FLAGS
+            supported_entity="PHONE_NUMBER", patterns=list(self.PATTERNS), global_regex_flags=_FLAGS
         )
 
     def validate_result(self, pattern_text: str) -> bool:
@@ -117,13 +121,13 @@ class PhoneNumberRecognizer(PatternRecognizer):  # type: ignore[misc]
         return bool(phonenumbers.is_valid_number(number))
 
 
-class CnResidentIdRecognizer(PatternRecognizer):  # type: ignore[misc]
+class CnResidentIdRecognizer(PatternRecognizer):
     """18-character PRC resident identity number (GB 11643): area, birth date, sequence and an
     ISO 7064 MOD 11-2 check character; the checksum and the date are both verified."""
 
     WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
     CHECK_CHARS = "10X98765432"
-    PATTERNS = [
+    PATTERNS: ClassVar[list[Pattern]] = [
         Pattern(
             "CN resident id",
             r"(?<![0-9A-Za-z])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])"
@@ -134,7 +138,9 @@ class CnResidentIdRecognizer(PatternRecognizer):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__(
-            supported_entity="CN_RESIDENT_ID", patterns=self.PATTERNS, global_regex_flags=_FLAGS
+            supported_entity="CN_RESIDENT_ID",
+            patterns=list(self.PATTERNS),
+            global_regex_flags=_FLAGS,
         )
 
     @classmethod
@@ -154,11 +160,11 @@ class CnResidentIdRecognizer(PatternRecognizer):  # type: ignore[misc]
         return self.check_char(value[:17]) == value[17]
 
 
-class CnMobileRecognizer(PatternRecognizer):  # type: ignore[misc]
+class CnMobileRecognizer(PatternRecognizer):
     """Mainland China mobile numbers (1[3-9] and 9 digits, optional +86/0086/86 prefix); a
     number in a range phonenumbers knows as mobile scores 1.0, other ones keep 0.5."""
 
-    PATTERNS = [
+    PATTERNS: ClassVar[list[Pattern]] = [
         Pattern(
             "CN mobile",
             r"(?<![0-9+])(?:\+86[ \-]?|0086[ \-]?|86[ \-]?|)1[3-9][0-9](?:[ \-]?[0-9]{4}){2}"
@@ -169,7 +175,7 @@ class CnMobileRecognizer(PatternRecognizer):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__(
-            supported_entity="CN_MOBILE", patterns=self.PATTERNS, global_regex_flags=_FLAGS
+            supported_entity="CN_MOBILE", patterns=list(self.PATTERNS), global_regex_flags=_FLAGS
         )
         metadata: Any = phonenumbers.PhoneMetadata.metadata_for_region("CN")
         self._mobile = regex.compile(metadata.mobile.national_number_pattern)
@@ -178,11 +184,11 @@ class CnMobileRecognizer(PatternRecognizer):  # type: ignore[misc]
         return True if self._mobile.fullmatch(_digits(pattern_text)[-11:]) else None
 
 
-class CnBankCardRecognizer(PatternRecognizer):  # type: ignore[misc]
+class CnBankCardRecognizer(PatternRecognizer):
     """UnionPay-style bank card numbers: 16-19 digits starting with 62, optionally grouped by
     4 with spaces or dashes, Luhn-validated."""
 
-    PATTERNS = [
+    PATTERNS: ClassVar[list[Pattern]] = [
         Pattern(
             "CN bank card",
             r"(?<![0-9])62[0-9]{2}(?:[ \-]?[0-9]{4}){3}(?:[ \-]?[0-9]{1,3})?(?![0-9])",
@@ -192,7 +198,7 @@ class CnBankCardRecognizer(PatternRecognizer):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__(
-            supported_entity="CN_BANK_CARD", patterns=self.PATTERNS, global_regex_flags=_FLAGS
+            supported_entity="CN_BANK_CARD", patterns=list(self.PATTERNS), global_regex_flags=_FLAGS
         )
 
     def validate_result(self, pattern_text: str) -> bool:
@@ -205,8 +211,9 @@ class ScanHint:
     maximal runs of `allowed` characters that contain a match of one of the `anchors`.
 
     `allowed` is a character-class body, in which `\\d` may appear (ASCII text then uses the
-    faster `0-9`). Every match holds at least `min_digits` digits; per pattern name, at least
-    `pattern_digits[name]` digits and each substring of `needs[name]`.
+    faster `0-9`); anchors are made of allowed characters. Every match holds at least
+    `min_digits` digits; per pattern name, at least `pattern_digits[name]` digits and each
+    substring of `needs[name]`. Tests check the scanner against presidio's own `analyze`.
     """
 
     allowed: str
@@ -251,13 +258,34 @@ SCAN_HINTS: Mapping[str, ScanHint] = {
     ),
 }
 
-_FACTORIES: Mapping[str, type[PatternRecognizer]] = {
+# An ASCII-only word boundary. Presidio's `\b` is Unicode-aware, so a card number written
+# straight after Chinese text ("卡号4111111111111111") has no boundary before it and was
+# missed; numbers are delimited by ASCII letters and digits only.
+_ASCII_WORD = "0-9A-Za-z_"
+_ASCII_BOUNDARY = (
+    rf"(?:(?<![{_ASCII_WORD}])(?=[{_ASCII_WORD}])|(?<=[{_ASCII_WORD}])(?![{_ASCII_WORD}]))"
+)
+
+
+def ascii_boundaries(factory: Callable[[], PatternRecognizer]) -> Callable[[], PatternRecognizer]:
+    """Wrap a recognizer factory so its patterns use ASCII word boundaries."""
+
+    def build() -> PatternRecognizer:
+        recognizer = factory()
+        for pattern in recognizer.patterns:
+            pattern.regex = pattern.regex.replace("\\b", _ASCII_BOUNDARY)
+        return recognizer
+
+    return build
+
+
+_FACTORIES: Mapping[str, Callable[[], PatternRecognizer]] = {
     "EMAIL_ADDRESS": OfflineEmailRecognizer,
     "PHONE_NUMBER": PhoneNumberRecognizer,
-    "CREDIT_CARD": CreditCardRecognizer,
+    "CREDIT_CARD": ascii_boundaries(CreditCardRecognizer),
     "IBAN_CODE": IbanRecognizer,
-    "IP_ADDRESS": VersionSafeIpRecognizer,
-    "US_SSN": UsSsnRecognizer,
+    "IP_ADDRESS": ascii_boundaries(VersionSafeIpRecognizer),
+    "US_SSN": ascii_boundaries(UsSsnRecognizer),
     "CN_RESIDENT_ID": CnResidentIdRecognizer,
     "CN_MOBILE": CnMobileRecognizer,
     "CN_BANK_CARD": CnBankCardRecognizer,

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import regex
@@ -39,6 +42,8 @@ _LOOKAHEAD_MARGIN = 8
 _UNICODE_DIGIT = "\\d"
 _DIGIT = regex.compile(r"\d")
 _DROP_DIGITS = str.maketrans("", "", "0123456789")
+# A candidate match: start, end, score, entity priority, entity.
+_Found = tuple[int, int, float, int, str]
 # Cached validation verdicts: keep the pattern score, validated (1.0), dropped (0).
 _KEEP, _VALID, _DROP = 0, 1, 2
 
@@ -111,17 +116,16 @@ class PiiScanner:
 
     def __init__(self, entities: Iterable[str], min_score: float = 0.5) -> None:
         self.min_score = min_score
+        recognizers = build_recognizers(entities)
+        self.entities: tuple[str, ...] = tuple(r.supported_entities[0] for r in recognizers)
+        # Recognizers whose hints share the allowed characters and anchors share the runs.
         groups: dict[tuple[str, tuple[str, ...]], list[_Recognizer]] = {}
         finders: dict[tuple[str, tuple[str, ...]], _WindowFinder] = {}
-        for rec in build_recognizers(entities):
-            entity = rec.supported_entities[0]
+        for rec, entity in zip(recognizers, self.entities, strict=True):
             hint = SCAN_HINTS[entity]
             key = (hint.allowed, hint.anchors)
             finders.setdefault(key, _WindowFinder(hint))
             groups.setdefault(key, []).append(self._compile(rec, entity, hint))
-        self.entities: tuple[str, ...] = tuple(
-            r.entity for group in groups.values() for r in group
-        )
         self._groups = [(finders[key], recs) for key, recs in groups.items()]
         self._digest_key = os.urandom(16)
         self._verdicts: dict[bytes, int] = {}
@@ -153,7 +157,7 @@ class PiiScanner:
 
     def scan(self, text: str) -> list[PiiMatch]:
         """Non-overlapping matches scoring at least `min_score`, sorted by start."""
-        found: list[tuple[int, int, float, int, str]] = []
+        found: list[_Found] = []
         size = len(text)
         for finder, recs in self._groups:
             for start, end, digits in finder.windows(text):
@@ -178,7 +182,7 @@ class PiiScanner:
         match: Any,
         text: str,
         pattern_score: float,
-        found: list[tuple[int, int, float, int, str]],
+        found: list[_Found],
     ) -> None:
         start, end = match.span()
         if rec.group_fallback:
@@ -218,14 +222,30 @@ class PiiScanner:
         return pattern_score if verdict == _KEEP else 1.0 if verdict == _VALID else 0.0
 
 
-def _resolve(found: list[tuple[int, int, float, int, str]]) -> list[PiiMatch]:
-    """Longer match wins an overlap, then higher score, then entity priority."""
+def _resolve(found: list[_Found]) -> list[PiiMatch]:
+    """presidio's per-recognizer `remove_duplicates` (drop a match that another match of the
+    same entity contains with an equal or higher score), then across entities: a longer match
+    wins an overlap, then a higher score, then entity priority."""
     if not found:
         return []
-    found.sort(key=lambda f: (f[0] - f[1], -f[2], f[3], f[0]))
-    kept: list[tuple[int, int, float, int, str]] = []
-    for cand in found:
-        if all(cand[1] <= k[0] or k[1] <= cand[0] for k in kept):
+    ordered = sorted(set(found), key=lambda f: (f[4], f[0], f[0] - f[1], -f[2]))
+    candidates: list[_Found] = []
+    for _, same_entity in groupby(ordered, key=itemgetter(4)):
+        active: list[_Found] = []
+        for cand in same_entity:
+            active = [a for a in active if a[1] >= cand[0]]
+            if not any(a[0] <= cand[0] and cand[1] <= a[1] and cand[2] <= a[2] for a in active):
+                candidates.append(cand)
+                active.append(cand)
+    candidates.sort(key=lambda f: (f[0] - f[1], -f[2], f[3], f[0]))
+    starts: list[int] = []  # kept spans, disjoint and sorted, so ends are sorted too
+    ends: list[int] = []
+    kept: list[_Found] = []
+    for cand in candidates:
+        i = bisect_left(starts, cand[0])
+        if (i == 0 or ends[i - 1] <= cand[0]) and (i == len(starts) or cand[1] <= starts[i]):
+            starts.insert(i, cand[0])
+            ends.insert(i, cand[1])
             kept.append(cand)
     kept.sort()
     return [PiiMatch(entity, start, end, score) for start, end, score, _, entity in kept]
