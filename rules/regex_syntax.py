@@ -27,7 +27,9 @@ def explain(exc: Exception) -> str:
         reason = reason.decode("utf-8", "replace")
     hint = ""
     if "(?<" in str(reason) or "(?=" in str(reason) or "(?!" in str(reason):
-        hint = " (lookarounds are not supported: patterns use RE2 syntax, which runs in linear time)"
+        hint = (
+            " (lookarounds are not supported: patterns use RE2 syntax, which runs in linear time)"
+        )
     elif "\\1" in str(reason) or "escape sequence" in str(reason):
         hint = " (backreferences are not supported in RE2 syntax)"
     return f"{reason}{hint}"

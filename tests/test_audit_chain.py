@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from lictor.audit import (
     GENESIS_HASH,
     AuditStore,

@@ -10,6 +10,7 @@ import re
 import struct
 
 import pytest
+
 from lictor.audit.canonical_json import canonicalize, format_number
 
 # Shape of ECMAScript Number-to-String output: no trailing fraction zeros,

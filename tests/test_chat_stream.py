@@ -60,9 +60,11 @@ def test_placeholder_split_across_chunks_is_restored() -> None:
 
 def test_tool_calls_held_until_finish_then_restored() -> None:
     stream = ChatStream(vault_with_email(), no_findings, allow_all)
-    first = stream.feed(chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
-                                                "function": {"name": "send", "arguments": '{"to": "<EMA'}}]}))
-    second = stream.feed(chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'IL_1>"}'}}]}))
+    head = {"index": 0, "id": "call_a", "type": "function",
+            "function": {"name": "send", "arguments": '{"to": "<EMA'}}
+    first = stream.feed(chunk({"tool_calls": [head]}))
+    tail = {"index": 0, "function": {"arguments": 'IL_1>"}'}}
+    second = stream.feed(chunk({"tool_calls": [tail]}))
     assert first == [] and second == []  # nothing released before the call is complete
     out = stream.feed(chunk({}, "tool_calls"))
     calls = [tc for c in out for ch in c["choices"] for tc in ch["delta"].get("tool_calls", [])]

@@ -34,7 +34,8 @@ def events(data: bytes) -> list[dict[str, object]]:
 
 
 def test_sse_reader_handles_comments_multiline_and_done() -> None:
-    data = b': keep-alive\n\ndata: {"a":\ndata: 1}\n\ndata: {"b": 2}\r\n\r\ndata: [DONE]\n\ndata: {"c": 3}\n\n'
+    data = (b': keep-alive\n\ndata: {"a":\ndata: 1}\n\ndata: {"b": 2}\r\n\r\n'
+            b'data: [DONE]\n\ndata: {"c": 3}\n\n')
     assert events(data) == [{"a": 1}, {"b": 2}]
 
 
@@ -77,7 +78,8 @@ def test_parse_request_collects_segments_with_trust() -> None:
 
 def test_config_errors_name_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "lictor.yaml"
-    path.write_text("server:\n  port: 8787\n  hots: 0.0.0.0\nmodels:\n  - name: x\n    backend: passthrough\n")
+    path.write_text("server:\n  port: 8787\n  hots: 0.0.0.0\n"
+                    "models:\n  - name: x\n    backend: passthrough\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)

@@ -34,7 +34,8 @@ def load_error(*paths: Path) -> str:
 
 def test_bundled_pack_loads() -> None:
     policy = load_policy([bundled_pack("default")])
-    ids = {r.spec.rule_id for r in policy.pattern_rules} | {r.spec.rule_id for r in policy.pii_rules}
+    rules = [*policy.pattern_rules, *policy.pii_rules]
+    ids = {r.spec.rule_id for r in rules}
     assert {"injection.instruction-override", "injection.system-prompt-extraction",
             "pii.mask-outbound"} <= ids
     names = {p.name for p in policy.cedar.policies.values()}
@@ -117,7 +118,8 @@ def test_cedar_syntax_error_names_line(tmp_path: Path) -> None:
 
 
 def test_cedar_bad_on_deny(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.cedar", '@on_deny("explode")\nforbid (principal, action, resource);\n')
+    path = write(tmp_path, "p.cedar",
+                 '@on_deny("explode")\nforbid (principal, action, resource);\n')
     assert f"{path}:1: @on_deny must be one of" in load_error(path)
 
 
@@ -126,7 +128,8 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def test_split_statements_ignores_strings_and_comments() -> None:
-    text = 'permit (principal, action, resource) when { context.x == "a;b" };\n// x; y\nforbid (principal, action, resource);'
+    text = ('permit (principal, action, resource) when { context.x == "a;b" };\n'
+            "// x; y\nforbid (principal, action, resource);")
     parts = split_statements(text)
     assert [line for line, _ in parts] == [1, 3]
     assert parts[0][1].endswith('"a;b" };')

@@ -272,7 +272,8 @@ def ascii_boundaries(factory: Callable[[], PatternRecognizer]) -> Callable[[], P
 
     def build() -> PatternRecognizer:
         recognizer = factory()
-        for pattern in recognizer.patterns:
+        patterns: list[Pattern] = recognizer.patterns  # type: ignore[has-type]  # presidio
+        for pattern in patterns:
             pattern.regex = pattern.regex.replace("\\b", _ASCII_BOUNDARY)
         return recognizer
 

@@ -1,0 +1,25 @@
+"""The latency benchmark runs end to end (a few requests), so it cannot silently rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gateway_latency.py"), "--requests", "20",
+         "--warmup", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for name in ("direct", "bare", "lictor"):
+        assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
+    assert "lictor_over_bare" in figures and "lictor_added" in figures
+    assert "lictor_added" in result.stdout
