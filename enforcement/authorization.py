@@ -92,27 +92,19 @@ class Authorizer:
             cached = self._cache.get(key)
             if cached is not None:
                 return cached
-        result = self._evaluate(principal, action, resource_type, resource_id, context)
+        result = self._evaluate({
+            "principal": _uid("Agent", principal.agent_id),
+            "action": _uid("Action", action),
+            "resource": _uid(resource_type, resource_id),
+            "context": context,
+        })
         if key is not None and not result.errors:
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()  # bounded; refilled by the next requests
             self._cache[key] = result
         return result
 
-    def _evaluate(
-        self,
-        principal: Principal,
-        action: str,
-        resource_type: str,
-        resource_id: str,
-        context: dict[str, Any],
-    ) -> AuthzResult:
-        request = {
-            "principal": _uid("Agent", principal.agent_id),
-            "action": _uid("Action", action),
-            "resource": _uid(resource_type, resource_id),
-            "context": context,
-        }
+    def _evaluate(self, request: dict[str, Any]) -> AuthzResult:
         try:
             result = cedarpy.is_authorized(request, self._bundle.policy_set, self._entities)
         except Exception as exc:  # a malformed request (e.g. odd context) denies

@@ -23,22 +23,26 @@ def _decision(d: Decision) -> dict[str, Any]:
     }
 
 
-def rejected(
+def refused(
     *,
+    kind: str,
     request_id: str,
     principal: Principal | None,
-    path: str,
     status: int,
     code: str | None,
     reason: str,
     policy_hash: str,
+    path: str | None = None,
 ) -> dict[str, Any]:
-    """A request refused before any check ran (authentication, malformed input, limits)."""
-    return {
-        "kind": "rejected_request",
+    """A request that got an error instead of an answer.
+
+    `rejected_request`: refused before any check ran (authentication, malformed input,
+    limits). `upstream_error`: checked and sent, but the upstream failed.
+    """
+    entry: dict[str, Any] = {
+        "kind": kind,
         "request_id": request_id,
         "principal": _principal(principal),
-        "path": path,
         "status": status,
         "error_code": code,
         "reason": reason,
@@ -46,6 +50,9 @@ def rejected(
         "findings": [],
         "policy_hash": policy_hash,
     }
+    if path is not None:
+        entry["path"] = path
+    return entry
 
 
 def model_request(
@@ -96,26 +103,4 @@ def model_response(
         "removed_tool_calls": decision.removed_tool_calls,
         "content": choices,
         "usage": usage if isinstance(usage, dict) else None,
-    }
-
-
-def upstream_failure(
-    *,
-    request_id: str,
-    principal: Principal,
-    status: int,
-    code: str | None,
-    reason: str,
-    policy_hash: str,
-) -> dict[str, Any]:
-    return {
-        "kind": "upstream_error",
-        "request_id": request_id,
-        "principal": _principal(principal),
-        "status": status,
-        "error_code": code,
-        "reason": reason,
-        "verdict": "block",
-        "findings": [],
-        "policy_hash": policy_hash,
     }

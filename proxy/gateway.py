@@ -114,7 +114,8 @@ class Gateway:
     def _reject(
         self, request: web.Request, rid: str, principal: Principal | None, err: ProtocolError
     ) -> web.Response:
-        entry = audit_entries.rejected(
+        entry = audit_entries.refused(
+            kind="rejected_request",
             request_id=rid,
             principal=principal,
             path=request.path,
@@ -236,7 +237,8 @@ class Gateway:
 
     async def _upstream_failed(self, ex: Exchange, err: ProtocolError) -> web.Response:
         try:
-            self._append(ex.request_record, audit_entries.upstream_failure(
+            self._append(ex.request_record, audit_entries.refused(
+                kind="upstream_error",
                 request_id=ex.rid,
                 principal=ex.principal,
                 status=err.status,

@@ -1,15 +1,16 @@
 """Process lifecycle: build the gateway from a config, print the banner, serve, shut down.
 
-`BackgroundServer` runs the same app on its own thread and event loop, for tests and
-benchmarks that drive it with real clients.
+`BackgroundServer` runs the same app on its own thread and event loop (`AppThread`), for
+tests and benchmarks that drive it with real clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from aiohttp import web
 
@@ -82,15 +83,14 @@ def serve(config: Config) -> None:
     )
 
 
-@dataclass
-class BackgroundServer:
-    """The gateway on a daemon thread with its own loop; `url` is set once it listens."""
+class AppThread:
+    """An aiohttp app on a daemon thread with its own event loop; `url` is set once it
+    listens. For tests and benchmarks that drive a server with real clients."""
 
-    config: Config
-    url: str = ""
-    app: web.Application | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(self, make: Callable[[], web.Application], host: str, port: int) -> None:
+        self._make, self._host, self._port = make, host, port
+        self.url = ""
+        self.app: web.Application | None = None
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._runner: web.AppRunner | None = None
@@ -109,28 +109,22 @@ class BackgroundServer:
         self._loop.run_forever()
 
     async def _start(self) -> None:
-        self.app = make_app(self.config)
+        self.app = self._make()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
-        await site.start()
+        await web.TCPSite(self._runner, self._host, self._port).start()
         port = self._runner.addresses[0][1]
-        self.url = f"http://{self.config.server.host}:{port}"
+        self.url = f"http://{self._host}:{port}"
 
-    def start(self) -> BackgroundServer:
+    def start(self) -> Self:
         self._thread.start()
         self._started.wait(60)
         if self._error is not None:
             raise self._error
         return self
 
-    @property
-    def gateway(self) -> Gateway:
-        assert self.app is not None
-        return self.app[GATEWAY_KEY]
-
     def stop(self) -> None:
-        """Shut down cleanly (audit store closed); calling it again does nothing."""
+        """Shut down cleanly (cleanup hooks run); calling it again does nothing."""
         if not self._thread.is_alive():
             return
 
@@ -142,8 +136,21 @@ class BackgroundServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(30)
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class BackgroundServer(AppThread):
+    """lictor itself, built from a config, on its own thread."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(lambda: make_app(config), config.server.host, config.server.port)
+        self.config = config
+
+    @property
+    def gateway(self) -> Gateway:
+        assert self.app is not None
+        return self.app[GATEWAY_KEY]

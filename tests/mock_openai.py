@@ -7,10 +7,8 @@ reached the upstream. Used by the tests and by `bench/`.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +16,7 @@ from aiohttp import web
 from lictor.adapters.backends.base import Route
 from lictor.adapters.backends.local_model import LocalModelBackend
 from lictor.adapters.sse import DONE, frame
+from lictor.proxy.server import AppThread
 
 
 @dataclass
@@ -27,20 +26,23 @@ class Received:
     body: dict[str, Any]
 
 
-@dataclass
-class MockOpenAI:
+class MockOpenAI(AppThread):
     """Start with `with MockOpenAI() as upstream:`; `upstream.base_url` ends in /v1."""
 
-    fail_status: int | None = None  # answer every request with this error status
-    received: list[Received] = field(default_factory=list)
-    base_url: str = ""
-
-    def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self, fail_status: int | None = None) -> None:
+        super().__init__(self._app, "127.0.0.1", 0)
+        self.fail_status = fail_status  # answer every request with this error status
+        self.received: list[Received] = []
         self._model = LocalModelBackend()
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        return app
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -60,35 +62,6 @@ class MockOpenAI:
         await resp.write(DONE)
         await resp.write_eof()
         return resp
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/v1"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    def __enter__(self) -> MockOpenAI:
-        self._thread.start()
-        self._ready.wait(30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def _stop() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
 
     def last_text(self) -> str:
         """Everything the upstream received in its last request, as one string."""

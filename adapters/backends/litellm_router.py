@@ -65,4 +65,7 @@ class LiteLLMBackend:
             raise _to_protocol_error(exc) from None
 
     async def aclose(self) -> None:
-        return None
+        """Stop LiteLLM's background logging task, which would otherwise outlive the loop."""
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+        await GLOBAL_LOGGING_WORKER.stop()

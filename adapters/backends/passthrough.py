@@ -42,6 +42,17 @@ def _upstream_error(status: int, payload: Any, retry_after: str | None) -> Proto
     )
 
 
+async def _raise_for_status(resp: aiohttp.ClientResponse) -> None:
+    if resp.status < 400:
+        return
+    raw = await resp.read()
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    raise _upstream_error(resp.status, value, resp.headers.get("Retry-After"))
+
+
 class PassthroughBackend:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
@@ -70,13 +81,11 @@ class PassthroughBackend:
             async with self._client().post(
                 url, data=payload, headers=headers, timeout=timeout
             ) as resp:
-                raw = await resp.read()
+                await _raise_for_status(resp)
                 try:
-                    value = json.loads(raw)
+                    value = json.loads(await resp.read())
                 except ValueError:
                     value = None
-                if resp.status >= 400:
-                    raise _upstream_error(resp.status, value, resp.headers.get("Retry-After"))
                 if not isinstance(value, dict):
                     raise ProtocolError(
                         502, "the upstream returned a body that is not JSON",
@@ -98,13 +107,7 @@ class PassthroughBackend:
             async with self._client().post(
                 url, data=payload, headers=headers, timeout=timeout
             ) as resp:
-                if resp.status >= 400:
-                    raw = await resp.read()
-                    try:
-                        value = json.loads(raw)
-                    except ValueError:
-                        value = None
-                    raise _upstream_error(resp.status, value, resp.headers.get("Retry-After"))
+                await _raise_for_status(resp)
                 async for event in read_json_events(resp.content):
                     if isinstance(event.get("error"), dict):
                         raise _upstream_error(500, event, None)
