@@ -179,6 +179,30 @@ def parse_response(resp: Any) -> Action:
     return action
 
 
+def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per choice, what the model produced (text, tool calls): the content audit keeps."""
+    out = []
+    for i, choice in enumerate(_choices(resp)):
+        message = choice.get("message") or {}
+        content = message.get("content")
+        calls = []
+        for call in message.get("tool_calls") or []:
+            fn = call.get("function") if isinstance(call, dict) else None
+            fn = fn if isinstance(fn, dict) else {}
+            args = fn.get("arguments", "")
+            calls.append({
+                "name": str(fn.get("name", "")),
+                "arguments": args if isinstance(args, str) else json.dumps(args),
+            })
+        out.append({
+            "index": i,
+            "content": content if isinstance(content, str) else None,
+            "tool_calls": calls,
+            "finish_reason": choice.get("finish_reason"),
+        })
+    return out
+
+
 def refusal_notes(decision: Decision, calls: list[ToolCall]) -> list[str]:
     """A readable line per removed tool call, naming the policy that forbids it."""
     reasons = {

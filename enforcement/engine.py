@@ -163,8 +163,11 @@ class Engine:
         return upstream, self.redact(upstream)
 
     def redact(self, text: str) -> str:
-        """Every PII value replaced by its entity name: the form audit records keep."""
-        matches = self._pii_cache.get_or_compute(text, None, self._pii.scan)
+        """Every PII value replaced by its entity name: the form audit records keep.
+
+        Not cached: what it sees (masked requests, model output) rarely repeats.
+        """
+        matches = self._pii.scan(text)
         if not matches:
             return text
         parts, pos = [], 0
@@ -176,15 +179,18 @@ class Engine:
         return "".join(parts)
 
     def scan_text(self, text: str, direction: str, trust: str) -> list[Finding]:
-        """Pattern rules over one piece of text (also used on streamed output)."""
+        """Pattern rules over one whole segment, cached: history repeats on every call."""
         return self._pattern_cache.get_or_compute(
-            text, (direction, trust), lambda t: self._scan_patterns(t, direction, trust)
+            text, (direction, trust), lambda t: self.scan_window(t, direction, trust)
         )
 
-    def _scan_patterns(self, text: str, direction: str, trust: str) -> list[Finding]:
+    def scan_window(self, text: str, direction: str, trust: str) -> list[Finding]:
+        """Pattern rules over text seen once (a streamed window): not cached."""
         normalized, _ = normalize(text)
         return [
-            _finding(hit.spec, hit.spec.description, normalized[hit.start : hit.end][:80])
+            # the evidence lands in audit records: PII in it is redacted
+            _finding(hit.spec, hit.spec.description,
+                     self.redact(normalized[hit.start : hit.end][:80]))
             for hit in self._patterns.scan(normalized, direction, trust)
         ]
 

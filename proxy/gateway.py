@@ -271,27 +271,12 @@ class Gateway:
         except ProtocolError as err:
             return await self._upstream_failed(ex, err)
         rdecision = self.engine.evaluate_response(ex.principal, resp_action)
-        choices = [
-            {
-                "index": i,
-                "content": (c.get("message") or {}).get("content"),
-                "tool_calls": [
-                    {
-                        "name": (t.get("function") or {}).get("name", ""),
-                        "arguments": (t.get("function") or {}).get("arguments", ""),
-                    }
-                    for t in (c.get("message") or {}).get("tool_calls") or []
-                ],
-                "finish_reason": c.get("finish_reason"),
-            }
-            for i, c in enumerate(resp["choices"])
-        ]
         try:
             self._append(ex.request_record, audit_entries.model_response(
                 request_id=ex.rid,
                 principal=ex.principal,
                 decision=rdecision,
-                choices=self._audit_choices(choices),
+                choices=self._audit_choices(openai_chat.produced(resp)),
                 usage=resp.get("usage"),
             ))
         except ProtocolError as err:
@@ -310,7 +295,7 @@ class Gateway:
             return engine.evaluate_response(principal, action)
 
         def check_text(text: str) -> list[Finding]:
-            return engine.scan_text(text, "response", "assistant")
+            return engine.scan_window(text, "response", "assistant")
 
         return ChatStream(ex.outcome.vault, check_text, authorize)
 
@@ -398,7 +383,10 @@ class Gateway:
 async def openai_errors_middleware(
     request: web.Request, handler: Any
 ) -> web.StreamResponse:
-    """aiohttp's own 404/405/413 pages become OpenAI-format errors too."""
+    """aiohttp's own 404/405 pages, and any unexpected failure, become OpenAI-format errors.
+
+    A bug inside lictor answers 500 and releases nothing (fail closed).
+    """
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -407,6 +395,11 @@ async def openai_errors_middleware(
             raise
         err = ProtocolError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
         return web.json_response(openai_error_body(err), status=exc.status)
+    except Exception:
+        log.exception("unexpected failure handling %s %s", request.method, request.path)
+        err = ProtocolError(500, "lictor failed while handling this request; nothing was "
+                            "passed on", error_type="server_error", code="internal_error")
+        return web.json_response(openai_error_body(err), status=500)
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)

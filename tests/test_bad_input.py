@@ -106,3 +106,18 @@ def test_models_needs_a_key(small_lictor: BackgroundServer) -> None:
     resp = requests.get(small_lictor.url + "/v1/models", timeout=10)
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_unexpected_failure_is_a_500_and_nothing_goes_upstream(
+    small_lictor: BackgroundServer, upstream: MockOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lictor.adapters import openai_chat
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(openai_chat, "apply_request", broken)
+    resp = post(small_lictor, json.dumps(GOOD).encode(), auth())
+    assert resp.status_code == 500
+    assert resp.json()["error"]["code"] == "internal_error"
+    assert upstream.received == []

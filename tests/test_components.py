@@ -175,3 +175,21 @@ def test_without_cedar_policies_nothing_is_permitted(tmp_path: Path) -> None:
     decision = engine.evaluate_request(principal, action).decision
     assert decision.verdict is Verdict.BLOCK
     assert decision.findings[0].rule_id == "cedar:no policy permits it"
+
+
+def test_finding_evidence_never_holds_raw_pii(tmp_path: Path) -> None:
+    """Evidence goes into audit records: personal data in a matched phrase is redacted."""
+    from lictor.enforcement.types import Action, ActionKind, Direction, Segment, Trust
+
+    rule = tmp_path / "out.yaml"
+    rule.write_text("rules:\n  - id: out.mail-to\n    description: d\n"
+                    "    applies: {direction: response, trust: [assistant]}\n"
+                    "    match: {patterns: ['\\bsend it to \\S+']}\n    verdict: flag\n")
+    principal = Principal("a")
+    engine = Engine(load_policy([bundled_pack("default"), rule]), [principal])
+    text = "Done, send it to jane.doe@example.com now"
+    action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, "openai.chat",
+                    segments=[Segment(text, Trust.ASSISTANT)])
+    decision = engine.evaluate_response(principal, action)
+    assert decision.verdict is Verdict.FLAG
+    assert decision.findings[0].evidence == "send it to <EMAIL_ADDRESS>"
