@@ -29,6 +29,8 @@ from lictor.rules.vocabulary import PII_ENTITIES
 log = logging.getLogger("lictor.engine")
 
 INTERNAL_ERROR_RULE = "lictor.internal-error"
+BOUNDARY_CHARS = 200  # of each side of a message boundary, scanned joined
+_UNTRUSTED = frozenset({"user", "tool", "retrieved"})
 
 
 @dataclass(slots=True)
@@ -71,13 +73,15 @@ def _internal_error(where: str, exc: Exception) -> Decision:
 
 class Engine:
     __slots__ = (
-        "_authorizer", "_pattern_cache", "_patterns", "_pii", "_pii_cache", "_pii_rules", "policy"
+        "_authorizer", "_invisible_rules", "_pattern_cache", "_patterns", "_pii", "_pii_cache",
+        "_pii_rules", "policy",
     )
 
     def __init__(self, policy: Policy, principals: list[Principal]) -> None:
         self.policy = policy
         self._patterns = PatternScanner(policy.pattern_rules)
         self._pii_rules: tuple[PiiRule, ...] = policy.pii_rules
+        self._invisible_rules = policy.invisible_rules
         # Every known entity is scanned, ruled or not: audit never keeps raw personal data.
         min_score = min((r.min_score for r in policy.pii_rules), default=0.5)
         self._pii = PiiScanner(PII_ENTITIES, min_score=min_score)
@@ -100,6 +104,7 @@ class Engine:
                 findings.extend(self.scan_text(upstream_text, "request", segment.trust.value))
                 masked.append(upstream_text)
                 audit.append(audit_text)
+            self._scan_boundaries(action, masked, findings)
             for tool in action.offered_tools:
                 result = self._authorizer.check(
                     principal, "call_tool", "Tool", tool, {"tool_name": tool, "stage": "offer"}
@@ -185,14 +190,42 @@ class Engine:
         )
 
     def scan_window(self, text: str, direction: str, trust: str) -> list[Finding]:
-        """Pattern rules over text seen once (a streamed window): not cached."""
-        normalized, _ = normalize(text)
-        return [
-            # the evidence lands in audit records: PII in it is redacted
-            _finding(hit.spec, hit.spec.description,
-                     self.redact(normalized[hit.start : hit.end][:80]))
-            for hit in self._patterns.scan(normalized, direction, trust)
-        ]
+        """Pattern and invisible-character rules over every view of a text; not cached
+        (also used for streamed windows, seen once)."""
+        norm = normalize(text)
+        found: list[Finding] = []
+        seen: set[str] = set()
+        for kind, view in norm.views:
+            for hit in self._patterns.scan(view, direction, trust):
+                if hit.spec.rule_id in seen:
+                    continue
+                seen.add(hit.spec.rule_id)
+                # the evidence lands in audit records: PII in it is redacted
+                evidence = self.redact(view[hit.start : hit.end][:80])
+                if kind != "text":
+                    evidence = f"{evidence} (found in {kind})"
+                found.append(_finding(hit.spec, hit.spec.description, evidence))
+        if norm.invisible:
+            for rule in self._invisible_rules:
+                spec = rule.spec
+                hidden = rule.kinds & norm.invisible
+                if hidden and direction in spec.directions and trust in spec.trust:
+                    found.append(_finding(spec, spec.description, ", ".join(sorted(hidden))))
+        return found
+
+    def _scan_boundaries(self, action: Action, masked: list[str], out: list[Finding]) -> None:
+        """A phrase split across two consecutive untrusted messages is still one phrase."""
+        previous: str | None = None
+        for segment, text in zip(action.segments, masked, strict=True):
+            if segment.trust.value not in _UNTRUSTED:
+                previous = None
+                continue
+            if previous is not None:
+                joined = previous[-BOUNDARY_CHARS:] + "\n" + text[:BOUNDARY_CHARS]
+                for finding in self.scan_text(joined, "request", segment.trust.value):
+                    if all(f.rule_id != finding.rule_id for f in out):
+                        out.append(finding)
+            previous = text
 
     # -- responses ----------------------------------------------------------------
 

@@ -1,25 +1,131 @@
-"""Text normalization before pattern scanning: one pass per segment.
+"""Text normalization before pattern scanning: the views of a segment that rules see.
 
-NFKC folds full-width and compatibility forms; invisible, bidi-control and Unicode tag
-characters are removed (and reported) so they cannot split a phrase a rule looks for.
+An attacker hides a phrase from a rule by changing its bytes, not its meaning: invisible
+or bidi characters inside words, Unicode tag characters that carry a hidden ASCII message,
+homoglyphs (Cyrillic "о" for Latin "o"), leetspeak, letters spaced apart, or the whole
+phrase in base64, hex or percent-encoding. `views` undoes each of these once per segment;
+rules scan every view, and a match in any of them counts.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import unicodedata
+from dataclasses import dataclass
+from urllib.parse import unquote
 
-# Zero-width and joiner characters, bidi controls, word joiner and friends, BOM, the
-# Unicode tag block (U+E0000..U+E007F) and variation selectors.
-_INVISIBLE = re.compile(
-    "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
-    "\ufe00-\ufe0f\U000e0000-\U000e007f]"
-)
+from lictor.rules.regex_syntax import compile_re2
+
+ZERO_WIDTH = "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"
+BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_INVISIBLE = re.compile(f"[{ZERO_WIDTH}{BIDI}\u206a-\u206f\ufe00-\ufe0f]")
+_TAGS = re.compile("[\U000e0000-\U000e007f]+")
+
+# Homoglyphs that NFKC leaves alone: Cyrillic and Greek letters that look Latin.
+_CONFUSABLES = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+    "с": "c", "т": "t", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
+    "ɡ": "g", "ӏ": "l", "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H",
+    "О": "O", "Р": "P", "С": "C", "Т": "T", "У": "Y", "Х": "X", "І": "I", "Ј": "J",
+    "Ѕ": "S", "α": "a", "ο": "o", "ρ": "p", "ν": "v", "ι": "i", "κ": "k", "τ": "t",
+    "υ": "u", "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K",
+    "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+})
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
+                       "@": "a", "$": "s", "!": "i", "|": "l"})
+_HAS_LEET = re.compile(r"[A-Za-z][0-9@$!|]|[0-9@$!|][A-Za-z]")
+# Run-finding patterns use RE2: linear time, and ~10x faster than `re` on these (which
+# retry a bounded repeat at every position).
+# Four or more single letters separated by one space or punctuation: "i g n o r e".
+_SPACED = compile_re2(r"\b(?:[A-Za-z][ ._\-*]){3,}[A-Za-z]\b")
+_SPACERS = re.compile(r"[ ._\-*]")
+_WHITESPACE = re.compile(r"\s+")
+
+_BASE64_RUN = compile_re2(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{24,}={0,2}")
+_HEX_RUN = compile_re2(r"\b(?:[0-9A-Fa-f]{2}){12,}\b")
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+MIN_ESCAPES = 3  # a token with this many %XX escapes is read as percent-encoded text
+MAX_DECODED = 8  # decoded runs per segment: bounded work on hostile input
 
 
-def normalize(text: str) -> tuple[str, bool]:
-    """Return (normalized text, whether invisible characters were removed)."""
-    if text.isascii():  # the common case: nothing for NFKC or the invisible set to do
-        return text, False
-    cleaned, removed = _INVISIBLE.subn("", text)
-    return unicodedata.normalize("NFKC", cleaned), removed > 0
+@dataclass(slots=True, frozen=True)
+class Normalized:
+    """What a segment looks like to the rules, and what was hidden in it."""
+
+    views: tuple[tuple[str, str], ...]  # (kind, text): "text" first, then what was recovered
+    invisible: frozenset[str]  # categories removed: "zero_width", "bidi", "tag"
+
+
+def _printable(data: bytes) -> str | None:
+    """Decoded bytes as text if they look like text a model would read."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text or sum(ch.isprintable() or ch.isspace() for ch in text) < 0.9 * len(text):
+        return None
+    return text
+
+
+def _decoded_runs(text: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for m in _BASE64_RUN.finditer(text):
+        run = m.group(0)
+        try:
+            raw = base64.b64decode(run + "=" * (-len(run) % 4), altchars=b"-_"
+                                   if ("-" in run or "_" in run) else None)
+        except (binascii.Error, ValueError):
+            continue
+        decoded = _printable(raw)
+        if decoded:
+            found.append(("base64", decoded))
+        if len(found) >= MAX_DECODED:
+            return found
+    for m in _HEX_RUN.finditer(text):
+        decoded = _printable(bytes.fromhex(m.group(0)))
+        if decoded:
+            found.append(("hex", decoded))
+    if "%" in text:  # percent-encoded text has no whitespace: look at tokens
+        found.extend(
+            ("percent-encoded", unquote(token))
+            for token in text.split()
+            if len(_PERCENT_ESCAPE.findall(token)) >= MIN_ESCAPES
+        )
+    return found[:MAX_DECODED]
+
+
+def _fold(text: str) -> str:
+    """NFKC, homoglyphs to Latin, runs of whitespace to one space."""
+    if text.isascii():
+        return " ".join(text.split())
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text).translate(_CONFUSABLES))
+
+
+def normalize(text: str) -> Normalized:
+    """Every view of `text` that rules should scan, computed once per segment."""
+    invisible: set[str] = set()
+    hidden: list[str] = []
+    if not text.isascii():
+        if _TAGS.search(text):
+            invisible.add("tag")
+            # Tag characters mirror ASCII (U+E0041 is "A"): recover the hidden message.
+            hidden = ["".join(chr(ord(c) - 0xE0000) for c in run if 0xE0020 <= ord(c) <= 0xE007E)
+                      for run in _TAGS.findall(text)]
+            text = _TAGS.sub("", text)
+        for ch in set(_INVISIBLE.findall(text)):
+            invisible.add("bidi" if ch in BIDI else "zero_width")
+        if invisible - {"tag"}:
+            text = _INVISIBLE.sub("", text)
+    folded = _fold(text)
+    views = [("text", folded)]
+    if _HAS_LEET.search(folded):
+        views.append(("leetspeak", folded.translate(_LEET)))
+    if _SPACED.search(folded):
+        views.append(("spaced letters", _SPACED.sub(lambda m: _SPACERS.sub("", m.group(0)),
+                                                    folded)))
+    views.extend(("tag characters", _fold(h)) for h in hidden if h)
+    if len(folded) >= 24:
+        views.extend((kind, _fold(d)) for kind, d in _decoded_runs(folded))
+    return Normalized(tuple(views), frozenset(invisible))

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from lictor.rules.cedar_policies import CedarLoadError, compile_cedar
-from lictor.rules.policy import PatternRule, PiiRule, Policy, RuleSpec
+from lictor.rules.policy import InvisibleRule, PatternRule, PiiRule, Policy, RuleSpec
 from lictor.rules.schema import Rule, RuleFile
 from lictor.rules.yaml_lines import LocatedYaml, YamlSyntaxError, load_located
 
@@ -86,6 +86,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
     digest = hashlib.sha256()
     pattern_rules: list[PatternRule] = []
     pii_rules: list[PiiRule] = []
+    invisible_rules: list[InvisibleRule] = []
     cedar_files: list[tuple[Path, str]] = []
     seen_ids: dict[str, str] = {}
     files = _files(paths)
@@ -116,6 +117,8 @@ def load_policy(paths: Sequence[Path]) -> Policy:
             spec = _spec(rule, f"{path.name}:{line}")
             if rule.match.pii:
                 pii_rules.append(PiiRule(spec, rule.match.pii, rule.match.min_score))
+            elif rule.match.invisible:
+                invisible_rules.append(InvisibleRule(spec, frozenset(rule.match.invisible)))
             else:
                 pattern_rules.append(
                     PatternRule(spec, rule.match.patterns, rule.match.case_sensitive)
@@ -129,6 +132,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
     return Policy(
         pattern_rules=tuple(pattern_rules),
         pii_rules=tuple(pii_rules),
+        invisible_rules=tuple(invisible_rules),
         cedar=cedar,
         content_hash=digest.hexdigest(),
         sources=tuple(str(p) for p in files),

@@ -41,9 +41,16 @@ class PiiRule:
 
 
 @dataclass(slots=True, frozen=True)
+class InvisibleRule:
+    spec: RuleSpec
+    kinds: frozenset[str]  # zero_width | bidi | tag
+
+
+@dataclass(slots=True, frozen=True)
 class Policy:
     pattern_rules: tuple[PatternRule, ...]
     pii_rules: tuple[PiiRule, ...]
+    invisible_rules: tuple[InvisibleRule, ...]
     cedar: CedarBundle
     content_hash: str  # sha256 over every source file's path and bytes
     sources: tuple[str, ...]

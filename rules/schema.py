@@ -28,13 +28,18 @@ class Applies(Strict):
     trust: tuple[TrustLabel, ...] = TRUST_LABELS
 
 
+InvisibleKind = Literal["zero_width", "bidi", "tag"]
+
+
 class Match(Strict):
-    """What a rule matches: regular expressions, or PII entities (exactly one kind)."""
+    """What a rule matches (exactly one kind): regular expressions, PII entities, or
+    invisible characters hidden in the text (zero-width, bidi controls, Unicode tags)."""
 
     patterns: tuple[str, ...] = ()
     case_sensitive: bool = False
     pii: tuple[str, ...] = ()
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    invisible: tuple[InvisibleKind, ...] = ()
 
     @field_validator("patterns")
     @classmethod
@@ -71,8 +76,10 @@ class Match(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Match:
-        if bool(self.patterns) == bool(self.pii):
-            raise ValueError("a rule matches either `patterns` or `pii` (exactly one of them)")
+        if sum(map(bool, (self.patterns, self.pii, self.invisible))) != 1:
+            raise ValueError(
+                "a rule matches exactly one of `patterns`, `pii` or `invisible`"
+            )
         return self
 
 
