@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lictor.rules.loader import DEFAULT_PACKS
 from lictor.rules.yaml_lines import LocatedYaml, YamlSyntaxError, load_located
 
 
@@ -70,7 +71,7 @@ class LiteLLMConfig(Strict):
 
 
 class RulesConfig(Strict):
-    packs: list[str] = ["default"]  # bundled packs, by name
+    packs: list[str] = list(DEFAULT_PACKS)  # bundled packs, by name
     paths: list[Path] = []  # the team's own rule files and folders
 
 

@@ -27,6 +27,14 @@ class RuleLoadError(ValueError):
         self.problems = list(problems)
 
 
+DEFAULT_PACKS: tuple[str, ...] = ("default", "owasp-agentic")
+
+
+def default_paths() -> list[Path]:
+    """The bundled packs lictor runs with when the config names none."""
+    return [bundled_pack(name) for name in DEFAULT_PACKS]
+
+
 def bundled_pack(name: str) -> Path:
     root = Path(str(resources.files("lictor.rules").joinpath("packs")))
     path = root / name

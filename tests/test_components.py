@@ -18,7 +18,7 @@ from lictor.enforcement.types import Principal, Verdict
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.config import ConfigError, load_config
 from lictor.proxy.server import build_gateway
-from lictor.rules.loader import RuleLoadError, bundled_pack, load_policy
+from lictor.rules.loader import RuleLoadError, default_paths, load_policy
 
 
 async def _lines(data: bytes) -> AsyncIterator[bytes]:
@@ -136,7 +136,7 @@ def test_bad_rule_file_fails_startup(tmp_path: Path) -> None:
 
 def test_engine_fails_closed_when_a_check_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     principal = Principal("a")
-    engine = Engine(load_policy([bundled_pack("default")]), [principal])
+    engine = Engine(load_policy(default_paths()), [principal])
     action = openai_chat.parse_request({"model": "m", "messages": [{"role": "user",
                                                                     "content": "hello"}]})
 
@@ -156,7 +156,7 @@ def test_shadow_rules_record_but_do_not_act(tmp_path: Path) -> None:
                     "    match: {patterns: ['\\brefund\\b']}\n    verdict: block\n"
                     "    mode: shadow\n")
     principal = Principal("a")
-    engine = Engine(load_policy([bundled_pack("default"), rule]), [principal])
+    engine = Engine(load_policy([*default_paths(), rule]), [principal])
     action = openai_chat.parse_request({"model": "m", "messages": [
         {"role": "user", "content": "please refund me"}]})
     decision = engine.evaluate_request(principal, action).decision
@@ -186,7 +186,7 @@ def test_finding_evidence_never_holds_raw_pii(tmp_path: Path) -> None:
                     "    applies: {direction: response, trust: [assistant]}\n"
                     "    match: {patterns: ['\\bsend it to \\S+']}\n    verdict: flag\n")
     principal = Principal("a")
-    engine = Engine(load_policy([bundled_pack("default"), rule]), [principal])
+    engine = Engine(load_policy([*default_paths(), rule]), [principal])
     text = "Done, send it to jane.doe@example.com now"
     action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, "openai.chat",
                     segments=[Segment(text, Trust.ASSISTANT)])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lictor.rules.cedar_policies import split_statements
-from lictor.rules.loader import RuleLoadError, bundled_pack, load_policy
+from lictor.rules.loader import RuleLoadError, bundled_pack, default_paths, load_policy
 
 GOOD_RULE = """\
 rules:
@@ -33,7 +33,7 @@ def load_error(*paths: Path) -> str:
 
 
 def test_bundled_pack_loads() -> None:
-    policy = load_policy([bundled_pack("default")])
+    policy = load_policy(default_paths())
     rules = [*policy.pattern_rules, *policy.pii_rules]
     ids = {r.spec.rule_id for r in rules}
     assert {"injection.instruction-override", "injection.system-prompt-extraction",
@@ -44,7 +44,7 @@ def test_bundled_pack_loads() -> None:
 
 
 def test_unknown_pack_lists_known_ones() -> None:
-    with pytest.raises(RuleLoadError, match="bundled packs: default"):
+    with pytest.raises(RuleLoadError, match="bundled packs: default, owasp-agentic"):
         bundled_pack("nope")
 
 
