@@ -94,14 +94,14 @@ def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
             raise _bad("`tool_calls` must be an array", f"{where}.tool_calls")
         for k, call in enumerate(calls):
             fn = call.get("function") if isinstance(call, dict) else None
-            args = fn.get("arguments") if isinstance(fn, dict) else None
-            if not isinstance(args, str):
+            if not isinstance(fn, dict) or not isinstance(fn.get("arguments"), str):
                 raise _bad(
                     "a tool call needs string `function.arguments`",
                     f"{where}.tool_calls[{k}].function.arguments",
                 )
             path: Path = ("messages", i, "tool_calls", k, "function", "arguments")
-            out.append(Segment(args, Trust.ASSISTANT, path))
+            tool = str(fn.get("name") or "?")
+            out.append(Segment(fn["arguments"], Trust.ASSISTANT, path, tool=tool))
 
 
 class _CopyOnWrite:

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 from lictor.enforcement.authorization import Authorizer
-from lictor.enforcement.normalize import normalize
+from lictor.enforcement.normalize import normalize, tool_argument_text
 from lictor.enforcement.pattern_scanner import PatternScanner
 from lictor.enforcement.pii import PiiMatch, PiiScanner, PlaceholderVault
 from lictor.enforcement.segment_cache import SegmentCache
@@ -24,6 +24,7 @@ from lictor.enforcement.types import (
     combine,
 )
 from lictor.rules.policy import PiiRule, Policy, RuleSpec
+from lictor.rules.regex_syntax import compile_re2
 from lictor.rules.vocabulary import PII_ENTITIES
 
 log = logging.getLogger("lictor.engine")
@@ -74,7 +75,7 @@ def _internal_error(where: str, exc: Exception) -> Decision:
 class Engine:
     __slots__ = (
         "_authorizer", "_invisible_rules", "_pattern_cache", "_patterns", "_pii", "_pii_cache",
-        "_pii_rules", "policy",
+        "_pii_rules", "_secrets", "policy",
     )
 
     def __init__(self, policy: Policy, principals: list[Principal]) -> None:
@@ -82,6 +83,12 @@ class Engine:
         self._patterns = PatternScanner(policy.pattern_rules)
         self._pii_rules: tuple[PiiRule, ...] = policy.pii_rules
         self._invisible_rules = policy.invisible_rules
+        # What `sensitive` rules match (keys, tokens) never reaches audit: one RE2 regex.
+        secrets = [
+            p if r.case_sensitive else f"(?i:{p})"
+            for r in policy.pattern_rules if r.spec.sensitive for p in r.patterns
+        ]
+        self._secrets = compile_re2("|".join(f"(?:{s})" for s in secrets)) if secrets else None
         # Every known entity is scanned, ruled or not: audit never keeps raw personal data.
         min_score = min((r.min_score for r in policy.pii_rules), default=0.5)
         self._pii = PiiScanner(PII_ENTITIES, min_score=min_score)
@@ -101,7 +108,9 @@ class Engine:
             self._authorize_model(principal, action, findings)
             for segment in action.segments:
                 upstream_text, audit_text = self._mask_pii(segment, vault, findings)
-                findings.extend(self.scan_text(upstream_text, "request", segment.trust.value))
+                findings.extend(
+                    self.scan_text(upstream_text, "request", segment.trust.value, segment.tool)
+                )
                 masked.append(upstream_text)
                 audit.append(audit_text)
             self._scan_boundaries(action, masked, findings)
@@ -145,7 +154,7 @@ class Engine:
         text, trust = segment.text, segment.trust.value
         matches = self._pii_cache.get_or_compute(text, None, self._pii.scan)
         if not matches:
-            return text, text
+            return text, self.redact_secrets(text)
         to_mask = []
         for m in matches:
             for rule in self._pii_rules:
@@ -164,7 +173,7 @@ class Engine:
                     break
         upstream = vault.mask(text, to_mask) if to_mask else text
         if len(to_mask) == len(matches):
-            return upstream, upstream
+            return upstream, self.redact_secrets(upstream)
         return upstream, self.redact(upstream)
 
     def redact(self, text: str) -> str:
@@ -173,39 +182,48 @@ class Engine:
         Not cached: what it sees (masked requests, model output) rarely repeats.
         """
         matches = self._pii.scan(text)
-        if not matches:
-            return text
-        parts, pos = [], 0
-        for m in matches:
-            parts.append(text[pos : m.start])
-            parts.append(f"<{m.entity}>")
-            pos = m.end
-        parts.append(text[pos:])
-        return "".join(parts)
+        if matches:
+            parts, pos = [], 0
+            for m in matches:
+                parts.append(text[pos : m.start])
+                parts.append(f"<{m.entity}>")
+                pos = m.end
+            parts.append(text[pos:])
+            text = "".join(parts)
+        return self.redact_secrets(text)
 
-    def scan_text(self, text: str, direction: str, trust: str) -> list[Finding]:
-        """Pattern rules over one whole segment, cached: history repeats on every call."""
+    def redact_secrets(self, text: str) -> str:
+        """What `sensitive` rules match (keys, tokens) replaced by <SECRET>."""
+        if self._secrets is None:
+            return text
+        return str(self._secrets.sub("<SECRET>", text))
+
+    def scan_text(self, text: str, direction: str, trust: str, tool: str = "") -> list[Finding]:
+        """Pattern rules over one whole segment, cached: history repeats on every call.
+
+        `tool` names the tool when `text` is a tool call's arguments."""
         return self._pattern_cache.get_or_compute(
-            text, (direction, trust), lambda t: self.scan_window(t, direction, trust)
+            text, (direction, trust, tool), lambda t: self.scan_window(t, direction, trust, tool)
         )
 
-    def scan_window(self, text: str, direction: str, trust: str) -> list[Finding]:
+    def scan_window(self, text: str, direction: str, trust: str, tool: str = "") -> list[Finding]:
         """Pattern and invisible-character rules over every view of a text; not cached
         (also used for streamed windows, seen once)."""
-        norm = normalize(text)
+        norm = normalize(tool_argument_text(text) if tool else text)
         found: list[Finding] = []
         seen: set[str] = set()
         for kind, view in norm.views:
-            for hit in self._patterns.scan(view, direction, trust):
+            for hit in self._patterns.scan(view, direction, trust, tool):
                 if hit.spec.rule_id in seen:
                     continue
                 seen.add(hit.spec.rule_id)
-                # the evidence lands in audit records: PII in it is redacted
-                evidence = self.redact(view[hit.start : hit.end][:80])
+                # the evidence lands in audit records: PII and secrets in it are redacted
+                evidence = ("<SECRET>" if hit.spec.sensitive
+                            else self.redact(view[hit.start : hit.end][:80]))
                 if kind != "text":
                     evidence = f"{evidence} (found in {kind})"
                 found.append(_finding(hit.spec, hit.spec.description, evidence))
-        if norm.invisible:
+        if norm.invisible and not tool:
             for rule in self._invisible_rules:
                 spec = rule.spec
                 hidden = rule.kinds & norm.invisible
@@ -217,7 +235,7 @@ class Engine:
         """A phrase split across two consecutive untrusted messages is still one phrase."""
         previous: str | None = None
         for segment, text in zip(action.segments, masked, strict=True):
-            if segment.trust.value not in _UNTRUSTED:
+            if segment.trust.value not in _UNTRUSTED or segment.tool:
                 previous = None
                 continue
             if previous is not None:
@@ -235,6 +253,11 @@ class Engine:
             findings: list[Finding] = []
             for segment in action.segments:
                 findings.extend(self.scan_text(segment.text, "response", segment.trust.value))
+            for call in action.tool_calls:
+                for finding in self.scan_text(call.raw_arguments, "response", "assistant",
+                                              call.name or "?"):
+                    if finding not in findings:
+                        findings.append(finding)
             removed: list[str] = []
             for call in action.tool_calls:
                 result = self._authorizer.check(

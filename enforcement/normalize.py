@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -101,6 +102,31 @@ def _fold(text: str) -> str:
     if text.isascii():
         return " ".join(text.split())
     return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text).translate(_CONFUSABLES))
+
+
+def tool_argument_text(raw: str) -> str:
+    """A tool call's JSON arguments as the values they carry, one per line.
+
+    Rules must see `os.system(` and `ignore`, not their JSON encodings (`\\n`, `\\u0069`),
+    which would hide word boundaries and letters. Text that is not JSON is left as is.
+    """
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    parts: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, dict):
+            stack.extend(reversed([*item.keys(), *item.values()]))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif item is not None:
+            parts.append(str(item))
+    return "\n".join(parts)
 
 
 def normalize(text: str) -> Normalized:

@@ -9,6 +9,7 @@ combined Python `re` of the same patterns.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from lictor.rules.policy import PatternRule, RuleSpec
@@ -22,6 +23,10 @@ class PatternHit:
     spec: RuleSpec
     start: int
     end: int
+
+
+def _tool_matches(spec: RuleSpec, tool: str) -> bool:
+    return any(fnmatchcase(tool, glob) for glob in spec.tools)
 
 
 class PatternScanner:
@@ -39,18 +44,26 @@ class PatternScanner:
                 self._groups[name] = rule.spec
                 body = pattern if rule.case_sensitive else f"(?i:{pattern})"
                 parts.append((rule.spec, f"(?P<{name}>{body})"))
-        self._regex_by_view: dict[tuple[str, str], Any] = {}
+        self._regex_by_view: dict[tuple[str, str, str], Any] = {}
         for direction in ("request", "response"):
             for trust in ("system", "user", "assistant", "tool", "retrieved"):
-                chosen = [
-                    p for spec, p in parts if direction in spec.directions and trust in spec.trust
-                ]
-                regex = compile_re2("|".join(chosen)) if chosen else None
-                self._regex_by_view[(direction, trust)] = regex
+                for where in ("text", "tool_arguments"):
+                    chosen = [
+                        p for spec, p in parts
+                        if direction in spec.directions and trust in spec.trust
+                        and where in spec.where
+                    ]
+                    regex = compile_re2("|".join(chosen)) if chosen else None
+                    self._regex_by_view[(direction, trust, where)] = regex
 
-    def scan(self, text: str, direction: str, trust: str) -> list[PatternHit]:
-        """Every rule that matches `text`, once per rule, leftmost match first."""
-        regex = self._regex_by_view.get((direction, trust))
+    def scan(
+        self, text: str, direction: str, trust: str, tool: str = ""
+    ) -> list[PatternHit]:
+        """Every rule that matches `text`, once per rule, leftmost match first.
+
+        `tool` names the tool whose arguments `text` is; empty for message text.
+        """
+        regex = self._regex_by_view.get((direction, trust, "tool_arguments" if tool else "text"))
         if regex is None:
             return []
         hits: list[PatternHit] = []
@@ -61,7 +74,7 @@ class PatternScanner:
             if m is None:
                 return hits
             spec = self._groups[m.lastgroup or ""]
-            if spec.rule_id not in seen:
+            if spec.rule_id not in seen and (not tool or _tool_matches(spec, tool)):
                 seen.add(spec.rule_id)
                 hits.append(PatternHit(spec, m.start(), m.end()))
             pos = m.start() + 1  # a later, overlapping match may belong to another rule

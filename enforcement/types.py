@@ -70,12 +70,14 @@ class Principal:
 class Segment:
     """One piece of text an action carries, with its trust label.
 
-    `path` locates it in the wire message (adapter-defined), so a transform can be put back.
+    `path` locates it in the wire message (adapter-defined), so a transform can be put back;
+    `tool` says the text is a tool call's arguments, which rules can target by tool name.
     """
 
     text: str
     trust: Trust
     path: tuple[str | int, ...] = ()
+    tool: str = ""  # set when the text is the arguments of a call to this tool
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""The `lictor` command: `serve`, and `audit verify`."""
+"""The `lictor` command: `serve`, `audit verify`, `rules test`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,34 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="check the audit hash chain")
     verify.add_argument("--config", type=Path, help="config file, for its data_dir")
     verify.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
+    rules = sub.add_parser("rules", help="rule tooling")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    test = rules_sub.add_parser(
+        "test", help="run the rule tests (*_test.yaml) against the rules they sit beside")
+    test.add_argument("paths", nargs="*", type=Path,
+                      help="rule folders or files (default: the bundled default packs)")
     return parser
+
+
+def _rules_test(args: argparse.Namespace) -> int:
+    from lictor.enforcement.rule_tests import run_cases
+    from lictor.rules.loader import default_paths, load_policy
+    from lictor.rules.test_cases import load_cases
+
+    paths = list(args.paths) or default_paths()
+    results = run_cases(load_policy(paths), load_cases(paths))
+    if not results:
+        print("no rule tests found (files named *_test.yaml)", file=sys.stderr)
+        return 1
+    width = max(len(r.name) for r in results)
+    for r in results:
+        status = "PASS" if r.passed else "FAIL"
+        line = f"{status}  {r.name:<{width}}  {r.verdict:<5}  {r.source}"
+        detail = f"{r.problem} (fired: {', '.join(r.rules) or 'nothing'})"
+        print(line if r.passed else f"{line}\n      {detail}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -67,9 +94,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # one line per recognizer
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "rules":
+            return _rules_test(args)
         return _audit_verify(args)
     except (ConfigError, RuleLoadError) as exc:
         print(f"lictor: configuration error:\n{exc}", file=sys.stderr)

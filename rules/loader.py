@@ -44,7 +44,9 @@ def bundled_pack(name: str) -> Path:
     return path
 
 
-def _files(paths: Iterable[Path]) -> list[Path]:
+def rule_files(paths: Iterable[Path], *, with_tests: bool = False) -> list[Path]:
+    """Rule files (`*.yaml`, `*.cedar`) under `paths`; rule tests (`*_test.yaml`) only
+    when asked for."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -55,10 +57,12 @@ def _files(paths: Iterable[Path]) -> list[Path]:
             out.append(path)
         else:
             raise RuleLoadError([f"{path}: no such rule file or folder"])
+    if not with_tests:
+        out = [p for p in out if not p.name.endswith("_test.yaml")]
     return out
 
 
-def _pydantic_problems(path: Path, doc: LocatedYaml, exc: ValidationError) -> list[str]:
+def pydantic_problems(path: Path, doc: LocatedYaml, exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -85,6 +89,9 @@ def _spec(rule: Rule, source: str) -> RuleSpec:
         directions=frozenset({"request", "response"} if direction == "both" else {direction}),
         trust=frozenset(rule.applies.trust),
         source=source,
+        where=frozenset(rule.applies.where),
+        tools=rule.applies.tools,
+        sensitive=rule.sensitive,
     )
 
 
@@ -97,7 +104,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
     invisible_rules: list[InvisibleRule] = []
     cedar_files: list[tuple[Path, str]] = []
     seen_ids: dict[str, str] = {}
-    files = _files(paths)
+    files = rule_files(paths)
     for path in files:
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw + b"\0")
@@ -112,7 +119,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
             problems.append(f"{path}:{exc.line}: YAML syntax error: {exc}")
             continue
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(path, doc, exc))
+            problems.extend(pydantic_problems(path, doc, exc))
             continue
         for i, rule in enumerate(parsed.rules):
             line = doc.line_of(("rules", i))

@@ -24,6 +24,9 @@ class RuleSpec:
     directions: frozenset[str]  # {"request"}, {"response"} or both
     trust: frozenset[str]
     source: str  # file:line, for explanations and errors
+    where: frozenset[str] = frozenset({"text"})  # text and/or tool_arguments
+    tools: tuple[str, ...] = ("*",)  # globs over tool names, for tool_arguments
+    sensitive: bool = False  # matches are redacted from audit records
 
 
 @dataclass(slots=True, frozen=True)

@@ -22,10 +22,19 @@ class Strict(BaseModel):
 
 
 class Applies(Strict):
-    """Where a rule looks: which direction of traffic and which trust labels."""
+    """Where a rule looks: direction, trust labels, message text and/or tool-call arguments
+    (of the tools named by `tools`, shell-style globs)."""
 
     direction: Literal["request", "response", "both"] = "request"
     trust: tuple[TrustLabel, ...] = TRUST_LABELS
+    where: tuple[Literal["text", "tool_arguments"], ...] = ("text",)
+    tools: tuple[str, ...] = ("*",)
+
+    @model_validator(mode="after")
+    def _tools_need_arguments(self) -> Applies:
+        if self.tools != ("*",) and "tool_arguments" not in self.where:
+            raise ValueError("`tools` narrows `where: [tool_arguments]`; add it to `where`")
+        return self
 
 
 InvisibleKind = Literal["zero_width", "bidi", "tag"]
@@ -92,6 +101,9 @@ class Rule(Strict):
     match: Match
     verdict: Literal["block", "flag", "mask"]
     mode: Literal["enforce", "shadow"] = "enforce"
+    # `sensitive`: what this rule matches is itself secret (keys, tokens); it is redacted
+    # from audit records and from the finding's evidence.
+    sensitive: bool = False
 
     @model_validator(mode="after")
     def _verdict_fits_match(self) -> Rule:

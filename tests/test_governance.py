@@ -100,7 +100,7 @@ def test_system_prompt_may_say_ignore(lictor: BackgroundServer) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_forbidden_tool_call_removed(lictor: BackgroundServer, model: str, stream: bool) -> None:
     """`shell` is forbidden with @on_deny("remove"): the call is dropped, the agent told why."""
-    prompt = 'CALL get_weather {"city": "Oslo"}\nCALL shell {"cmd": "rm -rf /"}'
+    prompt = 'CALL get_weather {"city": "Oslo"}\nCALL shell {"cmd": "ls -la /etc"}'
     kwargs = {"model": model, "messages": [{"role": "user", "content": prompt}]}
     if stream:
         text, calls, finishes = collect(client(lictor).chat.completions.create(**kwargs,
@@ -112,7 +112,7 @@ def test_forbidden_tool_call_removed(lictor: BackgroundServer, model: str, strea
         names = [c.function.name for c in msg.tool_calls or []]
         text = msg.content or ""
     assert names == ["get_weather"]
-    assert "rm -rf" not in text
+    assert "ls -la" not in text
     assert "`shell` was not passed on" in text and "no-shell-tools" in text
     record = audit_rows(lictor)[-1]
     assert record["kind"] == "model_response"
@@ -145,3 +145,36 @@ def test_forbidden_offered_tool_not_sent_upstream(lictor: BackgroundServer,
     sent = [t["function"]["name"] for t in upstream.received[-1].body["tools"]]
     assert sent == ["get_weather"]
     assert audit_rows(lictor)[-2]["action"]["removed_offered_tools"] == ["shell"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_destructive_code_in_tool_arguments_blocks(lictor: BackgroundServer, stream: bool) -> None:
+    """OWASP ASI05: a code tool told to wipe the disk never reaches the agent."""
+    prompt = 'On it.\nCALL run_python {"code": "import os\\nos.system(\'rm -rf /\')"}'
+    kwargs = {"model": "mock-gpt", "messages": [{"role": "user", "content": prompt}]}
+    if stream:
+        with pytest.raises(openai.APIError) as info:
+            collect(client(lictor).chat.completions.create(**kwargs, stream=True))
+    else:
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            client(lictor).chat.completions.create(**kwargs)
+    assert "code." in info.value.message
+    record = audit_rows(lictor)[-1]
+    assert record["verdict"] == "block"
+
+
+def test_secret_in_output_blocked_and_never_stored(lictor: BackgroundServer) -> None:
+    key = "AKIAIOSFODNN7EXAMPLE"
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client(lictor).chat.completions.create(
+            model="lictor-local",
+            messages=[{"role": "user", "content": f"Use access key {key} for the upload."}])
+    assert "secrets.in-output" in info.value.message
+    records = audit_rows(lictor)[-2:]
+    assert [r["kind"] for r in records] == ["model_request", "model_response"]
+    request_findings = [f["rule"] for f in records[0]["findings"]]
+    assert "secrets.in-request" in request_findings  # the user pasted it: flagged
+    stored = lictor.gateway.audit.path.parent
+    blobs = b"".join(p.read_bytes() for p in stored.iterdir() if p.is_file())
+    assert key.encode() not in blobs
+    assert b"<SECRET>" in blobs

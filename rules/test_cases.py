@@ -1,0 +1,86 @@
+"""Rule tests: YAML cases, written by compliance teams, that say what a rule must decide.
+
+A case is protocol-neutral (trust-labelled texts and tool calls in, a verdict and rule ids
+out), so one case covers every protocol's adapter. Case files are named `*_test.yaml` and
+live beside the rules they test; the rule loader skips them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from lictor.rules.loader import RuleLoadError, pydantic_problems, rule_files
+from lictor.rules.schema import Strict, TrustLabel
+from lictor.rules.yaml_lines import YamlSyntaxError, load_located
+
+CASE_SUFFIX = "_test.yaml"
+
+
+class CaseText(Strict):
+    trust: TrustLabel
+    text: str
+    tool: str = ""  # set: the text is the arguments of a call to this tool
+
+
+class CaseToolCall(Strict):
+    name: str = Field(min_length=1)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Expect(Strict):
+    verdict: Literal["allow", "flag", "mask", "block"]
+    rules: tuple[str, ...] = ()  # each must be among the findings
+    absent: tuple[str, ...] = ()  # none of these may be
+
+
+class Case(Strict):
+    name: str = Field(min_length=1)
+    agent: str = "test-agent"
+    direction: Literal["request", "response"] = "request"
+    model: str = "test-model"
+    texts: tuple[CaseText, ...] = ()
+    tool_calls: tuple[CaseToolCall, ...] = ()  # proposed by the model (response)
+    offered_tools: tuple[str, ...] = ()  # offered to the model (request)
+    expect: Expect
+
+
+class CaseFile(Strict):
+    cases: tuple[Case, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class LocatedCase:
+    case: Case
+    source: str  # file:line
+
+
+def case_files(paths: Sequence[Path]) -> list[Path]:
+    return [p for p in rule_files(paths, with_tests=True) if p.name.endswith(CASE_SUFFIX)]
+
+
+def load_cases(paths: Sequence[Path]) -> list[LocatedCase]:
+    """Every case under `paths`, or RuleLoadError naming each bad file and line."""
+    problems: list[str] = []
+    out: list[LocatedCase] = []
+    for path in case_files(paths):
+        try:
+            doc = load_located(path.read_text("utf-8"))
+            parsed = CaseFile.model_validate(doc.data if doc.data is not None else {})
+        except YamlSyntaxError as exc:
+            problems.append(f"{path}:{exc.line}: YAML syntax error: {exc}")
+            continue
+        except ValidationError as exc:
+            problems.extend(pydantic_problems(path, doc, exc))
+            continue
+        out.extend(
+            LocatedCase(case, f"{path}:{doc.line_of(('cases', i))}")
+            for i, case in enumerate(parsed.cases)
+        )
+    if problems:
+        raise RuleLoadError(problems)
+    return out

@@ -1,0 +1,65 @@
+"""The bundled packs' own rule tests pass, and `lictor rules test` catches a broken rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lictor.enforcement.engine import Engine
+from lictor.enforcement.rule_tests import run_cases
+from lictor.enforcement.types import Action, ActionKind, Direction, Principal, ToolCall
+from lictor.proxy.cli import main
+from lictor.rules.loader import RuleLoadError, bundled_pack, default_paths, load_policy
+from lictor.rules.test_cases import load_cases
+
+POLICY = load_policy(default_paths())
+CASES = load_cases(default_paths())
+
+
+def test_every_rule_has_a_case() -> None:
+    tested = {r for c in CASES for r in (*c.case.expect.rules, *c.case.expect.absent)}
+    rules = {r.spec.rule_id for r in (*POLICY.pattern_rules, *POLICY.pii_rules,
+                                      *POLICY.invisible_rules)}
+    untested = rules - tested
+    assert not untested, f"rules without a rule test: {sorted(untested)}"
+
+
+@pytest.mark.parametrize("located", CASES, ids=[c.case.name for c in CASES])
+def test_bundled_case(located: object) -> None:
+    (result,) = run_cases(POLICY, [located])  # type: ignore[list-item]
+    assert result.passed, f"{result.source}: {result.problem} (fired: {result.rules})"
+
+
+def test_broken_rule_fails_the_cli_naming_the_case(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    pack = tmp_path / "owasp-agentic"
+    shutil.copytree(bundled_pack("owasp-agentic"), pack)
+    rules = pack / "code_execution.yaml"
+    rules.write_text(rules.read_text().replace(r"\bmkfs", r"\bnever-matches-mkfs").replace(
+        r"'/dev/tcp/[\w.\-]+/\d+'", r"'/dev/udp-only/[\w.\-]+/\d+'"))
+    assert main(["rules", "test", str(bundled_pack("default")), str(pack)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  a bash reverse shell is blocked" in out
+    assert "did not fire: code.reverse-shell" in out
+    assert "1 failed" in out
+
+
+def test_bad_case_file_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "x_test.yaml"
+    bad.write_text("cases:\n  - name: typo\n    texts: []\n    expcet: {verdict: block}\n")
+    with pytest.raises(RuleLoadError) as info:
+        load_cases([tmp_path])
+    assert f"{bad}:4:" in str(info.value) and "unknown field 'expcet'" in str(info.value)
+
+
+def test_json_escapes_do_not_hide_tool_arguments() -> None:
+    principal = Principal("a")
+    engine = Engine(POLICY, [principal])
+    raw = json.dumps({"code": "import os\nos.system('id')"}).replace("os.system", "\\u006fs.system")
+    action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, "t",
+                    tool_calls=[ToolCall("run_python", {}, "c1", raw)])
+    decision = engine.evaluate_response(principal, action)
+    assert "code.python-dangerous-calls" in [f.rule_id for f in decision.findings]
