@@ -1,4 +1,4 @@
-"""The `lictor` command: `serve`, `audit verify`, `rules test`."""
+"""The `lictor` command: `serve`, `audit verify`, `rules test`, `rules docs`."""
 
 from __future__ import annotations
 
@@ -35,7 +35,25 @@ def _parser() -> argparse.ArgumentParser:
         "test", help="run the rule tests (*_test.yaml) against the rules they sit beside")
     test.add_argument("paths", nargs="*", type=Path,
                       help="rule folders or files (default: the bundled default packs)")
+    docs = rules_sub.add_parser("docs", help="print the rules catalog (Markdown)")
+    docs.add_argument("paths", nargs="*", type=Path,
+                      help="rule folders or files (default: the bundled default packs)")
+    docs.add_argument("--out", type=Path, help="write it to this file instead")
     return parser
+
+
+def _rules_docs(args: argparse.Namespace) -> int:
+    from lictor.rules.catalog import render_catalog
+    from lictor.rules.loader import default_paths, load_policy
+
+    paths = list(args.paths) or default_paths()
+    load_policy(paths)  # only a valid policy is documented
+    text = render_catalog(paths)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text, end="")
+    return 0
 
 
 def _rules_test(args: argparse.Namespace) -> int:
@@ -99,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         if args.command == "rules":
-            return _rules_test(args)
+            return _rules_test(args) if args.rules_command == "test" else _rules_docs(args)
         return _audit_verify(args)
     except (ConfigError, RuleLoadError) as exc:
         print(f"lictor: configuration error:\n{exc}", file=sys.stderr)

@@ -104,6 +104,7 @@ class Rule(Strict):
     # `sensitive`: what this rule matches is itself secret (keys, tokens); it is redacted
     # from audit records and from the finding's evidence.
     sensitive: bool = False
+    limits: str = ""  # what the rule does not catch, stated for the rules catalog
 
     @model_validator(mode="after")
     def _verdict_fits_match(self) -> Rule:
@@ -112,7 +113,15 @@ class Rule(Strict):
         return self
 
 
+class Coverage(Strict):
+    """How fully a pack covers one risk, and why: written by people, shown in the catalog."""
+
+    level: Literal["full", "partial", "none"]
+    why: str = Field(min_length=1)
+
+
 class RuleFile(Strict):
-    """One YAML rule file: a list of rules."""
+    """One YAML rule file: rules, and optionally a pack's coverage notes by risk id."""
 
     rules: tuple[Rule, ...] = ()
+    coverage: dict[str, Coverage] = Field(default_factory=dict)

@@ -63,3 +63,15 @@ def test_json_escapes_do_not_hide_tool_arguments() -> None:
                     tool_calls=[ToolCall("run_python", {}, "c1", raw)])
     decision = engine.evaluate_response(principal, action)
     assert "code.python-dangerous-calls" in [f.rule_id for f in decision.findings]
+
+
+def test_rules_catalog_is_current() -> None:
+    """docs/rules.md is generated: regenerate it with `lictor rules docs --out docs/rules.md`."""
+    from lictor.rules.catalog import ASI_RISKS, render_catalog
+
+    committed = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text()
+    assert committed == render_catalog(default_paths())
+    for risk in ASI_RISKS:
+        assert f"| {risk} " in committed
+    for rule in (*POLICY.pattern_rules, *POLICY.pii_rules, *POLICY.invisible_rules):
+        assert f"`{rule.spec.rule_id}`" in committed
