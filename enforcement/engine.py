@@ -7,13 +7,17 @@ exception inside a check becomes a `block` naming the failure: the engine fails 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lictor.enforcement.authorization import Authorizer
+from lictor.enforcement.limits import Limits
 from lictor.enforcement.normalize import normalize, tool_argument_text
 from lictor.enforcement.pattern_scanner import PatternScanner
 from lictor.enforcement.pii import PiiMatch, PiiScanner, PlaceholderVault
 from lictor.enforcement.segment_cache import SegmentCache
+from lictor.enforcement.session_state import MemoryStateStore, StateStore
 from lictor.enforcement.types import (
     Action,
     Decision,
@@ -75,11 +79,20 @@ def _internal_error(where: str, exc: Exception) -> Decision:
 class Engine:
     __slots__ = (
         "_authorizer", "_invisible_rules", "_pattern_cache", "_patterns", "_pii", "_pii_cache",
-        "_pii_rules", "_secrets", "policy",
+        "_pii_rules", "_secrets", "limits", "policy",
     )
 
-    def __init__(self, policy: Policy, principals: list[Principal]) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        principals: list[Principal],
+        state: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.policy = policy
+        # The state outlives policy reloads: the gateway passes the same store to every Engine.
+        self.limits = Limits(policy.limit_rules,
+                             state if state is not None else MemoryStateStore(), clock)
         self._patterns = PatternScanner(policy.pattern_rules)
         self._pii_rules: tuple[PiiRule, ...] = policy.pii_rules
         self._invisible_rules = policy.invisible_rules
@@ -98,13 +111,16 @@ class Engine:
 
     # -- requests -----------------------------------------------------------------
 
-    def evaluate_request(self, principal: Principal, action: Action) -> RequestOutcome:
+    def evaluate_request(
+        self, principal: Principal, action: Action, session: str = ""
+    ) -> RequestOutcome:
         vault = PlaceholderVault()
         masked: list[str] = []
         audit: list[str] = []
         try:
             findings: list[Finding] = []
             removed_tools: list[str] = []
+            self.limits.check_request(principal, session, findings)
             self._authorize_model(principal, action, findings)
             for segment in action.segments:
                 upstream_text, audit_text = self._mask_pii(segment, vault, findings)
@@ -247,10 +263,13 @@ class Engine:
 
     # -- responses ----------------------------------------------------------------
 
-    def evaluate_response(self, principal: Principal, action: Action) -> Decision:
+    def evaluate_response(
+        self, principal: Principal, action: Action, session: str = ""
+    ) -> Decision:
         """Check model output text and authorize every tool call the model proposes."""
         try:
             findings: list[Finding] = []
+            self.limits.check_tool_calls(principal, session, action.tool_calls, findings)
             for segment in action.segments:
                 findings.extend(self.scan_text(segment.text, "response", segment.trust.value))
             for call in action.tool_calls:

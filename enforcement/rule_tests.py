@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lictor.enforcement.engine import Engine
+from lictor.enforcement.session_state import MemoryStateStore
 from lictor.enforcement.types import (
     Action,
     ActionKind,
@@ -62,6 +63,9 @@ def run_cases(policy: Policy, cases: Sequence[LocatedCase]) -> list[CaseResult]:
     results = []
     for located in cases:
         case = located.case
+        engine.limits.state = MemoryStateStore()  # each case starts with fresh counters
+        for _ in range(case.times - 1):
+            _decide(engine, case)
         decision = _decide(engine, case)
         fired = tuple(dict.fromkeys(f.rule_id for f in decision.findings))
         problems = []

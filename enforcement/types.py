@@ -114,6 +114,7 @@ class Finding:
     message: str = ""
     evidence: str = ""
     shadow: bool = False
+    retry_after: float | None = None  # set when a limit was reached: answer 429
 
     def as_record(self) -> dict[str, Any]:
         out: dict[str, Any] = {

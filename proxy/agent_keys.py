@@ -10,7 +10,7 @@ import hashlib
 import os
 
 from lictor.enforcement.types import Principal
-from lictor.proxy.config import Config, ConfigError
+from lictor.proxy.config import AgentConfig, Config, ConfigError
 
 
 def key_digest(key: str) -> str:
@@ -18,12 +18,15 @@ def key_digest(key: str) -> str:
 
 
 class AgentKeys:
-    __slots__ = ("_by_digest", "loopback_only_ids")
+    __slots__ = ("_by_digest", "disabled_ids", "loopback_only_ids")
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, agents: list[AgentConfig] | None = None) -> None:
+        """Keys of `agents` (default: the config's agents; the admin keys use this too)."""
         self._by_digest: dict[str, Principal] = {}
         self.loopback_only_ids: list[str] = []
-        for agent in config.agents:
+        self.disabled_ids = [a.id for a in (agents if agents is not None else config.agents)
+                             if a.disabled]
+        for agent in agents if agents is not None else config.agents:
             if agent.loopback_only and not config.listens_on_loopback:
                 continue  # a demo key never works on a reachable address
             if agent.key_env is not None:
@@ -42,6 +45,9 @@ class AgentKeys:
             self._by_digest[digest] = Principal(agent.id, agent.team, agent.tenant)
             if agent.loopback_only:
                 self.loopback_only_ids.append(agent.id)
+
+    def shares_a_key_with(self, other: AgentKeys) -> bool:
+        return not self._by_digest.keys().isdisjoint(other._by_digest.keys())
 
     @property
     def principals(self) -> list[Principal]:

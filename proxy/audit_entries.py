@@ -104,3 +104,25 @@ def model_response(
         "content": choices,
         "usage": usage if isinstance(usage, dict) else None,
     }
+
+
+def admin_action(
+    *,
+    request_id: str,
+    admin: Principal,
+    action: str,
+    agent: Principal,
+    reason: str,
+    policy_hash: str,
+) -> dict[str, Any]:
+    """An operator acted on an agent (kill switch): who, on whom, and why."""
+    return {
+        "kind": "admin_action",
+        "request_id": request_id,
+        "principal": {"admin": admin.agent_id},
+        "action": {"kind": action, "agent": agent.agent_id},
+        "reason": reason,
+        "verdict": "allow",
+        "findings": [],
+        "policy_hash": policy_hash,
+    }

@@ -38,12 +38,20 @@ class AgentConfig(Strict):
     key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     key_env: str | None = None
     loopback_only: bool = False  # accepted only while lictor listens on loopback
+    disabled: bool = False  # the kill switch, set from the start (the admin API toggles it)
 
     @model_validator(mode="after")
     def _one_key(self) -> AgentConfig:
         if sum(x is not None for x in (self.key, self.key_sha256, self.key_env)) != 1:
             raise ValueError(f"agent {self.id!r} needs exactly one of key, key_sha256, key_env")
         return self
+
+
+class AdminConfig(Strict):
+    """Keys of the people and systems that operate lictor (kill switch, later approvals);
+    separate from agent keys: neither works in the other's place."""
+
+    keys: list[AgentConfig] = []
 
 
 class ModelRoute(Strict):
@@ -88,6 +96,7 @@ class Config(Strict):
     models: list[ModelRoute] = []
     litellm: LiteLLMConfig | None = None
     audit: AuditConfig = AuditConfig()
+    admin: AdminConfig = AdminConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

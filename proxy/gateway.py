@@ -41,6 +41,7 @@ from lictor.proxy.routing import Router
 log = logging.getLogger("lictor.gateway")
 
 JSON_TYPES = ("application/json",)
+SESSION_HEADER = "x-lictor-session"
 
 
 def error_response(err: ProtocolError, request_id: str) -> web.Response:
@@ -49,14 +50,27 @@ def error_response(err: ProtocolError, request_id: str) -> web.Response:
 
 
 def policy_error(finding: Finding, stage: str) -> ProtocolError:
+    """403 naming the rule; 429 with Retry-After when the rule is a limit that was reached."""
     what = "request" if stage == "request" else "model response"
-    err = ProtocolError(
+    if finding.retry_after is not None:
+        return ProtocolError(
+            429,
+            f"lictor refused this {what}: limit {finding.rule_id} reached: {finding.message}",
+            error_type="rate_limit_exceeded",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(int(finding.retry_after + 0.999))},
+        )
+    return ProtocolError(
         403,
         f"lictor blocked this {what}: rule {finding.rule_id}: {finding.message}",
         error_type="policy_violation",
         code="policy_violation",
     )
-    return err
+
+
+def usage_tokens(usage: Any) -> int:
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) else 0
 
 
 @dataclass(slots=True)
@@ -70,6 +84,7 @@ class Exchange:
     body: dict[str, Any]  # as it goes upstream: masked, forbidden tools removed
     outcome: RequestOutcome
     request_record: dict[str, Any]  # audited with the response, in one commit
+    session: str  # the agent's own session id (x-lictor-session), for per-session limits
 
 
 def _blocking(decision: Decision) -> Finding:
@@ -98,7 +113,7 @@ class Gateway:
 
     # -- helpers -------------------------------------------------------------------
 
-    def _append(self, *entries: dict[str, Any]) -> None:
+    def append_records(self, *entries: dict[str, Any]) -> None:
         """Append to the audit chain in one commit; ProtocolError 503 if not (fail closed)."""
         try:
             self.audit.append_many(entries)
@@ -125,7 +140,7 @@ class Gateway:
             policy_hash=self.engine.policy.content_hash,
         )
         try:
-            self._append(entry)
+            self.append_records(entry)
         except ProtocolError as audit_err:
             return error_response(audit_err, rid)
         return error_response(err, rid)
@@ -212,7 +227,8 @@ class Gateway:
             return self._reject(request, rid, principal, err)
         route, backend = resolved
         stream = bool(body.get("stream", False))
-        outcome = self.engine.evaluate_request(principal, action)
+        session = request.headers.get(SESSION_HEADER, "")[:128]
+        outcome = self.engine.evaluate_request(principal, action, session)
         decision = outcome.decision
         request_record = audit_entries.model_request(
             request_id=rid,
@@ -225,19 +241,20 @@ class Gateway:
         )
         if decision.verdict is Verdict.BLOCK:
             try:
-                self._append(request_record)
+                self.append_records(request_record)
             except ProtocolError as err:
                 return error_response(err, rid)
             return error_response(policy_error(_blocking(decision), "request"), rid)
         upstream_body = openai_chat.apply_request(body, action, outcome.masked_texts, decision)
-        ex = Exchange(rid, principal, route, backend, upstream_body, outcome, request_record)
+        ex = Exchange(rid, principal, route, backend, upstream_body, outcome, request_record,
+                      session)
         if stream:
             return await self._stream(request, ex)
         return await self._complete(ex)
 
     async def _upstream_failed(self, ex: Exchange, err: ProtocolError) -> web.Response:
         try:
-            self._append(ex.request_record, audit_entries.refused(
+            self.append_records(ex.request_record, audit_entries.refused(
                 kind="upstream_error",
                 request_id=ex.rid,
                 principal=ex.principal,
@@ -270,9 +287,9 @@ class Gateway:
             resp_action = openai_chat.parse_response(resp)
         except ProtocolError as err:
             return await self._upstream_failed(ex, err)
-        rdecision = self.engine.evaluate_response(ex.principal, resp_action)
+        rdecision = self.engine.evaluate_response(ex.principal, resp_action, ex.session)
         try:
-            self._append(ex.request_record, audit_entries.model_response(
+            self.append_records(ex.request_record, audit_entries.model_response(
                 request_id=ex.rid,
                 principal=ex.principal,
                 decision=rdecision,
@@ -281,6 +298,7 @@ class Gateway:
             ))
         except ProtocolError as err:
             return error_response(err, ex.rid)
+        self.engine.limits.record_usage(ex.principal, ex.session, usage_tokens(resp.get("usage")))
         if rdecision.verdict is Verdict.BLOCK:
             return error_response(policy_error(_blocking(rdecision), "response"), ex.rid)
         out = openai_chat.apply_response(resp, rdecision, ex.outcome.vault)
@@ -292,7 +310,7 @@ class Gateway:
         def authorize(calls: list[ToolCall]) -> Decision:
             action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE,
                             openai_chat.PROTOCOL, tool_calls=calls)
-            return engine.evaluate_response(principal, action)
+            return engine.evaluate_response(principal, action, ex.session)
 
         def check_text(text: str) -> list[Finding]:
             return engine.scan_window(text, "response", "assistant")
@@ -333,9 +351,10 @@ class Gateway:
         if failure is not None:
             entry["stream_error"] = {"status": failure.status, "code": failure.code}
         try:
-            self._append(ex.request_record, entry)  # durable before the tool calls and end
+            self.append_records(ex.request_record, entry)  # durable before the tool calls and end
         except ProtocolError as err:
             failure, finals = err, []
+        self.engine.limits.record_usage(ex.principal, ex.session, usage_tokens(usage))
         if chat.blocked is not None:
             tail = [frame(openai_error_body(policy_error(chat.blocked, "response")))]
         elif failure is not None:

@@ -16,8 +16,11 @@ from aiohttp import web
 
 from lictor.audit import AuditStore
 from lictor.enforcement.engine import Engine
+from lictor.enforcement.limits import kill_key
+from lictor.enforcement.session_state import MemoryStateStore
+from lictor.proxy.admin_api import AdminApi
 from lictor.proxy.agent_keys import AgentKeys
-from lictor.proxy.config import Config
+from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
 from lictor.proxy.routing import Router
 from lictor.rules.loader import bundled_pack, load_policy
@@ -35,7 +38,10 @@ def build_gateway(config: Config) -> Gateway:
     """Everything compiled and opened up front: a bad rule file fails start-up here."""
     policy = load_policy(rule_paths(config))
     keys = AgentKeys(config)
-    engine = Engine(policy, keys.principals)
+    state = MemoryStateStore()
+    for agent_id in keys.disabled_ids:
+        state.set_switch(kill_key(agent_id), True)
+    engine = Engine(policy, keys.principals, state)
     router = Router(config)
     store = AuditStore.open(audit_path(config.data_dir), synchronous=config.audit.synchronous)
     return Gateway(keys, engine, router, store, config.server.max_body_bytes)
@@ -68,7 +74,11 @@ async def _cleanup(app: web.Application) -> None:
 
 def make_app(config: Config) -> web.Application:
     gateway = build_gateway(config)
+    admin_keys = AgentKeys(config, config.admin.keys)
+    if admin_keys.shares_a_key_with(gateway.keys):
+        raise ConfigError("an admin key is also an agent key: give admins their own keys")
     app = build_app(gateway)
+    AdminApi(gateway, admin_keys).routes(app)
     app.on_cleanup.append(_cleanup)
     return app
 

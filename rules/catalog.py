@@ -32,6 +32,9 @@ def _cell(text: str) -> str:
 
 
 def _applies(rule: Rule) -> str:
+    limit = rule.match.rate or rule.match.budget or rule.match.repeat
+    if limit is not None:
+        return f"each {limit.scope}, per {limit.per}"
     where = rule.applies
     parts = [where.direction, "/".join(where.trust)]
     if "tool_arguments" in where.where:

@@ -14,8 +14,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from lictor.rules.cedar_policies import CedarLoadError, compile_cedar
-from lictor.rules.policy import InvisibleRule, PatternRule, PiiRule, Policy, RuleSpec
-from lictor.rules.schema import Rule, RuleFile
+from lictor.rules.policy import (
+    InvisibleRule,
+    LimitRule,
+    PatternRule,
+    PiiRule,
+    Policy,
+    RuleSpec,
+)
+from lictor.rules.schema import Rule, RuleFile, duration_seconds
 from lictor.rules.yaml_lines import LocatedYaml, YamlSyntaxError, load_located
 
 
@@ -95,6 +102,19 @@ def _spec(rule: Rule, source: str) -> RuleSpec:
     )
 
 
+def _limit(spec: RuleSpec, rule: Rule) -> LimitRule:
+    m = rule.match
+    if m.rate is not None:
+        return LimitRule(spec, "rate", m.rate.requests, duration_seconds(m.rate.per),
+                         m.rate.scope)
+    if m.budget is not None:
+        return LimitRule(spec, "budget", m.budget.tokens, duration_seconds(m.budget.per),
+                         m.budget.scope)
+    assert m.repeat is not None
+    return LimitRule(spec, "repeat", m.repeat.same_tool_call, duration_seconds(m.repeat.per),
+                     m.repeat.scope)
+
+
 def load_policy(paths: Sequence[Path]) -> Policy:
     """Read, validate and compile every rule file under `paths` into one Policy."""
     problems: list[str] = []
@@ -102,6 +122,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
     pattern_rules: list[PatternRule] = []
     pii_rules: list[PiiRule] = []
     invisible_rules: list[InvisibleRule] = []
+    limit_rules: list[LimitRule] = []
     cedar_files: list[tuple[Path, str]] = []
     seen_ids: dict[str, str] = {}
     files = rule_files(paths)
@@ -134,6 +155,8 @@ def load_policy(paths: Sequence[Path]) -> Policy:
                 pii_rules.append(PiiRule(spec, rule.match.pii, rule.match.min_score))
             elif rule.match.invisible:
                 invisible_rules.append(InvisibleRule(spec, frozenset(rule.match.invisible)))
+            elif rule.match.rate or rule.match.budget or rule.match.repeat:
+                limit_rules.append(_limit(spec, rule))
             else:
                 pattern_rules.append(
                     PatternRule(spec, rule.match.patterns, rule.match.case_sensitive)
@@ -148,6 +171,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
         pattern_rules=tuple(pattern_rules),
         pii_rules=tuple(pii_rules),
         invisible_rules=tuple(invisible_rules),
+        limit_rules=tuple(limit_rules),
         cedar=cedar,
         content_hash=digest.hexdigest(),
         sources=tuple(str(p) for p in files),

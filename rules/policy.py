@@ -50,10 +50,23 @@ class InvisibleRule:
 
 
 @dataclass(slots=True, frozen=True)
+class LimitRule:
+    """A counter over a time window: `rate` (requests), `budget` (tokens) or `repeat`
+    (identical tool calls), kept per agent, team, tenant or session."""
+
+    spec: RuleSpec
+    kind: str  # rate | budget | repeat
+    limit: int
+    window_s: int
+    scope: str
+
+
+@dataclass(slots=True, frozen=True)
 class Policy:
     pattern_rules: tuple[PatternRule, ...]
     pii_rules: tuple[PiiRule, ...]
     invisible_rules: tuple[InvisibleRule, ...]
+    limit_rules: tuple[LimitRule, ...]
     cedar: CedarBundle
     content_hash: str  # sha256 over every source file's path and bytes
     sources: tuple[str, ...]

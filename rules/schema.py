@@ -38,6 +38,36 @@ class Applies(Strict):
 
 
 InvisibleKind = Literal["zero_width", "bidi", "tag"]
+Scope = Literal["agent", "team", "tenant", "session"]
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    return int(text[:-1]) * DURATION_UNITS[text[-1]]
+
+
+class _Window(Strict):
+    per: str = Field(pattern=r"^[1-9][0-9]*[smhd]$", description="e.g. 30s, 1m, 24h, 7d")
+    scope: Scope = "agent"
+
+
+class RateLimit(_Window):
+    """At most `requests` model requests per window; the next one is refused (429)."""
+
+    requests: int = Field(gt=0)
+
+
+class TokenBudget(_Window):
+    """At most `tokens` (as the provider reports usage) per window."""
+
+    tokens: int = Field(gt=0)
+
+
+class RepeatLimit(_Window):
+    """The same tool call (name and arguments) proposed this many times is a loop."""
+
+    same_tool_call: int = Field(ge=2)
+    scope: Scope = "session"
 
 
 class Match(Strict):
@@ -49,6 +79,9 @@ class Match(Strict):
     pii: tuple[str, ...] = ()
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
     invisible: tuple[InvisibleKind, ...] = ()
+    rate: RateLimit | None = None
+    budget: TokenBudget | None = None
+    repeat: RepeatLimit | None = None
 
     @field_validator("patterns")
     @classmethod
@@ -85,9 +118,11 @@ class Match(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Match:
-        if sum(map(bool, (self.patterns, self.pii, self.invisible))) != 1:
+        kinds = (self.patterns, self.pii, self.invisible, self.rate, self.budget, self.repeat)
+        if sum(map(bool, kinds)) != 1:
             raise ValueError(
-                "a rule matches exactly one of `patterns`, `pii` or `invisible`"
+                "a rule matches exactly one of `patterns`, `pii`, `invisible`, `rate`, "
+                "`budget` or `repeat`"
             )
         return self
 

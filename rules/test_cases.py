@@ -46,6 +46,7 @@ class Case(Strict):
     texts: tuple[CaseText, ...] = ()
     tool_calls: tuple[CaseToolCall, ...] = ()  # proposed by the model (response)
     offered_tools: tuple[str, ...] = ()  # offered to the model (request)
+    times: int = Field(default=1, ge=1, le=10_000)  # evaluated this often; the last counts
     expect: Expect
 
 

@@ -1,0 +1,94 @@
+"""Limits over time: rates, token budgets, tool-call loops, and the per-agent kill switch.
+
+OWASP ASI08 (cascading failures) and ASI10 (rogue agents). Counters live in a
+`StateStore`, so several replicas can share them; a finding for a reached limit carries
+`retry_after`, which the data planes answer with their protocol's 429.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+from lictor.enforcement.session_state import StateStore
+from lictor.enforcement.types import Finding, Principal, ToolCall, Verdict
+from lictor.rules.policy import LimitRule
+
+KILL_SWITCH_RULE = "lictor.kill-switch"
+
+
+def kill_key(agent_id: str) -> str:
+    return f"kill:{agent_id}"
+
+
+class Limits:
+    __slots__ = ("_clock", "_rules", "state")
+
+    def __init__(
+        self, rules: tuple[LimitRule, ...], state: StateStore, clock: Callable[[], float]
+    ) -> None:
+        self._rules = rules
+        self.state = state
+        self._clock = clock
+
+    def _key(self, rule: LimitRule, principal: Principal, session: str) -> str:
+        value = {"agent": principal.agent_id, "team": principal.team,
+                 "tenant": principal.tenant}.get(rule.scope)
+        if value is None:  # session: one agent's session ids never mix with another's
+            value = f"{principal.agent_id}/{session}"
+        return f"{rule.spec.rule_id}:{rule.scope}:{value}"
+
+    @staticmethod
+    def _finding(rule: LimitRule, what: str, retry_after: float) -> Finding:
+        spec = rule.spec
+        return Finding(spec.rule_id, Verdict(spec.verdict), spec.owasp, spec.severity,
+                       f"{spec.description} ({what})", shadow=spec.shadow,
+                       retry_after=max(1.0, retry_after))
+
+    def check_request(self, principal: Principal, session: str, out: list[Finding]) -> None:
+        """Kill switch, request rates (this request counts), and budgets already spent."""
+        if self.state.switch(kill_key(principal.agent_id)):
+            out.append(Finding(KILL_SWITCH_RULE, Verdict.BLOCK, ("ASI10",), "critical",
+                               f"agent {principal.agent_id!r} is stopped by its kill switch"))
+        now = self._clock()
+        for rule in self._rules:
+            key = self._key(rule, principal, session)
+            if rule.kind == "rate":
+                total, left = self.state.add(key, 1, rule.window_s, now)
+                if total > rule.limit:
+                    out.append(self._finding(
+                        rule, f"limit {rule.limit} requests per {rule.window_s} s", left))
+            elif rule.kind == "budget":
+                used, left = self.state.peek(key, rule.window_s, now)
+                if used >= rule.limit:
+                    out.append(self._finding(
+                        rule, f"budget {rule.limit} tokens per {rule.window_s} s", left))
+
+    def record_usage(self, principal: Principal, session: str, tokens: int) -> None:
+        """Charge the tokens a response used to every budget that counts them."""
+        if tokens <= 0:
+            return
+        now = self._clock()
+        for rule in self._rules:
+            if rule.kind == "budget":
+                self.state.add(self._key(rule, principal, session), tokens, rule.window_s, now)
+
+    def check_tool_calls(
+        self, principal: Principal, session: str, calls: list[ToolCall], out: list[Finding]
+    ) -> None:
+        """The same tool call (name and arguments) proposed again and again is a loop."""
+        now = self._clock()
+        for rule in self._rules:
+            if rule.kind != "repeat":
+                continue
+            for call in calls:
+                digest = hashlib.sha256(
+                    f"{call.name}\0{json.dumps(call.arguments, sort_keys=True)}".encode()
+                ).hexdigest()[:16]
+                key = f"{self._key(rule, principal, session)}:{digest}"
+                total, left = self.state.add(key, 1, rule.window_s, now)
+                if total >= rule.limit:
+                    out.append(self._finding(
+                        rule, f"{call.name} proposed {int(total)} times with the same "
+                        f"arguments within {rule.window_s} s", left))
