@@ -6,6 +6,7 @@ exception inside a check becomes a `block` naming the failure: the engine fails 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from lictor.enforcement.authorization import Authorizer
 from lictor.enforcement.limits import Limits
 from lictor.enforcement.normalize import normalize, tool_argument_text
 from lictor.enforcement.pattern_scanner import PatternScanner
-from lictor.enforcement.pii import PiiMatch, PiiScanner, PlaceholderVault
+from lictor.enforcement.pii import PiiMatch, PiiScanner, PlaceholderVault, VaultDelta
 from lictor.enforcement.segment_cache import SegmentCache
 from lictor.enforcement.session_state import MemoryStateStore, StateStore
 from lictor.enforcement.types import (
@@ -36,6 +37,28 @@ log = logging.getLogger("lictor.engine")
 INTERNAL_ERROR_RULE = "lictor.internal-error"
 BOUNDARY_CHARS = 200  # of each side of a message boundary, scanned joined
 _UNTRUSTED = frozenset({"user", "tool", "retrieved"})
+
+
+@dataclass(slots=True, frozen=True)
+class _SegmentOutcome:
+    """One request segment judged after one exact conversation prefix (`node` names it)."""
+
+    node: int
+    masked: str
+    audit: str
+    findings: tuple[Finding, ...]
+    delta: VaultDelta  # what masking it added to the request's vault
+
+
+NO_DELTA = VaultDelta((), ())
+
+
+@dataclass(slots=True, frozen=True)
+class _Resume:
+    """Where the previous request of a conversation ended: the vault and findings there."""
+
+    vault: PlaceholderVault  # a snapshot: never handed out, copied on use
+    findings: tuple[Finding, ...]
 
 
 @dataclass(slots=True)
@@ -78,8 +101,8 @@ def _internal_error(where: str, exc: Exception) -> Decision:
 
 class Engine:
     __slots__ = (
-        "_authorizer", "_invisible_rules", "_pattern_cache", "_patterns", "_pii", "_pii_cache",
-        "_pii_rules", "_secrets", "limits", "policy",
+        "_authorizer", "_history", "_invisible_rules", "_nodes", "_pattern_cache", "_patterns",
+        "_pii", "_pii_cache", "_pii_rules", "_resume", "_secrets", "limits", "policy",
     )
 
     def __init__(
@@ -108,6 +131,10 @@ class Engine:
         self._authorizer = Authorizer(policy.cedar, principals)
         self._pii_cache: SegmentCache[list[PiiMatch]] = SegmentCache()
         self._pattern_cache: SegmentCache[list[Finding]] = SegmentCache()
+        # Agents resend their history: a segment after the same prefix is judged once.
+        self._history: SegmentCache[_SegmentOutcome] = SegmentCache()
+        self._resume: SegmentCache[_Resume] = SegmentCache(max_entries=4096)
+        self._nodes = itertools.count(1)
 
     # -- requests -----------------------------------------------------------------
 
@@ -122,13 +149,7 @@ class Engine:
             removed_tools: list[str] = []
             self.limits.check_request(principal, session, findings)
             self._authorize_model(principal, action, findings)
-            for segment in action.segments:
-                upstream_text, audit_text = self._mask_pii(segment, vault, findings)
-                findings.extend(
-                    self.scan_text(upstream_text, "request", segment.trust.value, segment.tool)
-                )
-                masked.append(upstream_text)
-                audit.append(audit_text)
+            vault = self._request_segments(action, vault, findings, masked, audit)
             self._scan_boundaries(action, masked, findings)
             for tool in action.offered_tools:
                 result = self._authorizer.check(
@@ -163,14 +184,71 @@ class Engine:
                 )
             )
 
+    def _request_segments(
+        self,
+        action: Action,
+        vault: PlaceholderVault,
+        findings: list[Finding],
+        masked: list[str],
+        audit: list[str],
+    ) -> PlaceholderVault:
+        """Judge each segment, reusing the outcome of the same segment after the same
+        prefix and resuming from where the conversation's previous request ended, so a
+        resent history costs a lookup per segment. Returns the request's vault."""
+        node, known = 0, []
+        resume_at, resume = -1, None
+        for i, segment in enumerate(action.segments):  # the longest prefix judged before
+            outcome = self._history.get((node, segment.trust, segment.tool, segment.text))
+            if outcome is None:
+                break
+            known.append(outcome)
+            node = outcome.node
+            found = self._resume.get(node)
+            if found is not None:
+                resume_at, resume = i, found
+        segment_findings = list(resume.findings) if resume is not None else []
+        seen = set(segment_findings)
+        if resume is not None:
+            vault = resume.vault.snapshot()
+        node = 0
+        for i, segment in enumerate(action.segments):
+            if i < len(known):
+                outcome = known[i]
+                if i > resume_at:
+                    vault.apply(outcome.delta)
+            else:
+                outcome = self._judge_segment(segment, vault)
+                self._history.put((node, segment.trust, segment.tool, segment.text), outcome,
+                                  len(segment.text))
+            if i > resume_at:
+                for finding in outcome.findings:
+                    if finding not in seen:
+                        seen.add(finding)
+                        segment_findings.append(finding)
+            masked.append(outcome.masked)
+            audit.append(outcome.audit)
+            node = outcome.node
+        if node and self._resume.get(node) is None:
+            self._resume.put(node, _Resume(vault.snapshot(), tuple(segment_findings)), 1)
+        findings.extend(f for f in segment_findings if f not in findings)
+        return vault
+
+    def _judge_segment(self, segment: Segment, vault: PlaceholderVault) -> _SegmentOutcome:
+        found: list[Finding] = []
+        upstream, audit_text, delta = self._mask_pii(segment, vault, found)
+        found.extend(self.scan_text(upstream, "request", segment.trust.value, segment.tool))
+        return _SegmentOutcome(next(self._nodes), upstream, audit_text, tuple(found), delta)
+
     def _mask_pii(
         self, segment: Segment, vault: PlaceholderVault, out: list[Finding]
-    ) -> tuple[str, str]:
-        """(text to send upstream, text to audit) for one request segment."""
+    ) -> tuple[str, str, VaultDelta]:
+        """(text to send upstream, text to audit, vault delta) for one request segment."""
         text, trust = segment.text, segment.trust.value
         matches = self._pii_cache.get_or_compute(text, None, self._pii.scan)
         if not matches:
-            return text, self.redact_secrets(text)
+            # placeholder-shaped text typed by the sender is still reserved in the vault
+            masked, delta = vault.mask_with_delta(text, []) if "<" in text else (text, NO_DELTA)
+            return masked, self.redact_secrets(masked), delta
         to_mask = []
         for m in matches:
             for rule in self._pii_rules:
@@ -187,10 +265,11 @@ class Engine:
                     if finding not in out:
                         out.append(finding)
                     break
-        upstream = vault.mask(text, to_mask) if to_mask else text
+        upstream, delta = (vault.mask_with_delta(text, to_mask) if to_mask or "<" in text
+                           else (text, NO_DELTA))
         if len(to_mask) == len(matches):
-            return upstream, self.redact_secrets(upstream)
-        return upstream, self.redact(upstream)
+            return upstream, self.redact_secrets(upstream), delta
+        return upstream, self.redact(upstream), delta
 
     def redact(self, text: str) -> str:
         """Every PII value replaced by its entity name: the form audit records keep.

@@ -193,3 +193,33 @@ def test_finding_evidence_never_holds_raw_pii(tmp_path: Path) -> None:
     decision = engine.evaluate_response(principal, action)
     assert decision.verdict is Verdict.FLAG
     assert decision.findings[0].evidence == "send it to <EMAIL_ADDRESS>"
+
+
+def test_typed_placeholder_in_an_earlier_message_is_never_reused() -> None:
+    """A user types <EMAIL_1> in one message and a real address in the next: the address
+    must get another number, or the typed text would be 'restored' to it."""
+    principal = Principal("a")
+    engine = Engine(load_policy(default_paths()), [principal])
+    body = {"model": "m", "messages": [
+        {"role": "user", "content": "what does <EMAIL_1> mean in your output?"},
+        {"role": "user", "content": "also mail jane.doe@example.com"}]}
+    for _ in range(2):  # the second time, the history cache replays the first
+        outcome = engine.evaluate_request(principal, openai_chat.parse_request(body))
+        assert outcome.masked_texts[1] == "also mail <EMAIL_2>"
+        assert outcome.vault.restore("<EMAIL_1> and <EMAIL_2>") == (
+            "<EMAIL_1> and jane.doe@example.com")
+
+
+def test_history_cache_gives_the_same_outcome_as_a_fresh_engine() -> None:
+    principal = Principal("a")
+    cached = Engine(load_policy(default_paths()), [principal])
+    turns = [{"role": "user", "content": f"turn {i}: mail u{i}@example.com or call "
+                                         f"+44 20 7946 0{i:03d}"} for i in range(6)]
+    for n in range(1, 7):
+        body = {"model": "m", "messages": turns[:n]}
+        fresh = Engine(load_policy(default_paths()), [principal])
+        a = cached.evaluate_request(principal, openai_chat.parse_request(body))
+        b = fresh.evaluate_request(principal, openai_chat.parse_request(body))
+        assert a.masked_texts == b.masked_texts and a.audit_texts == b.audit_texts
+        assert a.decision.findings == b.decision.findings
+        assert a.vault.entities() == b.vault.entities()

@@ -185,3 +185,22 @@ def test_stream_holds_only_a_placeholder_prefix(stream_vault: PlaceholderVault) 
     assert restorer.feed("1") == ""
     assert restorer.feed("> ok <CARD_1") == f"{EMAIL_A} ok "
     assert restorer.flush() == "<CARD_1"  # never completed: released as typed
+
+
+def test_replayed_deltas_rebuild_the_same_vault() -> None:
+    """What the engine's history cache relies on: apply() == masking the same texts again."""
+    texts = [
+        ("write to a@example.com, not <EMAIL_1>", [PiiMatch("EMAIL_ADDRESS", 9, 22, 1.0)]),
+        ("and b@example.com or a@example.com", [PiiMatch("EMAIL_ADDRESS", 4, 17, 1.0),
+                                                 PiiMatch("EMAIL_ADDRESS", 21, 34, 1.0)]),
+        ("typed <EMAIL_2> by hand", []),
+    ]
+    fresh, replayed = PlaceholderVault(), PlaceholderVault()
+    for text, matches in texts:
+        masked, delta = fresh.mask_with_delta(text, matches)
+        replayed.apply(delta)
+    follow = ("then c@example.com", [PiiMatch("EMAIL_ADDRESS", 5, 18, 1.0)])
+    assert fresh.mask(*follow) == replayed.mask(*follow)
+    assert fresh.entities() == replayed.entities() == {"EMAIL": 3}
+    sample = "<EMAIL_2> <EMAIL_3> <EMAIL_4> <EMAIL_5>"
+    assert fresh.restore(sample) == replayed.restore(sample)

@@ -1,6 +1,6 @@
 """PII detection (presidio recognizers, fast scan) and reversible per-request masking."""
 
-from lictor.enforcement.pii.placeholder_vault import PLACEHOLDER_RE, PlaceholderVault
+from lictor.enforcement.pii.placeholder_vault import PLACEHOLDER_RE, PlaceholderVault, VaultDelta
 from lictor.enforcement.pii.recognizers import (
     ENTITY_LABELS,
     SUPPORTED_ENTITIES,
@@ -19,6 +19,7 @@ __all__ = [
     "PiiScanner",
     "PlaceholderVault",
     "StreamRestorer",
+    "VaultDelta",
     "build_recognizers",
     "luhn_valid",
 ]

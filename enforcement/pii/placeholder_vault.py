@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
 
 from lictor.enforcement.pii.recognizers import ENTITY_LABELS
 from lictor.enforcement.pii.scanner import PiiMatch
 
 PLACEHOLDER_RE = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
+
+
+@dataclass(slots=True, frozen=True)
+class VaultDelta:
+    """What masking one text added to a vault, to replay it without masking again."""
+
+    entries: tuple[tuple[str, str, bool], ...]  # (value, placeholder, is PII)
+    reserved: tuple[str, ...]  # placeholder-shaped text seen in the input
 
 
 class PlaceholderVault:
@@ -25,14 +35,50 @@ class PlaceholderVault:
     back exactly what the user typed.
     """
 
-    __slots__ = ("_counts", "_last", "_placeholder_of", "_reserved", "_value_of")
+    __slots__ = ("_counts", "_last", "_literals", "_placeholder_of", "_reserved", "_value_of")
 
     def __init__(self) -> None:
         self._placeholder_of: dict[str, str] = {}  # value -> placeholder
         self._value_of: dict[str, str] = {}  # placeholder -> value
         self._last: dict[str, int] = {}  # label -> highest number handed out
-        self._reserved: set[str] = set()  # placeholder-shaped text seen in inputs
+        self._reserved: dict[str, None] = {}  # placeholder-shaped text seen (ordered set)
         self._counts: dict[str, int] = {}  # label -> distinct PII values (no literals)
+        self._literals: set[str] = set()  # placeholders standing for typed placeholder text
+
+    def mask_with_delta(self, text: str, matches: Sequence[PiiMatch]) -> tuple[str, VaultDelta]:
+        """`mask`, and what it added to the vault (for `apply` on an identical prefix)."""
+        entries, reserved = len(self._placeholder_of), len(self._reserved)
+        masked = self.mask(text, matches)
+        added = tuple(
+            (value, placeholder, placeholder not in self._literals)
+            for value, placeholder in islice(self._placeholder_of.items(), entries, None)
+        )
+        return masked, VaultDelta(added, tuple(islice(self._reserved, reserved, None)))
+
+    def snapshot(self) -> PlaceholderVault:
+        """A copy of this vault's state, to resume a later request from."""
+        copy = PlaceholderVault()
+        copy._placeholder_of = dict(self._placeholder_of)
+        copy._value_of = dict(self._value_of)
+        copy._last = dict(self._last)
+        copy._reserved = dict(self._reserved)
+        copy._counts = dict(self._counts)
+        copy._literals = set(self._literals)
+        return copy
+
+    def apply(self, delta: VaultDelta) -> None:
+        """Replay what masking a text added, as if it had been masked here again."""
+        for placeholder in delta.reserved:
+            self._reserved[placeholder] = None
+        for value, placeholder, is_pii in delta.entries:
+            label, _, number = placeholder[1:-1].rpartition("_")
+            self._placeholder_of[value] = placeholder
+            self._value_of[placeholder] = value
+            self._last[label] = max(self._last.get(label, 0), int(number))
+            if is_pii:
+                self._counts[label] = self._counts.get(label, 0) + 1
+            else:
+                self._literals.add(placeholder)
 
     def mask(self, text: str, matches: Sequence[PiiMatch]) -> str:
         """`text` with every match replaced by its placeholder."""
@@ -42,7 +88,7 @@ class PlaceholderVault:
                 if forged.group(0) in self._value_of:
                     spans.append((*forged.span(), forged.group(1), forged.group(0), False))
                 else:
-                    self._reserved.add(forged.group(0))
+                    self._reserved[forged.group(0)] = None
         literals = list(spans)
         for match in sorted(matches, key=lambda m: m.start):
             if not 0 <= match.start < match.end <= len(text):
@@ -103,4 +149,6 @@ class PlaceholderVault:
         self._value_of[placeholder] = value
         if is_pii:
             self._counts[label] = self._counts.get(label, 0) + 1
+        else:
+            self._literals.add(placeholder)
         return placeholder
