@@ -49,6 +49,12 @@ def conversation(chars: int, salt: str) -> list[dict[str, Any]]:
     return messages
 
 
+def small(i: int) -> list[dict[str, Any]]:
+    """About 2 KB: the system prompt, one earlier turn and a new user message, all new."""
+    new = {"role": "user", "content": TURN_USER.format(i=i) * 4 + f" #{i}"}
+    return [*conversation(2 * 1024, f"r{i}")[:2], new]
+
+
 def request(messages: list[dict[str, Any]]) -> dict[str, Any]:
     return {"model": "bench", "messages": messages}
 
@@ -81,9 +87,7 @@ def main() -> int:
     history = conversation(128 * 1024, "history")
     engine.evaluate_request(AGENT, openai_chat.parse_request(request(history)))  # seen once
     shapes = {
-        "2KB": [request(conversation(2 * 1024, f"r{i}")[:2]
-                        + [{"role": "user", "content": TURN_USER.format(i=i) * 4 + f" #{i}"}])
-                for i in range(n)],
+        "2KB": [request(small(i)) for i in range(n)],
         "32KB": [request(conversation(32 * 1024, f"r{i}")) for i in range(n)],
         "128KB+1": [request([*history, {"role": "user",
                                         "content": TURN_USER.format(i=i) + f" (#{i})"}])
