@@ -197,7 +197,7 @@ def test_replayed_deltas_rebuild_the_same_vault() -> None:
     ]
     fresh, replayed = PlaceholderVault(), PlaceholderVault()
     for text, matches in texts:
-        masked, delta = fresh.mask_with_delta(text, matches)
+        _, delta = fresh.mask_with_delta(text, matches)
         replayed.apply(delta)
     follow = ("then c@example.com", [PiiMatch("EMAIL_ADDRESS", 5, 18, 1.0)])
     assert fresh.mask(*follow) == replayed.mask(*follow)
