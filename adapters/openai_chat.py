@@ -11,6 +11,7 @@ from typing import Any
 
 from lictor.adapters.errors import ProtocolError
 from lictor.enforcement.pii import PlaceholderVault
+from lictor.enforcement.tool_pins import definition_digest
 from lictor.enforcement.types import (
     Action,
     ActionKind,
@@ -61,9 +62,15 @@ def parse_request(body: Any) -> Action:
         for k, tool in enumerate(tools):
             fn = tool.get("function") if isinstance(tool, dict) else None
             name = fn.get("name") if isinstance(fn, dict) else None
-            if not isinstance(name, str) or not name:
+            if not isinstance(fn, dict) or not isinstance(name, str) or not name:
                 raise _bad("each tool needs `function.name`", f"tools[{k}].function.name")
             action.offered_tools.append(name)
+            try:
+                action.tool_digests[name] = definition_digest(
+                    name, str(fn.get("description") or ""), fn.get("parameters") or {})
+            except (TypeError, ValueError):
+                raise _bad("the tool definition is not plain JSON",
+                           f"tools[{k}].function") from None
     return action
 
 

@@ -151,6 +151,7 @@ class Engine:
             self._authorize_model(principal, action, findings)
             vault = self._request_segments(action, vault, findings, masked, audit)
             self._scan_boundaries(action, masked, findings)
+            self._check_pins(action, findings)
             for tool in action.offered_tools:
                 result = self._authorizer.check(
                     principal, "call_tool", "Tool", tool, {"tool_name": tool, "stage": "offer"}
@@ -167,6 +168,16 @@ class Engine:
             removed_offered_tools=removed_tools,
         )
         return RequestOutcome(decision, masked, audit, vault)
+
+    def _check_pins(self, action: Action, out: list[Finding]) -> None:
+        """A pinned tool offered with another definition than the one reviewed (ASI04)."""
+        for rule in self.policy.pin_rules:
+            for name, digest in action.tool_digests.items():
+                pinned = rule.pins.get(name)
+                if pinned is not None and pinned != digest:
+                    out.append(_finding(
+                        rule.spec, f"the definition of tool {name!r} changed since it was "
+                        f"pinned ({pinned[:19]}..., now {digest[:19]}...)", name))
 
     def _authorize_model(self, principal: Principal, action: Action, out: list[Finding]) -> None:
         model = action.model or "unknown"

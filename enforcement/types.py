@@ -101,6 +101,7 @@ class Action:
     model: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     offered_tools: list[str] = field(default_factory=list)
+    tool_digests: dict[str, str] = field(default_factory=dict)  # offered tool -> definition
 
 
 @dataclass(slots=True, frozen=True)

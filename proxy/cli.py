@@ -1,4 +1,4 @@
-"""The `lictor` command: `serve`, `audit verify`, `rules test`, `rules docs`."""
+"""The `lictor` command: `serve`, `audit verify`, `rules test | docs | pin`."""
 
 from __future__ import annotations
 
@@ -39,7 +39,35 @@ def _parser() -> argparse.ArgumentParser:
     docs.add_argument("paths", nargs="*", type=Path,
                       help="rule folders or files (default: the bundled default packs)")
     docs.add_argument("--out", type=Path, help="write it to this file instead")
+    pin = rules_sub.add_parser(
+        "pin", help="print a pinned_tools rule for the tools offered in a request (JSON file)")
+    pin.add_argument("request", type=Path, help="an OpenAI chat request body with `tools`")
     return parser
+
+
+def _rules_pin(args: argparse.Namespace) -> int:
+    import json
+
+    from lictor.adapters import openai_chat
+
+    body = json.loads(args.request.read_text("utf-8"))
+    body.setdefault("model", "any")
+    body.setdefault("messages", [{"role": "user", "content": "-"}])
+    action = openai_chat.parse_request(body)
+    if not action.tool_digests:
+        print(f"{args.request}: the request offers no tools", file=sys.stderr)
+        return 1
+    pins = "\n".join(f"        {name}: {digest}" for name, digest in action.tool_digests.items())
+    print(f"""rules:
+  - id: supply-chain.pinned-tools
+    description: A pinned tool is offered with a definition other than the one reviewed.
+    owasp: [ASI04]
+    severity: high
+    match:
+      pinned_tools:
+{pins}
+    verdict: block""")
+    return 0
 
 
 def _rules_docs(args: argparse.Namespace) -> int:
@@ -117,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         if args.command == "rules":
-            return _rules_test(args) if args.rules_command == "test" else _rules_docs(args)
+            handler = {"test": _rules_test, "docs": _rules_docs, "pin": _rules_pin}
+            return handler[args.rules_command](args)
         return _audit_verify(args)
     except (ConfigError, RuleLoadError) as exc:
         print(f"lictor: configuration error:\n{exc}", file=sys.stderr)

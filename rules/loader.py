@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from lictor.rules.policy import (
     LimitRule,
     PatternRule,
     PiiRule,
+    PinRule,
     Policy,
     RuleSpec,
 )
@@ -115,14 +117,35 @@ def _limit(spec: RuleSpec, rule: Rule) -> LimitRule:
                      m.repeat.scope)
 
 
+@dataclass
+class _Rules:
+    """Rules sorted by kind as they are read: each kind has its own compiled form."""
+
+    pattern: list[PatternRule] = field(default_factory=list)
+    pii: list[PiiRule] = field(default_factory=list)
+    invisible: list[InvisibleRule] = field(default_factory=list)
+    limit: list[LimitRule] = field(default_factory=list)
+    pin: list[PinRule] = field(default_factory=list)
+
+    def add(self, spec: RuleSpec, rule: Rule) -> None:
+        m = rule.match
+        if m.pii:
+            self.pii.append(PiiRule(spec, m.pii, m.min_score))
+        elif m.invisible:
+            self.invisible.append(InvisibleRule(spec, frozenset(m.invisible)))
+        elif m.rate or m.budget or m.repeat:
+            self.limit.append(_limit(spec, rule))
+        elif m.pinned_tools:
+            self.pin.append(PinRule(spec, dict(m.pinned_tools)))
+        else:
+            self.pattern.append(PatternRule(spec, m.patterns, m.case_sensitive))
+
+
 def load_policy(paths: Sequence[Path]) -> Policy:
     """Read, validate and compile every rule file under `paths` into one Policy."""
     problems: list[str] = []
     digest = hashlib.sha256()
-    pattern_rules: list[PatternRule] = []
-    pii_rules: list[PiiRule] = []
-    invisible_rules: list[InvisibleRule] = []
-    limit_rules: list[LimitRule] = []
+    rules = _Rules()
     cedar_files: list[tuple[Path, str]] = []
     seen_ids: dict[str, str] = {}
     files = rule_files(paths)
@@ -150,17 +173,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
                 problems.append(f"{source}: rule id {rule.id!r} is already used at {first}")
                 continue
             seen_ids[rule.id] = source
-            spec = _spec(rule, f"{path.name}:{line}")
-            if rule.match.pii:
-                pii_rules.append(PiiRule(spec, rule.match.pii, rule.match.min_score))
-            elif rule.match.invisible:
-                invisible_rules.append(InvisibleRule(spec, frozenset(rule.match.invisible)))
-            elif rule.match.rate or rule.match.budget or rule.match.repeat:
-                limit_rules.append(_limit(spec, rule))
-            else:
-                pattern_rules.append(
-                    PatternRule(spec, rule.match.patterns, rule.match.case_sensitive)
-                )
+            rules.add(_spec(rule, f"{path.name}:{line}"), rule)
     try:
         cedar = compile_cedar(cedar_files)
     except CedarLoadError as exc:
@@ -168,10 +181,11 @@ def load_policy(paths: Sequence[Path]) -> Policy:
     if problems:
         raise RuleLoadError(problems)
     return Policy(
-        pattern_rules=tuple(pattern_rules),
-        pii_rules=tuple(pii_rules),
-        invisible_rules=tuple(invisible_rules),
-        limit_rules=tuple(limit_rules),
+        pattern_rules=tuple(rules.pattern),
+        pii_rules=tuple(rules.pii),
+        invisible_rules=tuple(rules.invisible),
+        limit_rules=tuple(rules.limit),
+        pin_rules=tuple(rules.pin),
         cedar=cedar,
         content_hash=digest.hexdigest(),
         sources=tuple(str(p) for p in files),

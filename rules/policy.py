@@ -62,11 +62,18 @@ class LimitRule:
 
 
 @dataclass(slots=True, frozen=True)
+class PinRule:
+    spec: RuleSpec
+    pins: dict[str, str]  # tool name -> "sha256:<hex>" of its definition
+
+
+@dataclass(slots=True, frozen=True)
 class Policy:
     pattern_rules: tuple[PatternRule, ...]
     pii_rules: tuple[PiiRule, ...]
     invisible_rules: tuple[InvisibleRule, ...]
     limit_rules: tuple[LimitRule, ...]
+    pin_rules: tuple[PinRule, ...]
     cedar: CedarBundle
     content_hash: str  # sha256 over every source file's path and bytes
     sources: tuple[str, ...]

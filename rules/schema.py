@@ -82,6 +82,17 @@ class Match(Strict):
     rate: RateLimit | None = None
     budget: TokenBudget | None = None
     repeat: RepeatLimit | None = None
+    # tool name -> "sha256:<hex>" of its definition (see `lictor rules pin`)
+    pinned_tools: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("pinned_tools")
+    @classmethod
+    def _pins_are_digests(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, digest in value.items():
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+                raise ValueError(f"pin of {name!r} must be 'sha256:' and 64 hex digits; "
+                                 "`lictor rules pin REQUEST.json` prints them")
+        return value
 
     @field_validator("patterns")
     @classmethod
@@ -118,11 +129,12 @@ class Match(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Match:
-        kinds = (self.patterns, self.pii, self.invisible, self.rate, self.budget, self.repeat)
+        kinds = (self.patterns, self.pii, self.invisible, self.rate, self.budget, self.repeat,
+                 self.pinned_tools)
         if sum(map(bool, kinds)) != 1:
             raise ValueError(
                 "a rule matches exactly one of `patterns`, `pii`, `invisible`, `rate`, "
-                "`budget` or `repeat`"
+                "`budget`, `repeat` or `pinned_tools`"
             )
         return self
 

@@ -32,6 +32,11 @@ class CaseToolCall(Strict):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
+class ToolDefinition(Strict):
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
 class Expect(Strict):
     verdict: Literal["allow", "flag", "mask", "block"]
     rules: tuple[str, ...] = ()  # each must be among the findings
@@ -46,6 +51,7 @@ class Case(Strict):
     texts: tuple[CaseText, ...] = ()
     tool_calls: tuple[CaseToolCall, ...] = ()  # proposed by the model (response)
     offered_tools: tuple[str, ...] = ()  # offered to the model (request)
+    tool_definitions: dict[str, ToolDefinition] = Field(default_factory=dict)  # also offered
     times: int = Field(default=1, ge=1, le=10_000)  # evaluated this often; the last counts
     expect: Expect
 

@@ -44,7 +44,7 @@ def test_bundled_pack_loads() -> None:
 
 
 def test_unknown_pack_lists_known_ones() -> None:
-    with pytest.raises(RuleLoadError, match="bundled packs: default, owasp-agentic"):
+    with pytest.raises(RuleLoadError, match="bundled packs: default, examples, owasp-agentic"):
         bundled_pack("nope")
 
 

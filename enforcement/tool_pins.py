@@ -1,0 +1,18 @@
+"""Tool definitions pinned by content hash (OWASP ASI04 Agentic Supply Chain).
+
+A tool's name, description and parameter schema are what the model reads to decide how to
+call it; a silently changed description is a classic way to plant instructions. The digest
+is SHA-256 over RFC 8785 canonical JSON, so it does not depend on key order or spacing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from lictor.audit.canonical_json import canonicalize
+
+
+def definition_digest(name: str, description: str, parameters: Any) -> str:
+    body = {"name": name, "description": description, "parameters": parameters}
+    return "sha256:" + hashlib.sha256(canonicalize(body)).hexdigest()
