@@ -19,6 +19,7 @@ from lictor.enforcement.pattern_scanner import PatternScanner
 from lictor.enforcement.pii import PiiMatch, PiiScanner, PlaceholderVault, VaultDelta
 from lictor.enforcement.segment_cache import SegmentCache
 from lictor.enforcement.session_state import MemoryStateStore, StateStore
+from lictor.enforcement.tool_arguments import ArgumentChecker
 from lictor.enforcement.types import (
     Action,
     Decision,
@@ -101,7 +102,8 @@ def _internal_error(where: str, exc: Exception) -> Decision:
 
 class Engine:
     __slots__ = (
-        "_authorizer", "_history", "_invisible_rules", "_nodes", "_pattern_cache", "_patterns",
+        "_arguments", "_authorizer", "_history", "_invisible_rules", "_nodes", "_pattern_cache",
+        "_patterns",
         "_pii", "_pii_cache", "_pii_rules", "_resume", "_secrets", "limits", "policy",
     )
 
@@ -119,6 +121,7 @@ class Engine:
         self._patterns = PatternScanner(policy.pattern_rules)
         self._pii_rules: tuple[PiiRule, ...] = policy.pii_rules
         self._invisible_rules = policy.invisible_rules
+        self._arguments = ArgumentChecker(policy.argument_rules)
         # What `sensitive` rules match (keys, tokens) never reaches audit: one RE2 regex.
         secrets = [
             p if r.case_sensitive else f"(?i:{p})"
@@ -360,6 +363,7 @@ class Engine:
         try:
             findings: list[Finding] = []
             self.limits.check_tool_calls(principal, session, action.tool_calls, findings)
+            self._arguments.check(action.tool_calls, findings)
             for segment in action.segments:
                 findings.extend(self.scan_text(segment.text, "response", segment.trust.value))
             for call in action.tool_calls:

@@ -1,4 +1,4 @@
-"""Limits over time: rates, token budgets, tool-call loops, and the per-agent kill switch.
+"""Limits over time: rates, token budgets, tool-call loops and caps, and the kill switch.
 
 OWASP ASI08 (cascading failures) and ASI10 (rogue agents). Counters live in a
 `StateStore`, so several replicas can share them; a finding for a reached limit carries
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 
 from lictor.enforcement.session_state import StateStore
 from lictor.enforcement.types import Finding, Principal, ToolCall, Verdict
@@ -77,18 +78,27 @@ class Limits:
     def check_tool_calls(
         self, principal: Principal, session: str, calls: list[ToolCall], out: list[Finding]
     ) -> None:
-        """The same tool call (name and arguments) proposed again and again is a loop."""
+        """Loops (the same call again and again) and caps on calls to named tools."""
+        if not calls:
+            return
         now = self._clock()
         for rule in self._rules:
-            if rule.kind != "repeat":
-                continue
-            for call in calls:
-                digest = hashlib.sha256(
-                    f"{call.name}\0{json.dumps(call.arguments, sort_keys=True)}".encode()
-                ).hexdigest()[:16]
-                key = f"{self._key(rule, principal, session)}:{digest}"
-                total, left = self.state.add(key, 1, rule.window_s, now)
-                if total >= rule.limit:
-                    out.append(self._finding(
-                        rule, f"{call.name} proposed {int(total)} times with the same "
-                        f"arguments within {rule.window_s} s", left))
+            key = self._key(rule, principal, session)
+            if rule.kind == "repeat":
+                for call in calls:
+                    digest = hashlib.sha256(
+                        f"{call.name}\0{json.dumps(call.arguments, sort_keys=True)}".encode()
+                    ).hexdigest()[:16]
+                    total, left = self.state.add(f"{key}:{digest}", 1, rule.window_s, now)
+                    if total >= rule.limit:
+                        out.append(self._finding(
+                            rule, f"{call.name} proposed {int(total)} times with the same "
+                            f"arguments within {rule.window_s} s", left))
+            elif rule.kind == "calls":
+                count = sum(any(fnmatchcase(c.name, g) for g in rule.tools) for c in calls)
+                if count:
+                    total, left = self.state.add(key, count, rule.window_s, now)
+                    if total > rule.limit:
+                        out.append(self._finding(
+                            rule, f"{int(total)} calls to {', '.join(rule.tools)} within "
+                            f"{rule.window_s} s, cap {rule.limit}", left))

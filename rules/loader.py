@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from lictor.rules.cedar_policies import CedarLoadError, compile_cedar
 from lictor.rules.policy import (
+    ArgumentRule,
     InvisibleRule,
     LimitRule,
     PatternRule,
@@ -112,9 +113,12 @@ def _limit(spec: RuleSpec, rule: Rule) -> LimitRule:
     if m.budget is not None:
         return LimitRule(spec, "budget", m.budget.tokens, duration_seconds(m.budget.per),
                          m.budget.scope)
-    assert m.repeat is not None
-    return LimitRule(spec, "repeat", m.repeat.same_tool_call, duration_seconds(m.repeat.per),
-                     m.repeat.scope)
+    if m.repeat is not None:
+        return LimitRule(spec, "repeat", m.repeat.same_tool_call,
+                         duration_seconds(m.repeat.per), m.repeat.scope)
+    assert m.calls is not None
+    return LimitRule(spec, "calls", m.calls.calls, duration_seconds(m.calls.per), m.calls.scope,
+                     m.calls.tools)
 
 
 @dataclass
@@ -126,6 +130,7 @@ class _Rules:
     invisible: list[InvisibleRule] = field(default_factory=list)
     limit: list[LimitRule] = field(default_factory=list)
     pin: list[PinRule] = field(default_factory=list)
+    arguments: list[ArgumentRule] = field(default_factory=list)
 
     def add(self, spec: RuleSpec, rule: Rule) -> None:
         m = rule.match
@@ -133,8 +138,11 @@ class _Rules:
             self.pii.append(PiiRule(spec, m.pii, m.min_score))
         elif m.invisible:
             self.invisible.append(InvisibleRule(spec, frozenset(m.invisible)))
-        elif m.rate or m.budget or m.repeat:
+        elif m.rate or m.budget or m.repeat or m.calls:
             self.limit.append(_limit(spec, rule))
+        elif m.arguments:
+            self.arguments.append(ArgumentRule(spec, m.arguments.tools,
+                                               dict(m.arguments.constraints)))
         elif m.pinned_tools:
             self.pin.append(PinRule(spec, dict(m.pinned_tools)))
         else:
@@ -186,6 +194,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
         invisible_rules=tuple(rules.invisible),
         limit_rules=tuple(rules.limit),
         pin_rules=tuple(rules.pin),
+        argument_rules=tuple(rules.arguments),
         cedar=cedar,
         content_hash=digest.hexdigest(),
         sources=tuple(str(p) for p in files),

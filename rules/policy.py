@@ -7,6 +7,7 @@ into every audit record so a decision can be traced to the exact rule files.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lictor.rules.cedar_policies import CedarBundle
 
@@ -55,10 +56,20 @@ class LimitRule:
     (identical tool calls), kept per agent, team, tenant or session."""
 
     spec: RuleSpec
-    kind: str  # rate | budget | repeat
+    kind: str  # rate | budget | repeat | calls
     limit: int
     window_s: int
     scope: str
+    tools: tuple[str, ...] = ("*",)  # for `calls`: which tools count
+
+
+@dataclass(slots=True, frozen=True)
+class ArgumentRule:
+    """Constraints on named tools' arguments; the schema model is kept as validated."""
+
+    spec: RuleSpec
+    tools: tuple[str, ...]
+    constraints: dict[str, Any]  # argument -> lictor.rules.schema.ArgumentConstraint
 
 
 @dataclass(slots=True, frozen=True)
@@ -74,6 +85,7 @@ class Policy:
     invisible_rules: tuple[InvisibleRule, ...]
     limit_rules: tuple[LimitRule, ...]
     pin_rules: tuple[PinRule, ...]
+    argument_rules: tuple[ArgumentRule, ...]
     cedar: CedarBundle
     content_hash: str  # sha256 over every source file's path and bytes
     sources: tuple[str, ...]

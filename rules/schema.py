@@ -70,6 +70,43 @@ class RepeatLimit(_Window):
     scope: Scope = "session"
 
 
+class CallCap(_Window):
+    """At most `calls` proposed calls to the matching tools per window."""
+
+    calls: int = Field(gt=0)
+    tools: tuple[str, ...] = ("*",)
+    scope: Scope = "session"
+
+
+class ArgumentConstraint(Strict):
+    """What one argument of a tool call may be; checked on every call the model proposes."""
+
+    type: Literal["string", "number", "integer", "boolean", "array", "object"] | None = None
+    enum: tuple[str | int | float | bool, ...] | None = None
+    pattern: str | None = None  # RE2, must match the whole string
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = Field(default=None, gt=0)
+    required: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_re2(value)
+            except RegexError as exc:
+                raise ValueError(f"not a valid RE2 regular expression: {explain(exc)}") from None
+        return value
+
+
+class ArgumentRules(Strict):
+    """Constraints on the arguments of the tools named by `tools` (globs)."""
+
+    tools: tuple[str, ...] = Field(min_length=1)
+    constraints: dict[str, ArgumentConstraint] = Field(min_length=1)
+
+
 class Match(Strict):
     """What a rule matches (exactly one kind): regular expressions, PII entities, or
     invisible characters hidden in the text (zero-width, bidi controls, Unicode tags)."""
@@ -82,6 +119,8 @@ class Match(Strict):
     rate: RateLimit | None = None
     budget: TokenBudget | None = None
     repeat: RepeatLimit | None = None
+    calls: CallCap | None = None
+    arguments: ArgumentRules | None = None
     # tool name -> "sha256:<hex>" of its definition (see `lictor rules pin`)
     pinned_tools: dict[str, str] = Field(default_factory=dict)
 
@@ -130,11 +169,11 @@ class Match(Strict):
     @model_validator(mode="after")
     def _one_kind(self) -> Match:
         kinds = (self.patterns, self.pii, self.invisible, self.rate, self.budget, self.repeat,
-                 self.pinned_tools)
+                 self.calls, self.arguments, self.pinned_tools)
         if sum(map(bool, kinds)) != 1:
             raise ValueError(
                 "a rule matches exactly one of `patterns`, `pii`, `invisible`, `rate`, "
-                "`budget`, `repeat` or `pinned_tools`"
+                "`budget`, `repeat`, `calls`, `arguments` or `pinned_tools`"
             )
         return self
 
