@@ -102,9 +102,21 @@ def _internal_error(where: str, exc: Exception) -> Decision:
 
 class Engine:
     __slots__ = (
-        "_arguments", "_authorizer", "_history", "_invisible_rules", "_nodes", "_pattern_cache",
+        "_arguments",
+        "_authorizer",
+        "_history",
+        "_invisible_rules",
+        "_nodes",
+        "_pattern_cache",
         "_patterns",
-        "_pii", "_pii_cache", "_pii_rules", "_resume", "_secrets", "limits", "policy",
+        "_pii",
+        "_pii_cache",
+        "_pii_rules",
+        "_resume",
+        "_secrets",
+        "_tainting",
+        "limits",
+        "policy",
     )
 
     def __init__(
@@ -122,6 +134,8 @@ class Engine:
         self._pii_rules: tuple[PiiRule, ...] = policy.pii_rules
         self._invisible_rules = policy.invisible_rules
         self._arguments = ArgumentChecker(policy.argument_rules)
+        specs = [r.spec for r in policy.pattern_rules] + [r.spec for r in policy.invisible_rules]
+        self._tainting = frozenset(s.rule_id for s in specs if s.taints)
         # What `sensitive` rules match (keys, tokens) never reaches audit: one RE2 regex.
         secrets = [
             p if r.case_sensitive else f"(?i:{p})"
@@ -162,6 +176,8 @@ class Engine:
                 if not result.allowed:
                     removed_tools.append(tool)
                     findings.append(self._tool_finding(tool, "offer", result.reason(), "flag"))
+            if any(f.rule_id in self._tainting and not f.shadow for f in findings):
+                self.limits.taint(principal, session)
         except Exception as exc:
             return RequestOutcome(_internal_error("request", exc), [], [], vault)
         decision = Decision(

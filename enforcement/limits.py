@@ -66,6 +66,13 @@ class Limits:
                     out.append(self._finding(
                         rule, f"budget {rule.limit} tokens per {rule.window_s} s", left))
 
+    def taint(self, principal: Principal, session: str) -> None:
+        """Untrusted content tried to steer the agent: start each taint window."""
+        now = self._clock()
+        for rule in self._rules:
+            if rule.kind == "tainted":
+                self.state.add(self._key(rule, principal, session), 1, rule.window_s, now)
+
     def record_usage(self, principal: Principal, session: str, tokens: int) -> None:
         """Charge the tokens a response used to every budget that counts them."""
         if tokens <= 0:
@@ -94,6 +101,16 @@ class Limits:
                         out.append(self._finding(
                             rule, f"{call.name} proposed {int(total)} times with the same "
                             f"arguments within {rule.window_s} s", left))
+            elif rule.kind == "tainted":
+                tainted, left = self.state.peek(key, rule.window_s, now)
+                risky = [c.name for c in calls if any(fnmatchcase(c.name, g) for g in rule.tools)]
+                if tainted and risky:
+                    spec = rule.spec
+                    out.append(Finding(
+                        spec.rule_id, Verdict(spec.verdict), spec.owasp, spec.severity,
+                        f"{spec.description} ({', '.join(risky)}; the session read content "
+                        f"that tried to steer the agent)", evidence=", ".join(risky),
+                        shadow=spec.shadow))
             elif rule.kind == "calls":
                 count = sum(any(fnmatchcase(c.name, g) for g in rule.tools) for c in calls)
                 if count:

@@ -68,6 +68,11 @@ def run_cases(policy: Policy, cases: Sequence[LocatedCase]) -> list[CaseResult]:
     for located in cases:
         case = located.case
         engine.limits.state = MemoryStateStore()  # each case starts with fresh counters
+        if case.before:
+            earlier = [Segment(t.text, Trust(t.trust), tool=t.tool) for t in case.before]
+            engine.evaluate_request(Principal(case.agent), Action(
+                ActionKind.MODEL_REQUEST, Direction.REQUEST, "rule-test", segments=earlier,
+                model=case.model))
         for _ in range(case.times - 1):
             _decide(engine, case)
         decision = _decide(engine, case)

@@ -102,6 +102,7 @@ def _spec(rule: Rule, source: str) -> RuleSpec:
         where=frozenset(rule.applies.where),
         tools=rule.applies.tools,
         sensitive=rule.sensitive,
+        taints=rule.taints_session,
     )
 
 
@@ -116,6 +117,9 @@ def _limit(spec: RuleSpec, rule: Rule) -> LimitRule:
     if m.repeat is not None:
         return LimitRule(spec, "repeat", m.repeat.same_tool_call,
                          duration_seconds(m.repeat.per), m.repeat.scope)
+    if m.tainted_tools is not None:
+        return LimitRule(spec, "tainted", 1, duration_seconds(m.tainted_tools.per), "session",
+                         m.tainted_tools.tools)
     assert m.calls is not None
     return LimitRule(spec, "calls", m.calls.calls, duration_seconds(m.calls.per), m.calls.scope,
                      m.calls.tools)
@@ -138,7 +142,7 @@ class _Rules:
             self.pii.append(PiiRule(spec, m.pii, m.min_score))
         elif m.invisible:
             self.invisible.append(InvisibleRule(spec, frozenset(m.invisible)))
-        elif m.rate or m.budget or m.repeat or m.calls:
+        elif m.rate or m.budget or m.repeat or m.calls or m.tainted_tools:
             self.limit.append(_limit(spec, rule))
         elif m.arguments:
             self.arguments.append(ArgumentRule(spec, m.arguments.tools,

@@ -28,6 +28,7 @@ class RuleSpec:
     where: frozenset[str] = frozenset({"text"})  # text and/or tool_arguments
     tools: tuple[str, ...] = ("*",)  # globs over tool names, for tool_arguments
     sensitive: bool = False  # matches are redacted from audit records
+    taints: bool = False  # firing on a request taints the session
 
 
 @dataclass(slots=True, frozen=True)
@@ -56,11 +57,11 @@ class LimitRule:
     (identical tool calls), kept per agent, team, tenant or session."""
 
     spec: RuleSpec
-    kind: str  # rate | budget | repeat | calls
+    kind: str  # rate | budget | repeat | calls | tainted
     limit: int
     window_s: int
     scope: str
-    tools: tuple[str, ...] = ("*",)  # for `calls`: which tools count
+    tools: tuple[str, ...] = ("*",)  # for `calls` and `tainted`: which tools
 
 
 @dataclass(slots=True, frozen=True)

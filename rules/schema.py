@@ -78,6 +78,13 @@ class CallCap(_Window):
     scope: Scope = "session"
 
 
+class TaintedTools(Strict):
+    """While the session was tainted within `per`, proposed calls to these tools match."""
+
+    tools: tuple[str, ...] = Field(min_length=1)
+    per: str = Field(default="1h", pattern=r"^[1-9][0-9]*[smhd]$")
+
+
 class ArgumentConstraint(Strict):
     """What one argument of a tool call may be; checked on every call the model proposes."""
 
@@ -121,6 +128,7 @@ class Match(Strict):
     repeat: RepeatLimit | None = None
     calls: CallCap | None = None
     arguments: ArgumentRules | None = None
+    tainted_tools: TaintedTools | None = None
     # tool name -> "sha256:<hex>" of its definition (see `lictor rules pin`)
     pinned_tools: dict[str, str] = Field(default_factory=dict)
 
@@ -169,11 +177,11 @@ class Match(Strict):
     @model_validator(mode="after")
     def _one_kind(self) -> Match:
         kinds = (self.patterns, self.pii, self.invisible, self.rate, self.budget, self.repeat,
-                 self.calls, self.arguments, self.pinned_tools)
+                 self.calls, self.arguments, self.pinned_tools, self.tainted_tools)
         if sum(map(bool, kinds)) != 1:
             raise ValueError(
                 "a rule matches exactly one of `patterns`, `pii`, `invisible`, `rate`, "
-                "`budget`, `repeat`, `calls`, `arguments` or `pinned_tools`"
+                "`budget`, `repeat`, `calls`, `arguments`, `pinned_tools` or `tainted_tools`"
             )
         return self
 
@@ -191,6 +199,8 @@ class Rule(Strict):
     # from audit records and from the finding's evidence.
     sensitive: bool = False
     limits: str = ""  # what the rule does not catch, stated for the rules catalog
+    # When it fires on a request, the agent's session is tainted (see `tainted_tools`).
+    taints_session: bool = False
 
     @model_validator(mode="after")
     def _verdict_fits_match(self) -> Rule:

@@ -53,6 +53,7 @@ class Case(Strict):
     offered_tools: tuple[str, ...] = ()  # offered to the model (request)
     tool_definitions: dict[str, ToolDefinition] = Field(default_factory=dict)  # also offered
     times: int = Field(default=1, ge=1, le=10_000)  # evaluated this often; the last counts
+    before: tuple[CaseText, ...] = ()  # an earlier request of the same session, judged first
     expect: Expect
 
 
