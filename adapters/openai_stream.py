@@ -13,7 +13,7 @@ from typing import Any
 
 from lictor.adapters.openai_chat import refusal_notes, tool_call_from_wire
 from lictor.enforcement.pii import PlaceholderVault, StreamRestorer
-from lictor.enforcement.types import Decision, Finding, ToolCall, Verdict
+from lictor.enforcement.types import STOPS, Decision, Finding, ToolCall
 
 CheckText = Callable[[str], list[Finding]]
 AuthorizeCalls = Callable[[list[ToolCall]], Decision]
@@ -65,7 +65,7 @@ class ChatStream:
         for f in findings:
             if f not in self.findings:
                 self.findings.append(f)
-            if f.verdict is Verdict.BLOCK and not f.shadow and self.blocked is None:
+            if f.verdict in STOPS and not f.shadow and self.blocked is None:
                 self.blocked = f
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:

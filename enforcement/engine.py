@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lictor.enforcement.agent_actions import AgentActions
 from lictor.enforcement.authorization import Authorizer
 from lictor.enforcement.limits import Limits
 from lictor.enforcement.normalize import normalize, tool_argument_text
@@ -102,6 +103,7 @@ def _internal_error(where: str, exc: Exception) -> Decision:
 
 class Engine:
     __slots__ = (
+        "_agent_actions",
         "_arguments",
         "_authorizer",
         "_history",
@@ -134,6 +136,8 @@ class Engine:
         self._pii_rules: tuple[PiiRule, ...] = policy.pii_rules
         self._invisible_rules = policy.invisible_rules
         self._arguments = ArgumentChecker(policy.argument_rules)
+        self._agent_actions = AgentActions(policy.agent_action_rules,
+                                           {p.agent_id for p in principals}, self.redact)
         specs = [r.spec for r in policy.pattern_rules] + [r.spec for r in policy.invisible_rules]
         self._tainting = frozenset(s.rule_id for s in specs if s.taints)
         # What `sensitive` rules match (keys, tokens) never reaches audit: one RE2 regex.
@@ -380,6 +384,7 @@ class Engine:
             findings: list[Finding] = []
             self.limits.check_tool_calls(principal, session, action.tool_calls, findings)
             self._arguments.check(action.tool_calls, findings)
+            self._agent_actions.check(principal, action.tool_calls, findings)
             for segment in action.segments:
                 findings.extend(self.scan_text(segment.text, "response", segment.trust.value))
             for call in action.tool_calls:

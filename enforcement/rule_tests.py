@@ -63,7 +63,12 @@ def _decide(engine: Engine, case: Case) -> Decision:
 
 
 def run_cases(policy: Policy, cases: Sequence[LocatedCase]) -> list[CaseResult]:
-    engine = Engine(policy, [Principal(agent) for agent in {c.case.agent for c in cases}])
+    # The agents a case knows: its own, and every peer a hand-off rule declares (in a real
+    # deployment, these are the configured, authenticated agents).
+    agents = {c.case.agent for c in cases} | {
+        peer for rule in policy.agent_action_rules if rule.kind == "handoffs"
+        for peers in rule.config.peers.values() for peer in peers}
+    engine = Engine(policy, [Principal(agent) for agent in sorted(agents)])
     results = []
     for located in cases:
         case = located.case

@@ -30,6 +30,11 @@ SEVERITY: dict[Verdict, int] = {
 }
 
 
+# Verdicts after which the action does not go on: `approve` holds it for a human (until an
+# approval workflow answers, lictor refuses it: fail closed).
+STOPS = frozenset({Verdict.BLOCK, Verdict.APPROVE})
+
+
 class ActionKind(StrEnum):
     MODEL_REQUEST = "model_request"
     MODEL_RESPONSE = "model_response"
@@ -150,10 +155,10 @@ class Decision:
 
     @property
     def blocking_finding(self) -> Finding | None:
-        for f in self.findings:
-            if f.verdict is Verdict.BLOCK and not f.shadow:
-                return f
-        return None
+        """The finding that stops the action: a block first, else one that needs a human."""
+        stopping = [f for f in self.findings if f.verdict in STOPS and not f.shadow]
+        stopping.sort(key=lambda f: f.verdict is not Verdict.BLOCK)
+        return stopping[0] if stopping else None
 
 
 def combine(findings: list[Finding]) -> Verdict:

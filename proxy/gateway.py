@@ -24,6 +24,7 @@ from lictor.adapters.sse import DONE, frame
 from lictor.audit import AuditStore, AuditWriteError
 from lictor.enforcement.engine import Engine, RequestOutcome
 from lictor.enforcement.types import (
+    STOPS,
     Action,
     ActionKind,
     Decision,
@@ -50,8 +51,17 @@ def error_response(err: ProtocolError, request_id: str) -> web.Response:
 
 
 def policy_error(finding: Finding, stage: str) -> ProtocolError:
-    """403 naming the rule; 429 with Retry-After when the rule is a limit that was reached."""
+    """403 naming the rule; 429 with Retry-After when the rule is a limit that was reached;
+    403 `approval_required` when a human must approve first."""
     what = "request" if stage == "request" else "model response"
+    if finding.verdict is Verdict.APPROVE:
+        return ProtocolError(
+            403,
+            f"lictor holds this {what} for human approval: rule {finding.rule_id}: "
+            f"{finding.message}",
+            error_type="policy_violation",
+            code="approval_required",
+        )
     if finding.retry_after is not None:
         return ProtocolError(
             429,
@@ -239,7 +249,7 @@ class Gateway:
             decision=decision,
             audit_texts=outcome.audit_texts,
         )
-        if decision.verdict is Verdict.BLOCK:
+        if decision.verdict in STOPS:
             try:
                 self.append_records(request_record)
             except ProtocolError as err:
@@ -299,7 +309,7 @@ class Gateway:
         except ProtocolError as err:
             return error_response(err, ex.rid)
         self.engine.limits.record_usage(ex.principal, ex.session, usage_tokens(resp.get("usage")))
-        if rdecision.verdict is Verdict.BLOCK:
+        if rdecision.verdict in STOPS:
             return error_response(policy_error(_blocking(rdecision), "response"), ex.rid)
         out = openai_chat.apply_response(resp, rdecision, ex.outcome.vault)
         return web.json_response(out, headers={"x-lictor-request-id": ex.rid})
@@ -333,10 +343,11 @@ class Gateway:
         await resp.prepare(request)
         failure, usage = await self._pump(resp, chat, upstream, first)
         finals = chat.finish() if failure is None and chat.blocked is None else []
-        blocked = chat.blocked is not None or failure is not None
         findings = list(chat.findings)
+        verdict = (Verdict.BLOCK if failure is not None
+                   else chat.blocked.verdict if chat.blocked is not None else combine(findings))
         rdecision = Decision(
-            Verdict.BLOCK if blocked else combine(findings),
+            verdict,
             findings,
             self.engine.policy.content_hash,
             removed_tool_calls=chat.removed_tool_calls,

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from lictor.rules.cedar_policies import CedarLoadError, compile_cedar
 from lictor.rules.policy import (
+    AgentActionRule,
     ArgumentRule,
     InvisibleRule,
     LimitRule,
@@ -135,6 +136,7 @@ class _Rules:
     limit: list[LimitRule] = field(default_factory=list)
     pin: list[PinRule] = field(default_factory=list)
     arguments: list[ArgumentRule] = field(default_factory=list)
+    agent_actions: list[AgentActionRule] = field(default_factory=list)
 
     def add(self, spec: RuleSpec, rule: Rule) -> None:
         m = rule.match
@@ -144,6 +146,10 @@ class _Rules:
             self.invisible.append(InvisibleRule(spec, frozenset(m.invisible)))
         elif m.rate or m.budget or m.repeat or m.calls or m.tainted_tools:
             self.limit.append(_limit(spec, rule))
+        elif m.needs_approval:
+            self.agent_actions.append(AgentActionRule(spec, "approval", m.needs_approval))
+        elif m.handoffs:
+            self.agent_actions.append(AgentActionRule(spec, "handoffs", m.handoffs))
         elif m.arguments:
             self.arguments.append(ArgumentRule(spec, m.arguments.tools,
                                                dict(m.arguments.constraints)))
@@ -199,6 +205,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
         limit_rules=tuple(rules.limit),
         pin_rules=tuple(rules.pin),
         argument_rules=tuple(rules.arguments),
+        agent_action_rules=tuple(rules.agent_actions),
         cedar=cedar,
         content_hash=digest.hexdigest(),
         sources=tuple(str(p) for p in files),

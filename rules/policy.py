@@ -74,6 +74,15 @@ class ArgumentRule:
 
 
 @dataclass(slots=True, frozen=True)
+class AgentActionRule:
+    """Approval thresholds (`needs_approval`) or hand-off peers (`handoffs`), as validated."""
+
+    spec: RuleSpec
+    kind: str  # approval | handoffs
+    config: Any  # lictor.rules.schema.NeedsApproval or Handoffs
+
+
+@dataclass(slots=True, frozen=True)
 class PinRule:
     spec: RuleSpec
     pins: dict[str, str]  # tool name -> "sha256:<hex>" of its definition
@@ -87,6 +96,7 @@ class Policy:
     limit_rules: tuple[LimitRule, ...]
     pin_rules: tuple[PinRule, ...]
     argument_rules: tuple[ArgumentRule, ...]
+    agent_action_rules: tuple[AgentActionRule, ...]
     cedar: CedarBundle
     content_hash: str  # sha256 over every source file's path and bytes
     sources: tuple[str, ...]

@@ -85,6 +85,28 @@ class TaintedTools(Strict):
     per: str = Field(default="1h", pattern=r"^[1-9][0-9]*[smhd]$")
 
 
+class Threshold(Strict):
+    argument: str = Field(min_length=1)
+    above: float
+
+
+class NeedsApproval(Strict):
+    """Calls to these tools (above the threshold, if any) wait for a human. `summary` says
+    what will happen, from the call's arguments: "refund {amount} {currency} for {order_id}"."""
+
+    tools: tuple[str, ...] = Field(min_length=1)
+    when: Threshold | None = None
+    summary: str = Field(min_length=1)
+
+
+class Handoffs(Strict):
+    """Agent-to-agent hand-offs made as tool calls (the OpenAI Agents SDK names them
+    `transfer_to_<agent>`): allowed only to an agent's declared peers."""
+
+    prefix: str = Field(default="transfer_to_", min_length=1)
+    peers: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # agent -> may hand to
+
+
 class ArgumentConstraint(Strict):
     """What one argument of a tool call may be; checked on every call the model proposes."""
 
@@ -129,6 +151,8 @@ class Match(Strict):
     calls: CallCap | None = None
     arguments: ArgumentRules | None = None
     tainted_tools: TaintedTools | None = None
+    needs_approval: NeedsApproval | None = None
+    handoffs: Handoffs | None = None
     # tool name -> "sha256:<hex>" of its definition (see `lictor rules pin`)
     pinned_tools: dict[str, str] = Field(default_factory=dict)
 
@@ -177,11 +201,13 @@ class Match(Strict):
     @model_validator(mode="after")
     def _one_kind(self) -> Match:
         kinds = (self.patterns, self.pii, self.invisible, self.rate, self.budget, self.repeat,
-                 self.calls, self.arguments, self.pinned_tools, self.tainted_tools)
+                 self.calls, self.arguments, self.pinned_tools, self.tainted_tools,
+                 self.needs_approval, self.handoffs)
         if sum(map(bool, kinds)) != 1:
             raise ValueError(
                 "a rule matches exactly one of `patterns`, `pii`, `invisible`, `rate`, "
-                "`budget`, `repeat`, `calls`, `arguments`, `pinned_tools` or `tainted_tools`"
+                "`budget`, `repeat`, `calls`, `arguments`, `pinned_tools`, `tainted_tools`, "
+                "`needs_approval` or `handoffs`"
             )
         return self
 
@@ -193,7 +219,7 @@ class Rule(Strict):
     severity: Literal["low", "medium", "high", "critical"] = "medium"
     applies: Applies = Applies()
     match: Match
-    verdict: Literal["block", "flag", "mask"]
+    verdict: Literal["block", "flag", "mask", "approve"]
     mode: Literal["enforce", "shadow"] = "enforce"
     # `sensitive`: what this rule matches is itself secret (keys, tokens); it is redacted
     # from audit records and from the finding's evidence.
@@ -206,6 +232,8 @@ class Rule(Strict):
     def _verdict_fits_match(self) -> Rule:
         if self.verdict == "mask" and not self.match.pii:
             raise ValueError("verdict `mask` needs `match.pii`: only PII can be masked")
+        if (self.verdict == "approve") != bool(self.match.needs_approval):
+            raise ValueError("verdict `approve` goes with `match.needs_approval`, and only there")
         return self
 
 

@@ -38,7 +38,7 @@ class ToolDefinition(Strict):
 
 
 class Expect(Strict):
-    verdict: Literal["allow", "flag", "mask", "block"]
+    verdict: Literal["allow", "flag", "mask", "approve", "block"]
     rules: tuple[str, ...] = ()  # each must be among the findings
     absent: tuple[str, ...] = ()  # none of these may be
 

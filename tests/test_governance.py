@@ -201,3 +201,22 @@ def test_changed_tool_definition_is_blocked(start_lictor, upstream: MockOpenAI) 
                                   tools=[weather])
     assert "supply-chain.pinned-tools" in info.value.message
     assert len(upstream.received) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_call_needing_approval_is_held_not_released(lictor: BackgroundServer,
+                                                    stream: bool) -> None:
+    """OWASP ASI09: a large transfer waits for a human; with no approval workflow yet, the
+    agent is told so (with the rule's summary) and the call never reaches it."""
+    prompt = 'CALL bank_transfer {"amount": 25000, "currency": "EUR", "to": "acct-9"}'
+    kwargs = {"model": "lictor-local", "messages": [{"role": "user", "content": prompt}]}
+    if stream:
+        with pytest.raises(openai.APIError) as info:
+            collect(client(lictor).chat.completions.create(**kwargs, stream=True))
+    else:
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            client(lictor).chat.completions.create(**kwargs)
+        assert info.value.code == "approval_required"
+    assert "human approval" in info.value.message
+    assert "move 25000 EUR to acct-9" in info.value.message
+    assert audit_rows(lictor)[-1]["verdict"] == "approve"
