@@ -106,3 +106,28 @@ def test_rules_catalog_is_current() -> None:
         assert f"| {risk} " in committed
     for rule in (*POLICY.pattern_rules, *POLICY.pii_rules, *POLICY.invisible_rules):
         assert f"`{rule.spec.rule_id}`" in committed
+
+
+def test_every_owasp_agentic_risk_has_a_triggered_and_a_benign_case() -> None:
+    """Issue 3: each ASI risk has a rule with a passing case that triggers it, and a case in
+    the same test file that passes without it."""
+    from lictor.rules.catalog import ASI_RISKS
+
+    cases = [*CASES, *EXAMPLE_CASES]  # each pack's cases against the rules it ships with
+    judged = [*run_cases(POLICY, CASES), *run_cases(EXAMPLE_POLICY, EXAMPLE_CASES)]
+    results = {c.case.name: r for c, r in zip(cases, judged, strict=True)}
+    rules = [*EXAMPLE_POLICY.pattern_rules, *EXAMPLE_POLICY.invisible_rules,
+             *EXAMPLE_POLICY.limit_rules, *EXAMPLE_POLICY.pin_rules,
+             *EXAMPLE_POLICY.argument_rules, *EXAMPLE_POLICY.agent_action_rules]
+    for risk in ASI_RISKS:
+        covered = False
+        for rule in (r for r in rules if risk in r.spec.owasp):
+            rid = rule.spec.rule_id
+            triggered = [c for c in cases if rid in c.case.expect.rules]
+            for case in triggered:
+                file = case.source.rsplit(":", 1)[0]
+                benign = [c for c in cases if c.source.startswith(file)
+                          and rid not in results[c.case.name].rules]
+                if results[case.case.name].passed and benign:
+                    covered = True
+        assert covered, f"{risk}: no rule with a triggering and a benign rule test"
