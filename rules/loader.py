@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lictor.rules.cedar_policies import CedarLoadError, compile_cedar
 from lictor.rules.policy import (
@@ -86,6 +87,25 @@ def pydantic_problems(path: Path, doc: LocatedYaml, exc: ValidationError) -> lis
             msg = f"required field {loc[-1]!r} is missing"
         problems.append(f"{path}:{line}: {where}: {msg}")
     return problems
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_validated(
+    path: Path, text: str, model: type[M], problems: list[str]
+) -> tuple[LocatedYaml, M] | None:
+    """Parse and validate one YAML file; on failure add `file:line: ...` to `problems`."""
+    try:
+        doc = load_located(text)
+    except YamlSyntaxError as exc:
+        problems.append(f"{path}:{exc.line}: YAML syntax error: {exc}")
+        return None
+    try:
+        return doc, model.model_validate(doc.data if doc.data is not None else {})
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(path, doc, exc))
+        return None
 
 
 def _spec(rule: Rule, source: str) -> RuleSpec:
@@ -174,15 +194,10 @@ def load_policy(paths: Sequence[Path]) -> Policy:
         if path.suffix == ".cedar":
             cedar_files.append((path, text))
             continue
-        try:
-            doc = load_located(text)
-            parsed = RuleFile.model_validate(doc.data if doc.data is not None else {})
-        except YamlSyntaxError as exc:
-            problems.append(f"{path}:{exc.line}: YAML syntax error: {exc}")
+        loaded = load_validated(path, text, RuleFile, problems)
+        if loaded is None:
             continue
-        except ValidationError as exc:
-            problems.extend(pydantic_problems(path, doc, exc))
-            continue
+        doc, parsed = loaded
         for i, rule in enumerate(parsed.rules):
             line = doc.line_of(("rules", i))
             source = f"{path}:{line}"

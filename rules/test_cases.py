@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from lictor.rules.loader import RuleLoadError, pydantic_problems, rule_files
+from lictor.rules.loader import RuleLoadError, load_validated, rule_files
 from lictor.rules.schema import Strict, TrustLabel
-from lictor.rules.yaml_lines import YamlSyntaxError, load_located
 
 CASE_SUFFIX = "_test.yaml"
 
@@ -76,15 +75,10 @@ def load_cases(paths: Sequence[Path]) -> list[LocatedCase]:
     problems: list[str] = []
     out: list[LocatedCase] = []
     for path in case_files(paths):
-        try:
-            doc = load_located(path.read_text("utf-8"))
-            parsed = CaseFile.model_validate(doc.data if doc.data is not None else {})
-        except YamlSyntaxError as exc:
-            problems.append(f"{path}:{exc.line}: YAML syntax error: {exc}")
+        loaded = load_validated(path, path.read_text("utf-8"), CaseFile, problems)
+        if loaded is None:
             continue
-        except ValidationError as exc:
-            problems.extend(pydantic_problems(path, doc, exc))
-            continue
+        doc, parsed = loaded
         out.extend(
             LocatedCase(case, f"{path}:{doc.line_of(('cases', i))}")
             for i, case in enumerate(parsed.cases)

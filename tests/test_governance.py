@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import openai
 import pytest
@@ -18,6 +19,18 @@ CARD = "4111 1111 1111 1111"
 CN_ID = "11010519491231002X"
 PII_PROMPT = f"Contact {EMAIL}, pay with card {CARD}, my ID is {CN_ID}."
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+
+
+def refused(server: BackgroundServer, kwargs: dict[str, Any], stream: bool) -> openai.APIError:
+    """The error an SDK raises for a refused answer: a 403 when whole; when streamed, the
+    error event that ends the stream (the SDK raises it as an APIError)."""
+    expected = openai.APIError if stream else openai.PermissionDeniedError
+    with pytest.raises(expected) as info:
+        if stream:
+            collect(client(server).chat.completions.create(**kwargs, stream=True))
+        else:
+            client(server).chat.completions.create(**kwargs)
+    return info.value
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -124,13 +137,8 @@ def test_forbidden_tool_call_blocks_response(lictor: BackgroundServer, stream: b
     """`drop_*` tools are forbidden with @on_deny("block"): the whole answer is refused."""
     prompt = 'Sure.\nCALL drop_table {"table": "users"}'
     kwargs = {"model": "mock-gpt", "messages": [{"role": "user", "content": prompt}]}
-    if stream:
-        with pytest.raises(openai.APIError) as info:
-            collect(client(lictor).chat.completions.create(**kwargs, stream=True))
-    else:
-        with pytest.raises(openai.PermissionDeniedError) as info:
-            client(lictor).chat.completions.create(**kwargs)
-    assert "no-destructive-db-tools" in info.value.message
+    error = refused(lictor, kwargs, stream)
+    assert "no-destructive-db-tools" in error.message
     assert audit_rows(lictor)[-1]["verdict"] == "block"
 
 
@@ -152,13 +160,8 @@ def test_destructive_code_in_tool_arguments_blocks(lictor: BackgroundServer, str
     """OWASP ASI05: a code tool told to wipe the disk never reaches the agent."""
     prompt = 'On it.\nCALL run_python {"code": "import os\\nos.system(\'rm -rf /\')"}'
     kwargs = {"model": "mock-gpt", "messages": [{"role": "user", "content": prompt}]}
-    if stream:
-        with pytest.raises(openai.APIError) as info:
-            collect(client(lictor).chat.completions.create(**kwargs, stream=True))
-    else:
-        with pytest.raises(openai.PermissionDeniedError) as info:
-            client(lictor).chat.completions.create(**kwargs)
-    assert "code." in info.value.message
+    error = refused(lictor, kwargs, stream)
+    assert "code." in error.message
     record = audit_rows(lictor)[-1]
     assert record["verdict"] == "block"
 
@@ -210,13 +213,9 @@ def test_call_needing_approval_is_held_not_released(lictor: BackgroundServer,
     agent is told so (with the rule's summary) and the call never reaches it."""
     prompt = 'CALL bank_transfer {"amount": 25000, "currency": "EUR", "to": "acct-9"}'
     kwargs = {"model": "lictor-local", "messages": [{"role": "user", "content": prompt}]}
-    if stream:
-        with pytest.raises(openai.APIError) as info:
-            collect(client(lictor).chat.completions.create(**kwargs, stream=True))
-    else:
-        with pytest.raises(openai.PermissionDeniedError) as info:
-            client(lictor).chat.completions.create(**kwargs)
-        assert info.value.code == "approval_required"
-    assert "human approval" in info.value.message
-    assert "move 25000 EUR to acct-9" in info.value.message
+    error = refused(lictor, kwargs, stream)
+    if not stream:
+        assert error.code == "approval_required"
+    assert "human approval" in error.message
+    assert "move 25000 EUR to acct-9" in error.message
     assert audit_rows(lictor)[-1]["verdict"] == "approve"
