@@ -202,7 +202,8 @@ class Gateway:
         if not self.ready:
             return web.json_response({"status": "not ready"}, status=503)
         return web.json_response(
-            {"status": "ready", "policy": self.engine.policy.version, "audit_records": "ok"}
+            {"status": "ready", "policy": self.engine.policy.version,
+             "audit_records": self.audit.head[0]}
         )
 
     async def models(self, request: web.Request) -> web.Response:

@@ -100,6 +100,10 @@ def test_health_endpoints(small_lictor: BackgroundServer) -> None:
     assert requests.get(small_lictor.url + "/healthz", timeout=10).json() == {"status": "ok"}
     ready = requests.get(small_lictor.url + "/readyz", timeout=10)
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    before = ready.json()["audit_records"]
+    requests.get(small_lictor.url + "/v1/models", timeout=10)  # rejected: no key, audited
+    after = requests.get(small_lictor.url + "/readyz", timeout=10).json()["audit_records"]
+    assert after == before + 1
 
 
 def test_models_needs_a_key(small_lictor: BackgroundServer) -> None:
