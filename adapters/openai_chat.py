@@ -11,7 +11,6 @@ from typing import Any
 
 from lictor.adapters.errors import ProtocolError
 from lictor.enforcement.pii import PlaceholderVault
-from lictor.enforcement.tool_pins import definition_digest
 from lictor.enforcement.types import (
     Action,
     ActionKind,
@@ -19,6 +18,7 @@ from lictor.enforcement.types import (
     Direction,
     Segment,
     ToolCall,
+    ToolDefinition,
     Trust,
 )
 
@@ -65,12 +65,8 @@ def parse_request(body: Any) -> Action:
             if not isinstance(fn, dict) or not isinstance(name, str) or not name:
                 raise _bad("each tool needs `function.name`", f"tools[{k}].function.name")
             action.offered_tools.append(name)
-            try:
-                action.tool_digests[name] = definition_digest(
-                    name, str(fn.get("description") or ""), fn.get("parameters") or {})
-            except (TypeError, ValueError):
-                raise _bad("the tool definition is not plain JSON",
-                           f"tools[{k}].function") from None
+            action.tool_definitions[name] = ToolDefinition(
+                str(fn.get("description") or ""), fn.get("parameters") or {})
     return action
 
 

@@ -10,10 +10,9 @@ authenticated agent that the caller declares as a peer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from fnmatch import fnmatchcase
 from typing import Any
 
-from lictor.enforcement.types import Finding, Principal, ToolCall, Verdict
+from lictor.enforcement.types import Finding, Principal, ToolCall, Verdict, matches_tool
 from lictor.rules.policy import AgentActionRule
 
 
@@ -71,7 +70,7 @@ class AgentActions:
 
     @staticmethod
     def _approval(config: Any, call: ToolCall) -> str:
-        if not any(fnmatchcase(call.name, glob) for glob in config.tools):
+        if not matches_tool(call.name, config.tools):
             return ""
         when = config.when
         if when is not None:

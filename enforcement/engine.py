@@ -21,6 +21,7 @@ from lictor.enforcement.pii import PiiMatch, PiiScanner, PlaceholderVault, Vault
 from lictor.enforcement.segment_cache import SegmentCache
 from lictor.enforcement.session_state import MemoryStateStore, StateStore
 from lictor.enforcement.tool_arguments import ArgumentChecker
+from lictor.enforcement.tool_pins import definition_digest
 from lictor.enforcement.types import (
     Action,
     Decision,
@@ -195,9 +196,12 @@ class Engine:
     def _check_pins(self, action: Action, out: list[Finding]) -> None:
         """A pinned tool offered with another definition than the one reviewed (ASI04)."""
         for rule in self.policy.pin_rules:
-            for name, digest in action.tool_digests.items():
+            for name, definition in action.tool_definitions.items():
                 pinned = rule.pins.get(name)
-                if pinned is not None and pinned != digest:
+                if pinned is None:
+                    continue
+                digest = definition_digest(name, definition)
+                if pinned != digest:
                     out.append(_finding(
                         rule.spec, f"the definition of tool {name!r} changed since it was "
                         f"pinned ({pinned[:19]}..., now {digest[:19]}...)", name))

@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from fnmatch import fnmatchcase
 
 from lictor.enforcement.session_state import StateStore
-from lictor.enforcement.types import Finding, Principal, ToolCall, Verdict
+from lictor.enforcement.types import Finding, Principal, ToolCall, Verdict, matches_tool
 from lictor.rules.policy import LimitRule
 
 KILL_SWITCH_RULE = "lictor.kill-switch"
@@ -103,7 +102,7 @@ class Limits:
                             f"arguments within {rule.window_s} s", left))
             elif rule.kind == "tainted":
                 tainted, left = self.state.peek(key, rule.window_s, now)
-                risky = [c.name for c in calls if any(fnmatchcase(c.name, g) for g in rule.tools)]
+                risky = [c.name for c in calls if matches_tool(c.name, rule.tools)]
                 if tainted and risky:
                     spec = rule.spec
                     out.append(Finding(
@@ -112,7 +111,7 @@ class Limits:
                         f"that tried to steer the agent)", evidence=", ".join(risky),
                         shadow=spec.shadow))
             elif rule.kind == "calls":
-                count = sum(any(fnmatchcase(c.name, g) for g in rule.tools) for c in calls)
+                count = sum(matches_tool(c.name, rule.tools) for c in calls)
                 if count:
                     total, left = self.state.add(key, count, rule.window_s, now)
                     if total > rule.limit:

@@ -9,9 +9,9 @@ combined Python `re` of the same patterns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
+from lictor.enforcement.types import matches_tool
 from lictor.rules.policy import PatternRule, RuleSpec
 from lictor.rules.regex_syntax import compile_re2
 
@@ -23,10 +23,6 @@ class PatternHit:
     spec: RuleSpec
     start: int
     end: int
-
-
-def _tool_matches(spec: RuleSpec, tool: str) -> bool:
-    return any(fnmatchcase(tool, glob) for glob in spec.tools)
 
 
 class PatternScanner:
@@ -74,7 +70,7 @@ class PatternScanner:
             if m is None:
                 return hits
             spec = self._groups[m.lastgroup or ""]
-            if spec.rule_id not in seen and (not tool or _tool_matches(spec, tool)):
+            if spec.rule_id not in seen and (not tool or matches_tool(tool, spec.tools)):
                 seen.add(spec.rule_id)
                 hits.append(PatternHit(spec, m.start(), m.end()))
             pos = m.start() + 1  # a later, overlapping match may belong to another rule

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from lictor.enforcement.engine import Engine
 from lictor.enforcement.session_state import MemoryStateStore
-from lictor.enforcement.tool_pins import definition_digest
 from lictor.enforcement.types import (
     Action,
     ActionKind,
@@ -21,6 +20,7 @@ from lictor.enforcement.types import (
     Principal,
     Segment,
     ToolCall,
+    ToolDefinition,
     Trust,
 )
 from lictor.rules.policy import Policy
@@ -45,11 +45,11 @@ def _action(case: Case) -> Action:
         for k, c in enumerate(case.tool_calls)
     ]
     if case.direction == "request":
-        digests = {name: definition_digest(name, d.description, d.parameters)
-                   for name, d in case.tool_definitions.items()}
+        definitions = {name: ToolDefinition(d.description, d.parameters)
+                       for name, d in case.tool_definitions.items()}
         return Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, "rule-test", segments=segments,
-                      model=case.model, offered_tools=[*case.offered_tools, *digests],
-                      tool_digests=digests)
+                      model=case.model, offered_tools=[*case.offered_tools, *definitions],
+                      tool_definitions=definitions)
     return Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, "rule-test", segments=segments,
                   model=case.model, tool_calls=calls)
 

@@ -7,10 +7,9 @@ files; patterns are compiled once per policy load.
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
 
-from lictor.enforcement.types import Finding, ToolCall, Verdict
+from lictor.enforcement.types import Finding, ToolCall, Verdict, matches_tool
 from lictor.rules.policy import ArgumentRule
 from lictor.rules.regex_syntax import compile_re2
 from lictor.rules.schema import ArgumentConstraint
@@ -54,7 +53,7 @@ class ArgumentChecker:
     def check(self, calls: list[ToolCall], out: list[Finding]) -> None:
         for rule, constraints in self._rules:
             for call in calls:
-                if not any(fnmatchcase(call.name, glob) for glob in rule.tools):
+                if not matches_tool(call.name, rule.tools):
                     continue
                 problems = []
                 for name, (constraint, pattern) in constraints.items():

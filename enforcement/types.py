@@ -6,8 +6,10 @@ reads them, and audit serializes them. Pydantic stays at the edges (config, rule
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from typing import Any
 
 
@@ -95,6 +97,19 @@ class ToolCall:
     raw_arguments: str = ""
 
 
+@dataclass(slots=True, frozen=True)
+class ToolDefinition:
+    """What the model reads about a tool it is offered (pinned by digest: ASI04)."""
+
+    description: str
+    parameters: Any
+
+
+def matches_tool(name: str, globs: Iterable[str]) -> bool:
+    """Whether a tool name matches one of a rule's shell-style globs."""
+    return any(fnmatchcase(name, glob) for glob in globs)
+
+
 @dataclass(slots=True)
 class Action:
     """What is about to happen, in protocol-neutral form."""
@@ -106,7 +121,7 @@ class Action:
     model: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     offered_tools: list[str] = field(default_factory=list)
-    tool_digests: dict[str, str] = field(default_factory=dict)  # offered tool -> definition
+    tool_definitions: dict[str, ToolDefinition] = field(default_factory=dict)  # offered tools
 
 
 @dataclass(slots=True, frozen=True)

@@ -49,15 +49,17 @@ def _rules_pin(args: argparse.Namespace) -> int:
     import json
 
     from lictor.adapters import openai_chat
+    from lictor.enforcement.tool_pins import definition_digest
 
     body = json.loads(args.request.read_text("utf-8"))
     body.setdefault("model", "any")
     body.setdefault("messages", [{"role": "user", "content": "-"}])
     action = openai_chat.parse_request(body)
-    if not action.tool_digests:
+    if not action.tool_definitions:
         print(f"{args.request}: the request offers no tools", file=sys.stderr)
         return 1
-    pins = "\n".join(f"        {name}: {digest}" for name, digest in action.tool_digests.items())
+    pins = "\n".join(f"        {name}: {definition_digest(name, definition)}"
+                     for name, definition in action.tool_definitions.items())
     print(f"""rules:
   - id: supply-chain.pinned-tools
     description: A pinned tool is offered with a definition other than the one reviewed.
