@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from measure import percentile, write_json
+
 from lictor.adapters import openai_chat
 from lictor.enforcement.engine import Engine
 from lictor.enforcement.types import Principal
@@ -69,10 +71,6 @@ def timed(engine: Engine, bodies: list[dict[str, Any]]) -> list[float]:
     return out
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -111,9 +109,7 @@ def main() -> int:
         results[name] = row
         print(f"{name:10} {row['bytes']:8d} {row['p50_us']:9.1f} {row['p99_us']:9.1f} "
               f"{row['mean_us']:9.1f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     return 0
 
 

@@ -17,6 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from measure import write_json
+
 from lictor.enforcement.engine import Engine
 from lictor.enforcement.types import (
     Action,
@@ -71,9 +73,7 @@ def main() -> int:
         row["rate"] = round(rate, 4)
         print(f"{name:36} {kind:7} {row['samples']:7d} {row['blocked']:8d} "
               f"{row['flagged']:8d} {rate:8.1%}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
+    write_json(args.json, rows)
     return 0
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from measure import free_port, percentile, write_json
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-agent"
@@ -58,12 +59,6 @@ def payload(i: int) -> bytes:
     }).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
     """Seconds until `port` accepts connections (the process's start-up to ready)."""
@@ -78,10 +73,6 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) ->
             time.sleep(0.05)
     raise RuntimeError(f"port {port} did not open")
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def measure(urls: list[str], n: int, warmup: int) -> list[list[float]]:
@@ -171,9 +162,7 @@ def main() -> int:
         print(f"{name:18} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f}")
     print(f"ratio lictor/direct at p50: {result['ratio_lictor_direct_p50']}x; "
           f"lictor ready in {result['lictor_ready_s']} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return 0
 
 

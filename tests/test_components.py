@@ -134,9 +134,22 @@ def test_bad_rule_file_fails_startup(tmp_path: Path) -> None:
     assert f"{bad}:6:" in str(info.value) and "unknown field 'mdoe'" in str(info.value)
 
 
+AGENT = Principal("a")
+
+
+def engine(tmp_path: Path | None = None, rules: str | None = None,
+           packs: bool = True) -> Engine:
+    """An engine over the default packs (if `packs`) and, given `rules`, one more rule file."""
+    paths = default_paths() if packs else []
+    if rules is not None:
+        assert tmp_path is not None
+        (tmp_path / "extra.yaml").write_text(rules)
+        paths = [*paths, tmp_path / "extra.yaml"]
+    return Engine(load_policy(paths), [AGENT])
+
+
 def test_engine_fails_closed_when_a_check_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    principal = Principal("a")
-    engine = Engine(load_policy(default_paths()), [principal])
+    default = engine()
     action = openai_chat.parse_request({"model": "m", "messages": [{"role": "user",
                                                                     "content": "hello"}]})
 
@@ -144,35 +157,29 @@ def test_engine_fails_closed_when_a_check_raises(monkeypatch: pytest.MonkeyPatch
         raise RuntimeError("detector crashed")
 
     monkeypatch.setattr(Engine, "scan_text", boom)
-    outcome = engine.evaluate_request(principal, action)
+    outcome = default.evaluate_request(AGENT, action)
     assert outcome.decision.verdict is Verdict.BLOCK
     assert outcome.decision.findings[0].rule_id == INTERNAL_ERROR_RULE
     assert "fails closed" in outcome.decision.findings[0].message
 
 
 def test_shadow_rules_record_but_do_not_act(tmp_path: Path) -> None:
-    rule = tmp_path / "shadow.yaml"
-    rule.write_text("rules:\n  - id: watch.refunds\n    description: d\n"
-                    "    match: {patterns: ['\\brefund\\b']}\n    verdict: block\n"
-                    "    mode: shadow\n")
-    principal = Principal("a")
-    engine = Engine(load_policy([*default_paths(), rule]), [principal])
+    shadowed = engine(tmp_path, "rules:\n  - id: watch.refunds\n    description: d\n"
+                                "    match: {patterns: ['\\brefund\\b']}\n"
+                                "    verdict: block\n    mode: shadow\n")
     action = openai_chat.parse_request({"model": "m", "messages": [
         {"role": "user", "content": "please refund me"}]})
-    decision = engine.evaluate_request(principal, action).decision
+    decision = shadowed.evaluate_request(AGENT, action).decision
     assert decision.verdict is Verdict.ALLOW
     assert [(f.rule_id, f.shadow) for f in decision.findings] == [("watch.refunds", True)]
 
 
 def test_without_cedar_policies_nothing_is_permitted(tmp_path: Path) -> None:
     """Cedar denies by default: a policy set with no permit blocks every model call."""
-    rule = tmp_path / "only.yaml"
-    rule.write_text("rules: []\n")
-    principal = Principal("a")
-    engine = Engine(load_policy([rule]), [principal])
+    bare = engine(tmp_path, "rules: []\n", packs=False)
     action = openai_chat.parse_request({"model": "m", "messages": [
         {"role": "user", "content": "hello"}]})
-    decision = engine.evaluate_request(principal, action).decision
+    decision = bare.evaluate_request(AGENT, action).decision
     assert decision.verdict is Verdict.BLOCK
     assert decision.findings[0].rule_id == "cedar:no policy permits it"
 
@@ -181,16 +188,14 @@ def test_finding_evidence_never_holds_raw_pii(tmp_path: Path) -> None:
     """Evidence goes into audit records: personal data in a matched phrase is redacted."""
     from lictor.enforcement.types import Action, ActionKind, Direction, Segment, Trust
 
-    rule = tmp_path / "out.yaml"
-    rule.write_text("rules:\n  - id: out.mail-to\n    description: d\n"
-                    "    applies: {direction: response, trust: [assistant]}\n"
-                    "    match: {patterns: ['\\bsend it to \\S+']}\n    verdict: flag\n")
-    principal = Principal("a")
-    engine = Engine(load_policy([*default_paths(), rule]), [principal])
+    flagging = engine(tmp_path, "rules:\n  - id: out.mail-to\n    description: d\n"
+                                "    applies: {direction: response, trust: [assistant]}\n"
+                                "    match: {patterns: ['\\bsend it to \\S+']}\n"
+                                "    verdict: flag\n")
     text = "Done, send it to jane.doe@example.com now"
     action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, "openai.chat",
                     segments=[Segment(text, Trust.ASSISTANT)])
-    decision = engine.evaluate_response(principal, action)
+    decision = flagging.evaluate_response(AGENT, action)
     assert decision.verdict is Verdict.FLAG
     assert decision.findings[0].evidence == "send it to <EMAIL_ADDRESS>"
 
@@ -198,28 +203,26 @@ def test_finding_evidence_never_holds_raw_pii(tmp_path: Path) -> None:
 def test_typed_placeholder_in_an_earlier_message_is_never_reused() -> None:
     """A user types <EMAIL_1> in one message and a real address in the next: the address
     must get another number, or the typed text would be 'restored' to it."""
-    principal = Principal("a")
-    engine = Engine(load_policy(default_paths()), [principal])
+    default = engine()
     body = {"model": "m", "messages": [
         {"role": "user", "content": "what does <EMAIL_1> mean in your output?"},
         {"role": "user", "content": "also mail jane.doe@example.com"}]}
     for _ in range(2):  # the second time, the history cache replays the first
-        outcome = engine.evaluate_request(principal, openai_chat.parse_request(body))
+        outcome = default.evaluate_request(AGENT, openai_chat.parse_request(body))
         assert outcome.masked_texts[1] == "also mail <EMAIL_2>"
         assert outcome.vault.restore("<EMAIL_1> and <EMAIL_2>") == (
             "<EMAIL_1> and jane.doe@example.com")
 
 
 def test_history_cache_gives_the_same_outcome_as_a_fresh_engine() -> None:
-    principal = Principal("a")
-    cached = Engine(load_policy(default_paths()), [principal])
+    cached = engine()
     turns = [{"role": "user", "content": f"turn {i}: mail u{i}@example.com or call "
                                          f"+44 20 7946 0{i:03d}"} for i in range(6)]
     for n in range(1, 7):
         body = {"model": "m", "messages": turns[:n]}
-        fresh = Engine(load_policy(default_paths()), [principal])
-        a = cached.evaluate_request(principal, openai_chat.parse_request(body))
-        b = fresh.evaluate_request(principal, openai_chat.parse_request(body))
+        fresh = engine()
+        a = cached.evaluate_request(AGENT, openai_chat.parse_request(body))
+        b = fresh.evaluate_request(AGENT, openai_chat.parse_request(body))
         assert a.masked_texts == b.masked_texts and a.audit_texts == b.audit_texts
         assert a.decision.findings == b.decision.findings
         assert a.vault.entities() == b.vault.entities()
