@@ -45,68 +45,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _rules_pin(args: argparse.Namespace) -> int:
-    import json
-
-    from lictor.adapters import openai_chat
-    from lictor.enforcement.tool_pins import definition_digest
-
-    body = json.loads(args.request.read_text("utf-8"))
-    body.setdefault("model", "any")
-    body.setdefault("messages", [{"role": "user", "content": "-"}])
-    action = openai_chat.parse_request(body)
-    if not action.tool_definitions:
-        print(f"{args.request}: the request offers no tools", file=sys.stderr)
-        return 1
-    pins = "\n".join(f"        {name}: {definition_digest(name, definition)}"
-                     for name, definition in action.tool_definitions.items())
-    print(f"""rules:
-  - id: supply-chain.pinned-tools
-    description: A pinned tool is offered with a definition other than the one reviewed.
-    owasp: [ASI04]
-    severity: high
-    match:
-      pinned_tools:
-{pins}
-    verdict: block""")
-    return 0
-
-
-def _rules_docs(args: argparse.Namespace) -> int:
-    from lictor.rules.catalog import render_catalog
-    from lictor.rules.loader import default_paths, load_policy
-
-    paths = list(args.paths) or default_paths()
-    load_policy(paths)  # only a valid policy is documented
-    text = render_catalog(paths)
-    if args.out:
-        args.out.write_text(text)
-    else:
-        print(text, end="")
-    return 0
-
-
-def _rules_test(args: argparse.Namespace) -> int:
-    from lictor.enforcement.rule_tests import run_cases
-    from lictor.rules.loader import default_paths, load_policy
-    from lictor.rules.test_cases import load_cases
-
-    paths = list(args.paths) or default_paths()
-    results = run_cases(load_policy(paths), load_cases(paths))
-    if not results:
-        print("no rule tests found (files named *_test.yaml)", file=sys.stderr)
-        return 1
-    width = max(len(r.name) for r in results)
-    for r in results:
-        status = "PASS" if r.passed else "FAIL"
-        line = f"{status}  {r.name:<{width}}  {r.verdict:<5}  {r.source}"
-        detail = f"{r.problem} (fired: {', '.join(r.rules) or 'nothing'})"
-        print(line if r.passed else f"{line}\n      {detail}")
-    failed = sum(not r.passed for r in results)
-    print(f"{len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     out: dict[str, object] = {}
     server = {k: v for k, v in (("host", getattr(args, "host", None)),
@@ -147,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         if args.command == "rules":
-            handler = {"test": _rules_test, "docs": _rules_docs, "pin": _rules_pin}
-            return handler[args.rules_command](args)
+            from lictor.proxy.rules_commands import run_rules_command
+
+            return run_rules_command(args)
         return _audit_verify(args)
     except (ConfigError, RuleLoadError) as exc:
         print(f"lictor: configuration error:\n{exc}", file=sys.stderr)
