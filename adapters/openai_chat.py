@@ -216,7 +216,7 @@ def refusal_notes(decision: Decision, calls: list[ToolCall]) -> list[str]:
     removed = set(decision.removed_tool_calls)
     return [
         f"[lictor] The tool call `{c.name}` was not passed on: "
-        f"{reasons.get(c.name, 'forbidden by policy')}."
+        f"{decision.call_notes.get(c.call_id) or reasons.get(c.name, 'forbidden by policy')}."
         for c in calls
         if c.call_id in removed
     ]

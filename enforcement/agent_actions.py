@@ -12,8 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lictor.enforcement.types import Finding, Principal, ToolCall, Verdict, matches_tool
+from lictor.enforcement.types import (
+    ApprovalNeed,
+    Finding,
+    Principal,
+    ToolCall,
+    Verdict,
+    matches_tool,
+)
 from lictor.rules.policy import AgentActionRule
+from lictor.rules.schema import duration_seconds
 
 
 class _Arguments(dict[str, str]):
@@ -57,16 +65,24 @@ class AgentActions:
                 for agent, peers in rule.config.peers.items():
                     self._peers.setdefault(agent, set()).update(peers)
 
-    def check(self, principal: Principal, calls: list[ToolCall], out: list[Finding]) -> None:
+    def check(self, principal: Principal, calls: list[ToolCall], out: list[Finding],
+              needs: list[ApprovalNeed]) -> None:
         for rule in self._rules:
             spec = rule.spec
             for call in calls:
                 message = (self._approval(rule.config, call) if rule.kind == "approval"
                            else self._handoff(rule.config, principal, call))
-                if message:
-                    out.append(Finding(spec.rule_id, Verdict(spec.verdict), spec.owasp,
-                                       spec.severity, self._redact(message),
-                                       evidence=call.name, shadow=spec.shadow))
+                if not message:
+                    continue
+                message = self._redact(message)
+                out.append(Finding(spec.rule_id, Verdict(spec.verdict), spec.owasp,
+                                   spec.severity, message, evidence=call.name,
+                                   shadow=spec.shadow))
+                if rule.kind == "approval" and not spec.shadow:
+                    terms = rule.config
+                    needs.append(ApprovalNeed(
+                        call.call_id, call.name, spec.rule_id, message, terms.team,
+                        terms.approvers, terms.mode, duration_seconds(terms.timeout)))
 
     @staticmethod
     def _approval(config: Any, call: ToolCall) -> str:

@@ -2,13 +2,15 @@
 
 Entities (agents, their teams and tenants) are parsed once into a cedarpy handle; each
 check passes only the small request dict. Errors inside Cedar deny (fail closed).
-Decisions whose context is all scalars are cached per policy load: the same agent asking
-for the same model or tool gets the same answer, and a Cedar call costs ~150 us here.
+Decisions are cached per policy load by their whole request: the same agent asking for the
+same model or tool in the same context gets the same answer, and a Cedar call costs
+~150 us here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,7 @@ import cedarpy
 
 from lictor.enforcement.types import Principal
 from lictor.rules.cedar_policies import CedarBundle, CedarPolicyInfo
+from lictor.rules.tool_catalog import CatalogSnapshot
 
 
 @dataclass(slots=True, frozen=True)
@@ -34,7 +37,7 @@ class AuthzResult:
         if self.policies:
             return ", ".join(p.name for p in self.policies)
         if self.errors:
-            return "policy evaluation error"
+            return f"policy evaluation error: {self.errors[0]}"
         return "no policy permits it"
 
 
@@ -42,39 +45,50 @@ def _uid(kind: str, ident: str) -> str:
     return f"{kind}::{json.dumps(ident)}"
 
 
-def entities_json(principals: Iterable[Principal]) -> str:
-    """Agents with their team and tenant as parents, so policies can say `in Team::"x"`."""
+def _entity(kind: str, ident: str, attrs: dict[str, Any],
+            parents: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"uid": {"type": kind, "id": ident}, "attrs": attrs,
+            "parents": [{"type": k, "id": i} for k, i in parents]}
+
+
+def entities_json(principals: Iterable[Principal], catalog: CatalogSnapshot) -> str:
+    """Agents in their team and tenant, teams in their tenant, tools with risk and owner,
+    so policies can say `principal in Team::"x"` or `resource.risk == "high"`."""
     out: list[dict[str, Any]] = []
-    groups: set[tuple[str, str]] = set()
-    for p in principals:
+    teams = dict(catalog.teams)
+    tenants = {t for t in teams.values() if t}
+    agents = {p.agent_id: (p.team, p.tenant) for p in principals}
+    for agent_id, (team, tenant) in catalog.agents.items():
+        known = agents.get(agent_id, ("", ""))
+        agents[agent_id] = (known[0] or team, known[1] or tenant)
+    for agent_id, (team, own_tenant) in agents.items():
+        tenant = own_tenant or teams.get(team, "")
         parents = []
-        if p.team:
-            parents.append({"type": "Team", "id": p.team})
-            groups.add(("Team", p.team))
-        if p.tenant:
-            parents.append({"type": "Tenant", "id": p.tenant})
-            groups.add(("Tenant", p.tenant))
-        out.append(
-            {
-                "uid": {"type": "Agent", "id": p.agent_id},
-                "attrs": {"team": p.team, "tenant": p.tenant},
-                "parents": parents,
-            }
-        )
-    out.extend({"uid": {"type": k, "id": i}, "attrs": {}, "parents": []} for k, i in sorted(groups))
+        if team:
+            parents.append(("Team", team))
+            teams.setdefault(team, "")
+        if tenant:
+            parents.append(("Tenant", tenant))
+            tenants.add(tenant)
+        out.append(_entity("Agent", agent_id, {"team": team, "tenant": tenant}, parents))
+    for team, tenant in sorted(teams.items()):
+        out.append(_entity("Team", team, {}, [("Tenant", tenant)] if tenant else []))
+    out.extend(_entity("Tenant", t, {}, []) for t in sorted(tenants))
+    out.extend(_entity("Tool", name, {"risk": info.risk, "owner": info.owner}, [])
+               for name, info in catalog.tools.items())
     return json.dumps(out)
 
 
 CACHE_LIMIT = 8192
-_SCALARS = (str, int, bool)
 
 
 class Authorizer:
     __slots__ = ("_bundle", "_cache", "_entities")
 
-    def __init__(self, bundle: CedarBundle, principals: Iterable[Principal]) -> None:
+    def __init__(self, bundle: CedarBundle, principals: Iterable[Principal],
+                 catalog: CatalogSnapshot) -> None:
         self._bundle = bundle
-        self._entities = cedarpy.Entities.from_json_str(entities_json(principals))
+        self._entities = cedarpy.Entities.from_json_str(entities_json(principals, catalog))
         self._cache: dict[tuple[Any, ...], AuthzResult] = {}
 
     def check(
@@ -85,20 +99,17 @@ class Authorizer:
         resource_id: str,
         context: dict[str, Any],
     ) -> AuthzResult:
-        key: tuple[Any, ...] | None = None
-        if all(type(v) in _SCALARS for v in context.values()):
-            key = (principal.agent_id, action, resource_type, resource_id,
-                   tuple(sorted(context.items())))
-            cached = self._cache.get(key)
-            if cached is not None:
-                return cached
+        key = (principal.agent_id, action, resource_type, resource_id, _frozen(context))
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         result = self._evaluate({
             "principal": _uid("Agent", principal.agent_id),
             "action": _uid("Action", action),
             "resource": _uid(resource_type, resource_id),
             "context": context,
         })
-        if key is not None and not result.errors:
+        if not result.errors:  # errors (fail closed) are not remembered
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()  # bounded; refilled by the next requests
             self._cache[key] = result
@@ -110,6 +121,26 @@ class Authorizer:
         except Exception as exc:  # a malformed request (e.g. odd context) denies
             return AuthzResult(False, (), (f"{type(exc).__name__}: {exc}",))
         infos = self._bundle.policies
+        errors = tuple(_named(str(e), infos) for e in result.diagnostics.errors)
+        if errors:  # a policy that cannot be evaluated might have forbidden it: deny
+            return AuthzResult(False, (), errors)
         deciding = tuple(infos[r] for r in result.diagnostics.reasons if r in infos)
-        errors = tuple(str(e) for e in result.diagnostics.errors)
-        return AuthzResult(bool(result.allowed), deciding, errors)
+        return AuthzResult(bool(result.allowed), deciding)
+
+
+def _named(error: str, infos: dict[str, CedarPolicyInfo]) -> str:
+    """Cedar's `policy7` in an error message, replaced by the policy's name and place."""
+    def name(m: re.Match[str]) -> str:
+        info = infos.get(m.group(1))
+        return f"{info.name} ({info.source})" if info else m.group(0)
+
+    return re.sub(r"`(policy\d+)`", name, error)
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable form of a Cedar context (records become sorted tuples)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value

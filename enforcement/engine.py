@@ -11,9 +11,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from lictor.enforcement.agent_actions import AgentActions
-from lictor.enforcement.authorization import Authorizer
+from lictor.enforcement.agent_actions import AgentActions, summary
+from lictor.enforcement.authorization import Authorizer, AuthzResult
 from lictor.enforcement.limits import Limits
 from lictor.enforcement.normalize import normalize, tool_argument_text
 from lictor.enforcement.pattern_scanner import PatternScanner
@@ -24,15 +25,18 @@ from lictor.enforcement.tool_arguments import ArgumentChecker
 from lictor.enforcement.tool_pins import definition_digest
 from lictor.enforcement.types import (
     Action,
+    ApprovalNeed,
     Decision,
     Finding,
     Principal,
     Segment,
+    ToolCall,
     Verdict,
     combine,
 )
 from lictor.rules.policy import PiiRule, Policy, RuleSpec
 from lictor.rules.regex_syntax import compile_re2
+from lictor.rules.tool_catalog import cedar_arguments, cedar_long
 from lictor.rules.vocabulary import PII_ENTITIES
 
 log = logging.getLogger("lictor.engine")
@@ -40,6 +44,7 @@ log = logging.getLogger("lictor.engine")
 INTERNAL_ERROR_RULE = "lictor.internal-error"
 BOUNDARY_CHARS = 200  # of each side of a message boundary, scanned joined
 _UNTRUSTED = frozenset({"user", "tool", "retrieved"})
+_ALWAYS_IN_CONTEXT = frozenset({"tool_name", "stage"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,6 +91,12 @@ def _finding(spec: RuleSpec, message: str, evidence: str = "") -> Finding:
     )
 
 
+def _needs_people(result: AuthzResult) -> bool:
+    """Denied only by forbids that people may lift (@needs_approval)."""
+    return bool(result.policies) and not result.errors and all(
+        p.approval is not None for p in result.policies)
+
+
 def _internal_error(where: str, exc: Exception) -> Decision:
     log.exception("check failed in %s", where)
     return Decision(
@@ -107,6 +118,7 @@ class Engine:
         "_agent_actions",
         "_arguments",
         "_authorizer",
+        "_clock",
         "_history",
         "_invisible_rules",
         "_nodes",
@@ -150,7 +162,8 @@ class Engine:
         # Every known entity is scanned, ruled or not: audit never keeps raw personal data.
         min_score = min((r.min_score for r in policy.pii_rules), default=0.5)
         self._pii = PiiScanner(PII_ENTITIES, min_score=min_score)
-        self._authorizer = Authorizer(policy.cedar, principals)
+        self._authorizer = Authorizer(policy.cedar, principals, policy.catalog)
+        self._clock = clock
         self._pii_cache: SegmentCache[list[PiiMatch]] = SegmentCache()
         self._pattern_cache: SegmentCache[list[Finding]] = SegmentCache()
         # Agents resend their history: a segment after the same prefix is judged once.
@@ -175,10 +188,8 @@ class Engine:
             self._scan_boundaries(action, masked, findings)
             self._check_pins(action, findings)
             for tool in action.offered_tools:
-                result = self._authorizer.check(
-                    principal, "call_tool", "Tool", tool, {"tool_name": tool, "stage": "offer"}
-                )
-                if not result.allowed:
+                result = self._authorize_tool(principal, session, tool, {}, "offer")
+                if not result.allowed and not _needs_people(result):  # asked for when called
                     removed_tools.append(tool)
                     findings.append(self._tool_finding(tool, "offer", result.reason(), "flag"))
             if any(f.rule_id in self._tainting and not f.shadow for f in findings):
@@ -388,7 +399,8 @@ class Engine:
             findings: list[Finding] = []
             self.limits.check_tool_calls(principal, session, action.tool_calls, findings)
             self._arguments.check(action.tool_calls, findings)
-            self._agent_actions.check(principal, action.tool_calls, findings)
+            needs: list[ApprovalNeed] = []
+            self._agent_actions.check(principal, action.tool_calls, findings, needs)
             for segment in action.segments:
                 findings.extend(self.scan_text(segment.text, "response", segment.trust.value))
             for call in action.tool_calls:
@@ -398,14 +410,13 @@ class Engine:
                         findings.append(finding)
             removed: list[str] = []
             for call in action.tool_calls:
-                result = self._authorizer.check(
-                    principal,
-                    "call_tool",
-                    "Tool",
-                    call.name,
-                    {"tool_name": call.name, "stage": "call"},
-                )
-                if not result.allowed:
+                result = self._authorize_tool(principal, session, call.name, call.arguments,
+                                              "call")
+                if result.allowed:
+                    continue
+                if _needs_people(result):
+                    self._approval_needs(call, result, findings, needs)
+                else:
                     removed.append(call.call_id)
                     verdict = "block" if result.on_deny == "block" else "flag"
                     findings.append(self._tool_finding(call.name, "call", result.reason(), verdict))
@@ -416,7 +427,46 @@ class Engine:
             findings=findings,
             policy_hash=self.policy.content_hash,
             removed_tool_calls=removed,
+            approvals=[n for n in needs if n.call_id not in removed],
         )
+
+    def _authorize_tool(self, principal: Principal, session: str, tool: str,
+                        arguments: dict[str, Any], stage: str) -> AuthzResult:
+        """Cedar's `call_tool`, with only the context attributes some policy reads."""
+        context: dict[str, Any] = {"tool_name": tool, "stage": stage}
+        wanted = self.policy.context_attributes
+        if not wanted <= _ALWAYS_IN_CONTEXT:
+            catalog = self.policy.catalog
+            info = catalog.tools.get(tool)
+            if "risk" in wanted:
+                context["risk"] = info.risk if info else "unknown"
+            if "amount" in wanted:
+                name = info.amount_argument if info else "amount"
+                context["amount"] = cedar_long(arguments[name]) if name in arguments else 0
+            if "arguments" in wanted:
+                context["arguments"] = cedar_arguments(catalog, arguments)
+            if "tainted" in wanted:
+                context["tainted"] = self.limits.tainted(principal, session)
+            if "budget_left" in wanted:
+                context["budget_left"] = self.limits.budget_left(principal, session)
+            if "hour" in wanted or "weekday" in wanted:
+                now = time.gmtime(self._clock())
+                context["hour"], context["weekday"] = now.tm_hour, now.tm_wday + 1
+        return self._authorizer.check(principal, "call_tool", "Tool", tool, context)
+
+    def _approval_needs(self, call: ToolCall, result: AuthzResult, out: list[Finding],
+                        needs: list[ApprovalNeed]) -> None:
+        """Forbids annotated @needs_approval: the call waits for people, one need each."""
+        for info in result.policies:
+            terms = info.approval
+            assert terms is not None
+            what = self.redact(summary(terms.summary, {**call.arguments, "tool": call.name}))
+            rule_id = f"cedar:{info.name}"
+            out.append(Finding(rule_id, Verdict.APPROVE, ("ASI09",), "high",
+                               f"{call.name}: {what} needs approval by policy {info.name}",
+                               evidence=call.name))
+            needs.append(ApprovalNeed(call.call_id, call.name, rule_id, f"{call.name}: {what}",
+                                      terms.team, terms.approvers, terms.mode, terms.timeout_s))
 
     @staticmethod
     def _tool_finding(tool: str, stage: str, reason: str, verdict: str) -> Finding:

@@ -18,8 +18,16 @@ from lictor.rules.policy import LimitRule
 KILL_SWITCH_RULE = "lictor.kill-switch"
 
 
+TAINT_WINDOW_S = 3600
+NO_BUDGET = 2**53  # what `budget_left` reads when no budget applies
+
+
 def kill_key(agent_id: str) -> str:
     return f"kill:{agent_id}"
+
+
+def _taint_key(principal: Principal, session: str) -> str:
+    return f"taint:{principal.agent_id}/{session}"
 
 
 class Limits:
@@ -68,9 +76,25 @@ class Limits:
     def taint(self, principal: Principal, session: str) -> None:
         """Untrusted content tried to steer the agent: start each taint window."""
         now = self._clock()
+        self.state.add(_taint_key(principal, session), 1, TAINT_WINDOW_S, now)
         for rule in self._rules:
             if rule.kind == "tainted":
                 self.state.add(self._key(rule, principal, session), 1, rule.window_s, now)
+
+    def tainted(self, principal: Principal, session: str) -> bool:
+        """Whether the session read steering content within the last hour (Cedar's
+        `context.tainted`)."""
+        count, _ = self.state.peek(_taint_key(principal, session), TAINT_WINDOW_S, self._clock())
+        return count > 0
+
+    def budget_left(self, principal: Principal, session: str) -> int:
+        """Tokens left in the tightest budget that applies (Cedar's `context.budget_left`)."""
+        now, left = self._clock(), NO_BUDGET
+        for rule in self._rules:
+            if rule.kind == "budget":
+                used, _ = self.state.peek(self._key(rule, principal, session), rule.window_s, now)
+                left = min(left, max(0, rule.limit - int(used)))
+        return left
 
     def record_usage(self, principal: Principal, session: str, tokens: int) -> None:
         """Charge the tokens a response used to every budget that counts them."""

@@ -32,8 +32,8 @@ SEVERITY: dict[Verdict, int] = {
 }
 
 
-# Verdicts after which the action does not go on: `approve` holds it for a human (until an
-# approval workflow answers, lictor refuses it: fail closed).
+# Verdicts after which the action does not go on: `approve` holds it for a human (the data
+# plane asks for an approval; without one, the action is refused: fail closed).
 STOPS = frozenset({Verdict.BLOCK, Verdict.APPROVE})
 
 
@@ -153,6 +153,20 @@ class Finding:
         return out
 
 
+@dataclass(slots=True, frozen=True)
+class ApprovalNeed:
+    """A proposed tool call that a rule or policy holds until people approve it."""
+
+    call_id: str
+    tool: str
+    rule_id: str
+    summary: str  # what will happen, in audit form (PII redacted)
+    team: str  # approvers must be in this team; "" = any admin
+    approvers: int  # distinct people
+    mode: str  # hold (the request waits) | pending (answered at once with the id)
+    timeout_s: float  # how long a held request waits
+
+
 @dataclass(slots=True)
 class Decision:
     """The combined outcome for one action.
@@ -167,6 +181,8 @@ class Decision:
     policy_hash: str = ""
     removed_tool_calls: list[str] = field(default_factory=list)
     removed_offered_tools: list[str] = field(default_factory=list)
+    approvals: list[ApprovalNeed] = field(default_factory=list)  # calls waiting for people
+    call_notes: dict[str, str] = field(default_factory=dict)  # removed call id -> why
 
     @property
     def blocking_finding(self) -> Finding | None:

@@ -1,9 +1,14 @@
-"""The admin API: operators act on running agents (the kill switch), authenticated with
-admin keys that are not agent keys. Every action is audited with who did it and why.
+"""The admin API: operators act on running agents (the kill switch) and approvers decide
+on held actions, authenticated with admin keys that are not agent keys. Every action is
+audited with who did it and why.
 
-    GET    /admin/agents                 agents and whether each is stopped
-    POST   /admin/agents/{id}/kill       stop an agent at once   {"reason": "..."}
-    DELETE /admin/agents/{id}/kill       let it run again        {"reason": "..."}
+    GET    /admin/agents                  agents and whether each is stopped
+    POST   /admin/agents/{id}/kill        stop an agent at once   {"reason": "..."}
+    DELETE /admin/agents/{id}/kill        let it run again        {"reason": "..."}
+    GET    /admin/approvals[?status=S]    approvals (pending, approved, denied, used, expired)
+    GET    /admin/approvals/{id}          one approval
+    POST   /admin/approvals/{id}/approve  {"reason": "..."}  (counts toward the approvers needed)
+    POST   /admin/approvals/{id}/deny     {"reason": "..."}  (ends it)
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import secrets
 from aiohttp import web
 
 from lictor.adapters.errors import ProtocolError
+from lictor.enforcement.approvals import ApprovalError
 from lictor.enforcement.limits import kill_key
 from lictor.enforcement.types import Principal
 from lictor.proxy import audit_entries
@@ -28,7 +34,7 @@ class AdminApi:
 
     def _admin(self, request: web.Request) -> Principal:
         admin = self.admin_keys.authenticate(request.headers.get("Authorization"))
-        if admin is None:
+        if admin is None or admin.agent_id in self.admin_keys.disabled_ids:
             raise ProtocolError(401, "this endpoint needs an admin key "
                                 "('Authorization: Bearer <admin key>')", code="invalid_admin_key")
         return admin
@@ -74,7 +80,58 @@ class AdminApi:
         return web.json_response({"agent": agent.agent_id, "stopped": on, "reason": reason},
                                  headers={"x-lictor-request-id": rid})
 
+    async def approvals(self, request: web.Request) -> web.Response:
+        rid = "adm_" + secrets.token_hex(12)
+        try:
+            self._admin(request)
+        except ProtocolError as err:
+            return error_response(err, rid)
+        status = request.query.get("status") or None
+        desk = self.gateway.approvals.desk
+        return web.json_response({"approvals": [a.as_record() for a in desk.listing(status)]})
+
+    async def approval(self, request: web.Request) -> web.Response:
+        rid = "adm_" + secrets.token_hex(12)
+        try:
+            self._admin(request)
+        except ProtocolError as err:
+            return error_response(err, rid)
+        found = self.gateway.approvals.desk.get(request.match_info["approval_id"])
+        if found is None:
+            return error_response(ProtocolError(404, "no such approval",
+                                                code="approval_not_found"), rid)
+        return web.json_response(found.as_record())
+
+    async def approve(self, request: web.Request) -> web.Response:
+        return await self._vote(request, approve=True)
+
+    async def deny(self, request: web.Request) -> web.Response:
+        return await self._vote(request, approve=False)
+
+    async def _vote(self, request: web.Request, approve: bool) -> web.Response:
+        rid = "adm_" + secrets.token_hex(12)
+        gateway = self.gateway
+        try:
+            admin = self._admin(request)
+            reason = await _reason(request)
+            try:
+                decided = gateway.approvals.desk.vote(
+                    request.match_info["approval_id"], admin, approve, reason)
+            except ApprovalError as exc:
+                raise ProtocolError(exc.status, str(exc), code=exc.code) from None
+            gateway.append_records(audit_entries.approval_event(
+                kind="approval_vote", request_id=rid, agent=None, admin=admin,
+                approval=decided.as_record(), reason=reason,
+                policy_hash=gateway.engine.policy.content_hash))
+        except ProtocolError as err:
+            return error_response(err, rid)
+        return web.json_response(decided.as_record(), headers={"x-lictor-request-id": rid})
+
     def routes(self, app: web.Application) -> None:
+        app.router.add_get("/admin/approvals", self.approvals)
+        app.router.add_get("/admin/approvals/{approval_id}", self.approval)
+        app.router.add_post("/admin/approvals/{approval_id}/approve", self.approve)
+        app.router.add_post("/admin/approvals/{approval_id}/deny", self.deny)
         app.router.add_get("/admin/agents", self.agents)
         app.router.add_post("/admin/agents/{agent_id}/kill", self.kill)
         app.router.add_delete("/admin/agents/{agent_id}/kill", self.revive)

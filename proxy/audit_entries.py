@@ -126,3 +126,31 @@ def admin_action(
         "findings": [],
         "policy_hash": policy_hash,
     }
+
+
+def approval_event(
+    *,
+    kind: str,
+    request_id: str,
+    agent: Principal | None,
+    approval: dict[str, Any],
+    policy_hash: str,
+    admin: Principal | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    """An approval asked for, used, refused, or decided by a person: who, which, why.
+
+    `approval` is `Approval.as_record()`: a summary (PII redacted) and a binding HMAC,
+    never the call's arguments."""
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "request_id": request_id,
+        "principal": {"admin": admin.agent_id, "team": admin.team} if admin else _principal(agent),
+        "approval": approval,
+        "verdict": "allow" if kind in ("approval_used", "approval_vote") else "flag",
+        "findings": [],
+        "policy_hash": policy_hash,
+    }
+    if reason:
+        entry["reason"] = reason
+    return entry

@@ -1,4 +1,4 @@
-"""The `lictor` command: `serve`, `audit verify`, `rules test | docs | pin`."""
+"""The `lictor` command: `serve`, `audit verify`, `approvals ...`, `rules ...`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lictor.proxy import approval_commands
 from lictor.proxy.config import ConfigError, load_config
 from lictor.rules.loader import RuleLoadError
 
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="check the audit hash chain")
     verify.add_argument("--config", type=Path, help="config file, for its data_dir")
     verify.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
+    approval_commands.add_parser(sub)
     rules = sub.add_parser("rules", help="rule tooling")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     test = rules_sub.add_parser(
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "approvals":
+            return approval_commands.run(args)
         if args.command == "rules":
             from lictor.proxy.rules_commands import run_rules_command
 

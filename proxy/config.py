@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lictor.rules.loader import DEFAULT_PACKS
+from lictor.rules.schema import DURATION
 from lictor.rules.yaml_lines import LocatedYaml, YamlSyntaxError, load_located
 
 
@@ -48,8 +49,9 @@ class AgentConfig(Strict):
 
 
 class AdminConfig(Strict):
-    """Keys of the people and systems that operate lictor (kill switch, later approvals);
-    separate from agent keys: neither works in the other's place."""
+    """Keys of the people and systems that operate lictor (kill switch, approvals); an
+    approver's `team` is what `@needs_approval("team")` asks for. Separate from agent
+    keys: neither works in the other's place."""
 
     keys: list[AgentConfig] = []
 
@@ -88,6 +90,13 @@ class AuditConfig(Strict):
     synchronous: Literal["normal", "full"] = "normal"
 
 
+class ApprovalsConfig(Strict):
+    """How long people have to decide, and how long an approval stays usable."""
+
+    pending_ttl: str = Field(default="24h", pattern=DURATION)
+    valid_for: str = Field(default="1h", pattern=DURATION)
+
+
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     data_dir: Path = Path("./var")
@@ -97,6 +106,7 @@ class Config(Strict):
     litellm: LiteLLMConfig | None = None
     audit: AuditConfig = AuditConfig()
     admin: AdminConfig = AdminConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

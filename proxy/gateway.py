@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_stream import ChatStream
 from lictor.adapters.sse import DONE, frame
 from lictor.audit import AuditStore, AuditWriteError
+from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine, RequestOutcome
 from lictor.enforcement.types import (
     STOPS,
@@ -37,6 +38,7 @@ from lictor.enforcement.types import (
 )
 from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
+from lictor.proxy.approval_flow import APPROVAL_HEADER, ApprovalFlow
 from lictor.proxy.routing import Router
 
 log = logging.getLogger("lictor.gateway")
@@ -95,6 +97,8 @@ class Exchange:
     outcome: RequestOutcome
     request_record: dict[str, Any]  # audited with the response, in one commit
     session: str  # the agent's own session id (x-lictor-session), for per-session limits
+    approval_ids: str = ""  # approvals the agent presents (x-lictor-approval)
+    events: list[dict[str, Any]] = field(default_factory=list)  # audited with the response
 
 
 def _blocking(decision: Decision) -> Finding:
@@ -113,9 +117,12 @@ class Gateway:
         router: Router,
         audit: AuditStore,
         max_body_bytes: int,
+        *,
+        approvals: ApprovalDesk,
     ) -> None:
         self.keys = keys
         self.engine = engine
+        self.approvals = ApprovalFlow(approvals, lambda: self.engine.policy.content_hash)
         self.router = router
         self.audit = audit
         self.max_body_bytes = max_body_bytes
@@ -258,7 +265,7 @@ class Gateway:
             return error_response(policy_error(_blocking(decision), "request"), rid)
         upstream_body = openai_chat.apply_request(body, action, outcome.masked_texts, decision)
         ex = Exchange(rid, principal, route, backend, upstream_body, outcome, request_record,
-                      session)
+                      session, request.headers.get(APPROVAL_HEADER, "")[:1024])
         if stream:
             return await self._stream(request, ex)
         return await self._complete(ex)
@@ -299,8 +306,15 @@ class Gateway:
         except ProtocolError as err:
             return await self._upstream_failed(ex, err)
         rdecision = self.engine.evaluate_response(ex.principal, resp_action, ex.session)
+        headers = {"x-lictor-request-id": ex.rid}
+        if rdecision.approvals:
+            try:
+                rdecision, asked = await self._settle_approvals(ex, resp_action, rdecision)
+            except ProtocolError as err:
+                return error_response(err, ex.rid)
+            headers.update(asked)
         try:
-            self.append_records(ex.request_record, audit_entries.model_response(
+            self.append_records(*ex.events, ex.request_record, audit_entries.model_response(
                 request_id=ex.rid,
                 principal=ex.principal,
                 decision=rdecision,
@@ -313,15 +327,37 @@ class Gateway:
         if rdecision.verdict in STOPS:
             return error_response(policy_error(_blocking(rdecision), "response"), ex.rid)
         out = openai_chat.apply_response(resp, rdecision, ex.outcome.vault)
-        return web.json_response(out, headers={"x-lictor-request-id": ex.rid})
+        return web.json_response(out, headers=headers)
+
+    async def _settle_approvals(self, ex: Exchange, action: Action,
+                                decision: Decision) -> tuple[Decision, dict[str, str]]:
+        """Release approved calls; ask (and in hold mode, wait) for the others. What was
+        asked for is audited before anyone can see it or wait on it."""
+        settlement = self.approvals.open(ex.principal, ex.rid, action.tool_calls, decision,
+                                         restore=ex.outcome.vault.restore,
+                                         presented=ex.approval_ids)
+        self.append_records(*settlement.events)
+        settlement.events.clear()
+        await self.approvals.hold(settlement)
+        ex.events.extend(settlement.events)
+        return self.approvals.close(decision, settlement), settlement.headers
 
     def _chat_stream(self, ex: Exchange) -> ChatStream:
         engine, principal = self.engine, ex.principal
 
         def authorize(calls: list[ToolCall]) -> Decision:
+            """Tool calls at the end of a stream: approvals are asked for, not waited on
+            (the stream is open; `hold` rules answer as `pending` here)."""
             action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE,
                             openai_chat.PROTOCOL, tool_calls=calls)
-            return engine.evaluate_response(principal, action, ex.session)
+            decision = engine.evaluate_response(principal, action, ex.session)
+            if not decision.approvals:
+                return decision
+            settlement = self.approvals.open(principal, ex.rid, calls, decision,
+                                             restore=ex.outcome.vault.restore,
+                                             presented=ex.approval_ids)
+            ex.events.extend(settlement.events)
+            return self.approvals.close(decision, settlement)
 
         def check_text(text: str) -> list[Finding]:
             return engine.scan_window(text, "response", "assistant")
@@ -363,7 +399,7 @@ class Gateway:
         if failure is not None:
             entry["stream_error"] = {"status": failure.status, "code": failure.code}
         try:
-            self.append_records(ex.request_record, entry)  # durable before the tool calls and end
+            self.append_records(*ex.events, ex.request_record, entry)  # before calls and end
         except ProtocolError as err:
             failure, finals = err, []
         self.engine.limits.record_usage(ex.principal, ex.session, usage_tokens(usage))

@@ -16,6 +16,7 @@ from typing import Self
 from aiohttp import web
 
 from lictor.audit import AuditStore
+from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine
 from lictor.enforcement.limits import kill_key
 from lictor.enforcement.session_state import MemoryStateStore
@@ -25,6 +26,7 @@ from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
 from lictor.proxy.routing import Router
 from lictor.rules.loader import bundled_pack, load_policy
+from lictor.rules.schema import duration_seconds
 
 
 def audit_path(data_dir: Path) -> Path:
@@ -45,7 +47,11 @@ def build_gateway(config: Config) -> Gateway:
     engine = Engine(policy, keys.principals, state)
     router = Router(config)
     store = AuditStore.open(audit_path(config.data_dir), synchronous=config.audit.synchronous)
-    return Gateway(keys, engine, router, store, config.server.max_body_bytes)
+    desk = ApprovalDesk(config.data_dir / "approvals.sqlite3",
+                        duration_seconds(config.approvals.pending_ttl),
+                        duration_seconds(config.approvals.valid_for))
+    return Gateway(keys, engine, router, store, config.server.max_body_bytes,
+                   approvals=desk)
 
 
 def banner(config: Config, gateway: Gateway, url: str) -> str:
@@ -71,6 +77,7 @@ async def _cleanup(app: web.Application) -> None:
     gateway.ready = False
     await gateway.router.aclose()
     gateway.audit.close()
+    gateway.approvals.desk.close()
 
 
 def make_app(config: Config) -> web.Application:

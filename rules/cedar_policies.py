@@ -1,12 +1,14 @@
 """Loading `.cedar` policy files into one compiled PolicySet, with file:line errors.
 
 Cedar numbers policies `policy0..N` in source order; we keep, for each, the file, the
-line and its annotations (`@id`, `@on_deny`), so a decision can name its policy.
+line and its annotations (`@id`, `@on_deny`, `@needs_approval` ...), so a decision can
+name its policy. The whole set is validated against lictor's Cedar schema at load.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,23 @@ from typing import Any
 
 import cedarpy
 
+from lictor.rules.schema import DURATION, duration_seconds
+
 ON_DENY_VALUES = ("remove", "block")
+APPROVAL_MODES = ("hold", "pending")
+
+
+@dataclass(slots=True, frozen=True)
+class CedarApproval:
+    """A `forbid` annotated `@needs_approval("team")`: what it forbids, a human may allow.
+
+    `team` "" (written `@needs_approval("any")`) means any admin may approve."""
+
+    team: str
+    approvers: int
+    mode: str  # hold | pending
+    timeout_s: int
+    summary: str  # template over the call's arguments, e.g. "refund {amount} for {order_id}"
 
 
 @dataclass(slots=True, frozen=True)
@@ -23,7 +41,9 @@ class CedarPolicyInfo:
     name: str  # the @id annotation, or file:line when absent
     effect: str
     on_deny: str  # what a forbidden tool call does: "remove" (default) or "block"
-    source: str  # file:line
+    source: str  # file name:line
+    location: str = ""  # full path:line, for error messages
+    approval: CedarApproval | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -100,6 +120,39 @@ def _parse_file(path: str, text: str) -> list[tuple[int, dict[str, Any]]]:
     return list(zip(lines, policies, strict=True))
 
 
+def _approval(path: Path, line: int, effect: str, notes: dict[str, str]) -> CedarApproval | None:
+    """The approval annotations of one policy, checked; None when it needs no human."""
+    keys = ("needs_approval", "approvers", "approval_mode", "approval_timeout", "summary")
+    if "needs_approval" not in notes:
+        extra = [k for k in keys if k in notes]
+        if extra:
+            raise CedarLoadError(str(path), line, f"@{extra[0]} needs @needs_approval(\"team\")")
+        return None
+    if effect != "forbid":
+        raise CedarLoadError(str(path), line, "@needs_approval goes on a `forbid` policy: what "
+                             "it forbids, an approver may allow")
+    approvers = notes.get("approvers", "1")
+    if not approvers.isdigit() or not 1 <= int(approvers) <= 10:
+        raise CedarLoadError(str(path), line, f"@approvers must be a number from 1 to 10, "
+                             f"not {approvers!r}")
+    mode = notes.get("approval_mode", "pending")
+    if mode not in APPROVAL_MODES:
+        raise CedarLoadError(str(path), line, f"@approval_mode must be one of "
+                             f"{APPROVAL_MODES}, not {mode!r}")
+    timeout = notes.get("approval_timeout", "60s")
+    if not re.fullmatch(DURATION, timeout):
+        raise CedarLoadError(str(path), line, f"@approval_timeout must be a duration such as "
+                             f"30s or 5m, not {timeout!r}")
+    team = notes["needs_approval"].strip()
+    return CedarApproval(
+        team="" if team in ("", "any") else team,
+        approvers=int(approvers),
+        mode=mode,
+        timeout_s=duration_seconds(timeout),
+        summary=notes.get("summary", "{tool}"),
+    )
+
+
 def compile_cedar(files: Sequence[tuple[Path, str]]) -> CedarBundle:
     """Compile every `.cedar` file into one PolicySet; annotations are checked here."""
     chunks: list[str] = []
@@ -120,8 +173,26 @@ def compile_cedar(files: Sequence[tuple[Path, str]]) -> CedarBundle:
                 effect=policy["effect"],
                 on_deny=on_deny,
                 source=source,
+                location=f"{path}:{line}",
+                approval=_approval(path, line, policy["effect"], annotations),
             )
         chunks.append(text if text.endswith("\n") else text + "\n")
     full = "".join(chunks)
     policy_set = cedarpy.PolicySet.from_str(full)
     return CedarBundle(policy_set=policy_set, policies=infos, text=full)
+
+
+def validate_cedar(bundle: CedarBundle, schema: str) -> list[str]:
+    """Type-check every policy against the schema: `file:line: policy <id>: <error>`."""
+    if not bundle.policies:
+        return []
+    result = cedarpy.validate_policies(bundle.text, schema)
+    problems = []
+    for err in result.errors:
+        info = bundle.policies.get(err.policy_id)
+        message = re.sub(r"^for policy `policy\d+`, ", "", str(err.error))
+        if info is None:
+            problems.append(f"Cedar schema: {message}")
+        else:
+            problems.append(f"{info.location}: policy {info.name}: {message}")
+    return problems

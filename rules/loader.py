@@ -7,6 +7,7 @@ A pack is a folder of `*.yaml` rule files and `*.cedar` policies. Bundled packs 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,7 +16,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from lictor.rules.cedar_policies import CedarLoadError, compile_cedar
+from lictor.rules.cedar_policies import CedarBundle, CedarLoadError, compile_cedar, validate_cedar
 from lictor.rules.policy import (
     AgentActionRule,
     ArgumentRule,
@@ -28,6 +29,7 @@ from lictor.rules.policy import (
     RuleSpec,
 )
 from lictor.rules.schema import Rule, RuleFile, duration_seconds
+from lictor.rules.tool_catalog import CatalogBuilder, CatalogSnapshot, cedar_schema
 from lictor.rules.yaml_lines import LocatedYaml, YamlSyntaxError, load_located
 
 
@@ -186,6 +188,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
     rules = _Rules()
     cedar_files: list[tuple[Path, str]] = []
     seen_ids: dict[str, str] = {}
+    catalog = CatalogBuilder()
     files = rule_files(paths)
     for path in files:
         raw = path.read_bytes()
@@ -198,6 +201,7 @@ def load_policy(paths: Sequence[Path]) -> Policy:
         if loaded is None:
             continue
         doc, parsed = loaded
+        catalog.add(path, doc, parsed.catalog, problems)
         for i, rule in enumerate(parsed.rules):
             line = doc.line_of(("rules", i))
             source = f"{path}:{line}"
@@ -207,11 +211,16 @@ def load_policy(paths: Sequence[Path]) -> Policy:
                 continue
             seen_ids[rule.id] = source
             rules.add(_spec(rule, f"{path.name}:{line}"), rule)
+    snapshot = catalog.snapshot()
+    rules.arguments.extend(_catalog_rules(snapshot))
+    cedar: CedarBundle | None = None
     try:
         cedar = compile_cedar(cedar_files)
     except CedarLoadError as exc:
         problems.append(str(exc))
-    if problems:
+    if cedar is not None and not problems:
+        problems.extend(validate_cedar(cedar, cedar_schema(snapshot)))
+    if problems or cedar is None:
         raise RuleLoadError(problems)
     return Policy(
         pattern_rules=tuple(rules.pattern),
@@ -222,6 +231,38 @@ def load_policy(paths: Sequence[Path]) -> Policy:
         argument_rules=tuple(rules.arguments),
         agent_action_rules=tuple(rules.agent_actions),
         cedar=cedar,
+        catalog=snapshot,
+        context_attributes=context_attributes(cedar.text),
         content_hash=digest.hexdigest(),
         sources=tuple(str(p) for p in files),
     )
+
+
+def _catalog_rules(catalog: CatalogSnapshot) -> list[ArgumentRule]:
+    """A tool's argument schema in the catalog is a blocking rule on every proposed call."""
+    return [
+        ArgumentRule(
+            RuleSpec(
+                rule_id=f"catalog.{entry.tool}.arguments",
+                description=f"arguments of {entry.tool} outside its catalog schema",
+                owasp=("ASI02",),
+                severity="high",
+                verdict="block",
+                shadow=False,
+                directions=frozenset({"response"}),
+                trust=frozenset({"assistant"}),
+                source=entry.source,
+            ),
+            (entry.tool,),
+            entry.constraints,
+        )
+        for entry in catalog.argument_rules
+    ]
+
+
+_CONTEXT_ATTR = re.compile(r"""context\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*"([^"]+)"\s*\])""")
+
+
+def context_attributes(cedar_text: str) -> frozenset[str]:
+    """The `context` attributes policies read: only those are computed per call."""
+    return frozenset(a or b for a, b in _CONTEXT_ATTR.findall(cedar_text))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lictor.rules.cedar_policies import CedarBundle
+from lictor.rules.tool_catalog import CatalogSnapshot
 
 
 @dataclass(slots=True, frozen=True)
@@ -98,6 +99,8 @@ class Policy:
     argument_rules: tuple[ArgumentRule, ...]
     agent_action_rules: tuple[AgentActionRule, ...]
     cedar: CedarBundle
+    catalog: CatalogSnapshot
+    context_attributes: frozenset[str]  # what Cedar policies read of `context`
     content_hash: str  # sha256 over every source file's path and bytes
     sources: tuple[str, ...]
 

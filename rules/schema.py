@@ -39,6 +39,7 @@ class Applies(Strict):
 
 InvisibleKind = Literal["zero_width", "bidi", "tag"]
 Scope = Literal["agent", "team", "tenant", "session"]
+DURATION = r"^[1-9][0-9]*[smhd]$"
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -47,7 +48,7 @@ def duration_seconds(text: str) -> int:
 
 
 class _Window(Strict):
-    per: str = Field(pattern=r"^[1-9][0-9]*[smhd]$", description="e.g. 30s, 1m, 24h, 7d")
+    per: str = Field(pattern=DURATION, description="e.g. 30s, 1m, 24h, 7d")
     scope: Scope = "agent"
 
 
@@ -82,7 +83,7 @@ class TaintedTools(Strict):
     """While the session was tainted within `per`, proposed calls to these tools match."""
 
     tools: tuple[str, ...] = Field(min_length=1)
-    per: str = Field(default="1h", pattern=r"^[1-9][0-9]*[smhd]$")
+    per: str = Field(default="1h", pattern=DURATION)
 
 
 class Threshold(Strict):
@@ -90,7 +91,17 @@ class Threshold(Strict):
     above: float
 
 
-class NeedsApproval(Strict):
+class ApprovalTerms(Strict):
+    """Who must approve and how the agent waits: `hold` keeps its request open up to
+    `timeout`; `pending` answers at once with the approval id, to ask again later."""
+
+    team: str = ""  # approvers must belong to this team (admin keys' `team`); "" = any admin
+    approvers: int = Field(default=1, ge=1, le=10)  # distinct people
+    mode: Literal["hold", "pending"] = "pending"
+    timeout: str = Field(default="60s", pattern=DURATION)
+
+
+class NeedsApproval(ApprovalTerms):
     """Calls to these tools (above the threshold, if any) wait for a human. `summary` says
     what will happen, from the call's arguments: "refund {amount} {currency} for {order_id}"."""
 
@@ -244,8 +255,39 @@ class Coverage(Strict):
     why: str = Field(min_length=1)
 
 
+class CatalogTool(Strict):
+    """A tool lictor knows: its risk and owner (Cedar sees both) and its argument schema,
+    which every proposed call is checked against (rule `catalog.<tool>.arguments`)."""
+
+    description: str = ""
+    risk: Literal["low", "medium", "high", "critical"] = "medium"
+    owner: str = ""  # the team that answers for the tool
+    amount_argument: str = "amount"  # the argument Cedar sees as `context.amount`
+    arguments: dict[str, ArgumentConstraint] = Field(default_factory=dict)
+
+
+class CatalogTeam(Strict):
+    tenant: str = ""
+
+
+class CatalogAgent(Strict):
+    """An agent's place in the organization; its key stays in the config, not here."""
+
+    team: str = ""
+    tenant: str = ""
+
+
+class Catalog(Strict):
+    """Who and what exists: Cedar's entities (teams, agents, tools) come from here."""
+
+    teams: dict[str, CatalogTeam] = Field(default_factory=dict)
+    agents: dict[str, CatalogAgent] = Field(default_factory=dict)
+    tools: dict[str, CatalogTool] = Field(default_factory=dict)
+
+
 class RuleFile(Strict):
-    """One YAML rule file: rules, and optionally a pack's coverage notes by risk id."""
+    """One YAML rule file: rules, the catalog, and a pack's coverage notes by risk id."""
 
     rules: tuple[Rule, ...] = ()
+    catalog: Catalog = Catalog()
     coverage: dict[str, Coverage] = Field(default_factory=dict)

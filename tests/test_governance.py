@@ -209,13 +209,23 @@ def test_changed_tool_definition_is_blocked(start_lictor, upstream: MockOpenAI) 
 @pytest.mark.parametrize("stream", [False, True])
 def test_call_needing_approval_is_held_not_released(lictor: BackgroundServer,
                                                     stream: bool) -> None:
-    """OWASP ASI09: a large transfer waits for a human; with no approval workflow yet, the
-    agent is told so (with the rule's summary) and the call never reaches it."""
+    """OWASP ASI09: a large transfer waits for a human (rule in `pending` mode): the call
+    is taken out, the agent reads the approval id and the rule's summary, and the request
+    for approval is audited. tests/test_approvals.py covers approving it."""
     prompt = 'CALL bank_transfer {"amount": 25000, "currency": "EUR", "to": "acct-9"}'
     kwargs = {"model": "lictor-local", "messages": [{"role": "user", "content": prompt}]}
-    error = refused(lictor, kwargs, stream)
-    if not stream:
-        assert error.code == "approval_required"
-    assert "human approval" in error.message
-    assert "move 25000 EUR to acct-9" in error.message
-    assert audit_rows(lictor)[-1]["verdict"] == "approve"
+    if stream:
+        text, calls, _ = collect(client(lictor).chat.completions.create(**kwargs, stream=True))
+    else:
+        msg = client(lictor).chat.completions.create(**kwargs).choices[0].message
+        text, calls = msg.content or "", list(msg.tool_calls or [])
+    assert calls == []
+    match = re.search(r"needs approval (apr_[0-9a-f]+) \(bank_transfer: move 25000 EUR to "
+                      r"acct-9\), which is pending", text)
+    assert match, text
+    rows = audit_rows(lictor)
+    asked = [r for r in rows if r["kind"] == "approval_requested"]
+    assert [r["approval"]["id"] for r in asked] == [match.group(1)]
+    assert asked[0]["approval"]["rules"] == ["approval.large-money-movement"]
+    assert rows[-1]["kind"] == "model_response"
+    assert "lictor.approval-held" in [f["rule"] for f in rows[-1]["findings"]]

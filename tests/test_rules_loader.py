@@ -140,3 +140,68 @@ def test_content_hash_changes_with_content(tmp_path: Path) -> None:
     first = load_policy([path]).content_hash
     path.write_text(GOOD_RULE.replace("A test rule.", "Another description."))
     assert load_policy([path]).content_hash != first
+
+
+def test_cedar_type_error_names_file_line_and_policy(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.cedar", """\
+        permit (principal, action, resource);
+
+        @id("refund-cap")
+        forbid (principal, action == Action::"call_tool", resource == Tool::"refund_order")
+        when { context.amount > "100" };
+        """)
+    message = load_error(path)
+    assert message == f"{path}:3: policy refund-cap: unexpected type: expected Long but saw String"
+
+
+def test_cedar_unknown_context_attribute(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.cedar", """\
+        forbid (principal, action == Action::"call_tool", resource)
+        when { context.amout > 100 };
+        """)
+    message = load_error(path)
+    assert message.startswith(f"{path}:1: policy p.cedar:1: attribute `amout` in context")
+
+
+def test_catalog_arguments_reach_the_cedar_schema(tmp_path: Path) -> None:
+    write(tmp_path, "catalog.yaml", """\
+        catalog:
+          tools:
+            refund_order:
+              arguments:
+                currency: {type: string}
+        """)
+    good = write(tmp_path, "p.cedar", """\
+        forbid (principal, action == Action::"call_tool", resource)
+        when { context.arguments has currency && context.arguments.currency == "BTC" };
+        """)
+    assert load_policy([tmp_path]).catalog.argument_types == {"currency": "String"}
+    good.write_text('forbid (principal, action, resource)\n'
+                    'when { context.arguments.currency == "BTC" };\n')
+    assert "unable to guarantee safety of access to optional attribute" in load_error(tmp_path)
+
+
+def test_catalog_conflicts_name_both_places(tmp_path: Path) -> None:
+    first = write(tmp_path, "a.yaml", """\
+        catalog:
+          tools:
+            refund: {arguments: {amount: {type: number}}}
+        """)
+    second = write(tmp_path, "b.yaml", """\
+        catalog:
+          tools:
+            refund: {risk: high}
+            pay: {arguments: {amount: {type: string}}}
+        """)
+    message = load_error(tmp_path)
+    assert f"{second}:3: tool 'refund' is already in the catalog at {first}:3" in message
+    assert (f"{second}:4: argument 'amount' is a String here but a Long at {first}:3"
+            in message)
+
+
+def test_needs_approval_only_on_forbid(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.cedar", '@needs_approval("finance")\n'
+                 'permit (principal, action, resource);\n')
+    assert f"{path}:1: @needs_approval goes on a `forbid` policy" in load_error(path)
+    path.write_text('@approvers("2")\nforbid (principal, action, resource);\n')
+    assert f"{path}:1: @approvers needs @needs_approval" in load_error(path)
