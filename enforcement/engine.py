@@ -188,7 +188,7 @@ class Engine:
             self._scan_boundaries(action, masked, findings)
             self._check_pins(action, findings)
             for tool in action.offered_tools:
-                result = self._authorize_tool(principal, session, tool, {}, "offer")
+                result = self.authorize_tool(principal, session, tool, {}, "offer")
                 if not result.allowed and not _needs_people(result):  # asked for when called
                     removed_tools.append(tool)
                     findings.append(self._tool_finding(tool, "offer", result.reason(), "flag"))
@@ -410,7 +410,7 @@ class Engine:
                         findings.append(finding)
             removed: list[str] = []
             for call in action.tool_calls:
-                result = self._authorize_tool(principal, session, call.name, call.arguments,
+                result = self.authorize_tool(principal, session, call.name, call.arguments,
                                               "call")
                 if result.allowed:
                     continue
@@ -430,7 +430,7 @@ class Engine:
             approvals=[n for n in needs if n.call_id not in removed],
         )
 
-    def _authorize_tool(self, principal: Principal, session: str, tool: str,
+    def authorize_tool(self, principal: Principal, session: str, tool: str,
                         arguments: dict[str, Any], stage: str) -> AuthzResult:
         """Cedar's `call_tool`, with only the context attributes some policy reads."""
         context: dict[str, Any] = {"tool_name": tool, "stage": stage}

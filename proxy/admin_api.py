@@ -9,6 +9,7 @@ audited with who did it and why.
     GET    /admin/approvals/{id}          one approval
     POST   /admin/approvals/{id}/approve  {"reason": "..."}  (counts toward the approvers needed)
     POST   /admin/approvals/{id}/deny     {"reason": "..."}  (ends it)
+    POST   /admin/rules/reload            load the rule files now (422 with the problems)
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from lictor.enforcement.types import Principal
 from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.gateway import Gateway, error_response
+from lictor.proxy.rule_reload import RuleReloader
 
 
 class AdminApi:
-    def __init__(self, gateway: Gateway, admin_keys: AgentKeys) -> None:
+    def __init__(self, gateway: Gateway, admin_keys: AgentKeys,
+                 reloader: RuleReloader) -> None:
         self.gateway = gateway
         self.admin_keys = admin_keys
+        self.reloader = reloader
 
     def _admin(self, request: web.Request) -> Principal:
         admin = self.admin_keys.authenticate(request.headers.get("Authorization"))
@@ -127,7 +131,19 @@ class AdminApi:
             return error_response(err, rid)
         return web.json_response(decided.as_record(), headers={"x-lictor-request-id": rid})
 
+    async def reload_rules(self, request: web.Request) -> web.Response:
+        rid = "adm_" + secrets.token_hex(12)
+        try:
+            admin = self._admin(request)
+            outcome = await self.reloader.reload(f"asked by {admin.agent_id}")
+        except ProtocolError as err:
+            return error_response(err, rid)
+        status = 422 if outcome["status"] == "rejected" else 200
+        return web.json_response({k: outcome[k] for k in ("status", "policy_hash")}
+                                 | {"problems": outcome.get("problems", [])}, status=status)
+
     def routes(self, app: web.Application) -> None:
+        app.router.add_post("/admin/rules/reload", self.reload_rules)
         app.router.add_get("/admin/approvals", self.approvals)
         app.router.add_get("/admin/approvals/{approval_id}", self.approval)
         app.router.add_post("/admin/approvals/{approval_id}/approve", self.approve)

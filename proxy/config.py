@@ -83,6 +83,8 @@ class LiteLLMConfig(Strict):
 class RulesConfig(Strict):
     packs: list[str] = list(DEFAULT_PACKS)  # bundled packs, by name
     paths: list[Path] = []  # the team's own rule files and folders
+    watch: bool = True  # reload when a rule file changes (SIGHUP reloads too)
+    watch_interval_s: float = Field(default=1.0, gt=0)
 
 
 class AuditConfig(Strict):

@@ -7,7 +7,9 @@ tests and benchmarks that drive it with real clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,7 @@ from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
 from lictor.proxy.routing import Router
+from lictor.proxy.rule_reload import RuleReloader
 from lictor.rules.loader import bundled_pack, load_policy
 from lictor.rules.schema import duration_seconds
 
@@ -80,13 +83,38 @@ async def _cleanup(app: web.Application) -> None:
     gateway.approvals.desk.close()
 
 
+RELOADER_KEY = web.AppKey("reloader", RuleReloader)
+_WATCH_KEY = web.AppKey("rule_watch", asyncio.Task[None])
+
+
+async def _start_watching(app: web.Application) -> None:
+    reloader = app[RELOADER_KEY]
+    app[_WATCH_KEY] = asyncio.create_task(reloader.watch())
+    # only the main thread's loop can take signals (not BackgroundServer's)
+    with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload("SIGHUP")))
+
+
+async def _stop_watching(app: web.Application) -> None:
+    task = app.get(_WATCH_KEY)
+    if task is not None:
+        task.cancel()
+
+
 def make_app(config: Config) -> web.Application:
     gateway = build_gateway(config)
     admin_keys = AgentKeys(config, config.admin.keys)
     if admin_keys.shares_a_key_with(gateway.keys):
         raise ConfigError("an admin key is also an agent key: give admins their own keys")
     app = build_app(gateway)
-    AdminApi(gateway, admin_keys).routes(app)
+    reloader = RuleReloader(gateway, rule_paths(config), gateway.keys.principals,
+                            config.rules.watch_interval_s)
+    app[RELOADER_KEY] = reloader
+    AdminApi(gateway, admin_keys, reloader).routes(app)
+    if config.rules.watch:
+        app.on_startup.append(_start_watching)
+        app.on_shutdown.append(_stop_watching)
     app.on_cleanup.append(_cleanup)
     return app
 

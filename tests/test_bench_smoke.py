@@ -23,3 +23,18 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
         assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
     assert "lictor_over_bare" in figures and "lictor_added" in figures
     assert "lictor_added" in result.stdout
+
+
+def test_authorization_bench_runs(tmp_path: Path) -> None:
+    out = tmp_path / "authorization.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "authorization.py"), "--actions", "300",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT / "bench",
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for shape in ("repeat", "distinct", "offer", "reparse_each_time"):
+        assert 0 < figures[shape]["p50_us"] <= figures[shape]["p99_us"]
+    # a real Cedar call per distinct action costs more than a cached decision
+    assert figures["distinct"]["p50_us"] > figures["repeat"]["p50_us"]
