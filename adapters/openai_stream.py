@@ -2,7 +2,8 @@
 
 Text flows through as it arrives, placeholders restored (also when split across chunks)
 and output rules checked on a sliding window before release. Tool calls are held until
-complete, authorized, and only then emitted, so a forbidden call never reaches the agent.
+complete, authorized, and only then emitted, so a forbidden call never reaches the agent;
+calls that need approval wait in `held` until the gateway has asked people.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ class _Choice:
     finish_reason: str | None = None
 
 
+@dataclass(slots=True)
+class HeldCalls:
+    """A choice's tool calls that need people's approval before `ChatStream.release`."""
+
+    index: int
+    calls: list[ToolCall]
+    decision: Decision
+    finish: str | None
+
+
 class ChatStream:
     """Feed upstream chunks in; get the chunks to send to the agent out."""
 
@@ -54,6 +65,7 @@ class ChatStream:
         self.findings: list[Finding] = []
         self.removed_tool_calls: list[str] = []
         self.blocked: Finding | None = None
+        self.held: list[HeldCalls] = []  # calls that need approval, to settle, then release
 
     def _choice(self, index: int) -> _Choice:
         state = self._choices.get(index)
@@ -134,8 +146,21 @@ class ChatStream:
             for k, p in sorted(state.calls.items())
         ]
         finish = state.finish_reason
+        if not calls:
+            out.append(self._chunk([{"index": index, "delta": {}, "finish_reason": finish}]))
+            return out
+        decision = self._authorize(calls)
+        if decision.approvals:  # the data plane asks people, maybe waits, then releases
+            self.held.append(HeldCalls(index, calls, decision, finish))
+            return out
+        return out + self.release(index, calls, decision, finish)
+
+    def release(self, index: int, calls: list[ToolCall], decision: Decision,
+                finish: str | None) -> list[dict[str, Any]]:
+        """The end of one choice: its authorized tool calls, notes for removed ones, and its
+        finish reason."""
+        out: list[dict[str, Any]] = []
         if calls:
-            decision = self._authorize(calls)
             self._note(decision.findings)
             if self.blocked is not None:
                 return []

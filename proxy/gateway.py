@@ -7,6 +7,7 @@ audit again, and release. Every refusal is an OpenAI-format error.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -44,6 +45,8 @@ from lictor.proxy.routing import Router
 log = logging.getLogger("lictor.gateway")
 
 JSON_TYPES = ("application/json",)
+KEEPALIVE_S = 10.0  # SSE comment interval while a streamed answer waits for an approval
+CLIENT_GONE = ProtocolError(499, "the client disconnected mid-stream", code="client_disconnected")
 SESSION_HEADER = "x-lictor-session"
 
 
@@ -329,6 +332,27 @@ class Gateway:
         out = openai_chat.apply_response(resp, rdecision, ex.outcome.vault)
         return web.json_response(out, headers=headers)
 
+    async def _release_held(self, resp: web.StreamResponse, chat: ChatStream,
+                            ex: Exchange) -> list[dict[str, Any]]:
+        """Settle a stream's calls that need approval (waiting in `hold` mode, with SSE
+        comments to keep the connection open), then release them."""
+        out: list[dict[str, Any]] = []
+        while chat.held:
+            held = chat.held.pop(0)
+            action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE,
+                            openai_chat.PROTOCOL, tool_calls=held.calls)
+            settling = asyncio.ensure_future(self._settle_approvals(ex, action, held.decision))
+            try:
+                while not settling.done():
+                    await asyncio.wait({settling}, timeout=KEEPALIVE_S)
+                    if not settling.done():
+                        await resp.write(b": lictor is waiting for an approval\n\n")
+            finally:
+                settling.cancel()  # a client gone mid-wait stops the wait
+            decision, _ = settling.result()
+            out.extend(chat.release(held.index, held.calls, decision, held.finish))
+        return out
+
     async def _settle_approvals(self, ex: Exchange, action: Action,
                                 decision: Decision) -> tuple[Decision, dict[str, str]]:
         """Release approved calls; ask (and in hold mode, wait) for the others. What was
@@ -346,18 +370,9 @@ class Gateway:
         engine, principal = self.engine, ex.principal
 
         def authorize(calls: list[ToolCall]) -> Decision:
-            """Tool calls at the end of a stream: approvals are asked for, not waited on
-            (the stream is open; `hold` rules answer as `pending` here)."""
             action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE,
                             openai_chat.PROTOCOL, tool_calls=calls)
-            decision = engine.evaluate_response(principal, action, ex.session)
-            if not decision.approvals:
-                return decision
-            settlement = self.approvals.open(principal, ex.rid, calls, decision,
-                                             restore=ex.outcome.vault.restore,
-                                             presented=ex.approval_ids)
-            ex.events.extend(settlement.events)
-            return self.approvals.close(decision, settlement)
+            return engine.evaluate_response(principal, action, ex.session)
 
         def check_text(text: str) -> list[Finding]:
             return engine.scan_window(text, "response", "assistant")
@@ -378,8 +393,15 @@ class Gateway:
             "x-lictor-request-id": ex.rid,
         })
         await resp.prepare(request)
-        failure, usage = await self._pump(resp, chat, upstream, first)
+        failure, usage = await self._pump(resp, chat, upstream, first, ex)
         finals = chat.finish() if failure is None and chat.blocked is None else []
+        if chat.held and failure is None:
+            try:
+                finals += await self._release_held(resp, chat, ex)
+            except ProtocolError as err:
+                failure, finals = err, []
+            except ConnectionError:
+                failure, finals = CLIENT_GONE, []
         findings = list(chat.findings)
         verdict = (Verdict.BLOCK if failure is not None
                    else chat.blocked.verdict if chat.blocked is not None else combine(findings))
@@ -417,12 +439,13 @@ class Gateway:
             log.info("client of %s went away before the end of the stream", ex.rid)
         return resp
 
-    @staticmethod
     async def _pump(
+        self,
         resp: web.StreamResponse,
         chat: ChatStream,
         upstream: AsyncIterator[dict[str, Any]],
         first: dict[str, Any] | None,
+        ex: Exchange,
     ) -> tuple[ProtocolError | None, Any]:
         """Relay upstream chunks through `chat` until the end, a block, or a failure."""
         usage: Any = None
@@ -431,7 +454,10 @@ class Gateway:
             while chunk is not None:
                 if chunk.get("usage") is not None:
                     usage = chunk["usage"]
-                for out in chat.feed(chunk):
+                outs = chat.feed(chunk)
+                if chat.held:
+                    outs += await self._release_held(resp, chat, ex)
+                for out in outs:
                     await resp.write(frame(out))
                 if chat.blocked is not None:
                     break
@@ -439,8 +465,7 @@ class Gateway:
         except ProtocolError as err:
             return err, usage
         except ConnectionError:
-            return ProtocolError(499, "the client disconnected mid-stream",
-                                 code="client_disconnected"), usage
+            return CLIENT_GONE, usage
         finally:
             await upstream.aclose()  # type: ignore[attr-defined]
         return None, usage

@@ -11,6 +11,7 @@ from typing import Any
 import openai
 import pytest
 from conftest import StartLictor, audit_rows
+from test_openai_sdk import collect
 
 from lictor.proxy.cli import main
 from lictor.proxy.server import BackgroundServer
@@ -126,10 +127,11 @@ when {{ context.amount > 10000 }};
 """
 
 
-def _quick(tmp_path: Path, mode: str = "pending") -> dict[str, Any]:
+def _quick(tmp_path: Path, mode: str = "pending", timeout: str = "1s") -> dict[str, Any]:
     folder = tmp_path / f"rules-{mode}"
     folder.mkdir(exist_ok=True)
-    (folder / "approvals.cedar").write_text(QUICK_POLICY.format(mode=mode))
+    policy = QUICK_POLICY.format(mode=mode).replace('"1s"', f'"{timeout}"')
+    (folder / "approvals.cedar").write_text(policy)
     return {"packs": ["default"], "paths": [str(folder)]}
 
 
@@ -213,3 +215,27 @@ def test_two_approvers_and_expiry(start_lictor: StartLictor, tmp_path: Path,
     assert raw.headers["x-lictor-approval-id"] != approval_id
     data_files = b"".join(p.read_bytes() for p in (tmp_path / "var").iterdir() if p.is_file())
     assert b"jane.doe@example.com" not in data_files
+
+
+def test_streamed_answer_holds_until_approved(
+        start_lictor: StartLictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    server = start_lictor(**_config(rules=_quick(tmp_path, "hold", timeout="60s")))
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=AGENT_KEY, max_retries=0,
+                           timeout=60)
+    got: dict[str, Any] = {}
+
+    def stream() -> None:
+        got["result"] = collect(client.chat.completions.create(
+            model="lictor-local", stream=True,
+            messages=[{"role": "user", "content": _refund(250)}]))
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    approval_id = _pending_id(server, monkeypatch, capsys)
+    _cli(server, "bob", "approve", approval_id, "--reason", "verified",
+         monkeypatch=monkeypatch, capsys=capsys)
+    thread.join(30)
+    _, calls, finishes = got["result"]
+    assert [json.loads(c["arguments"])["amount"] for c in calls] == [250]
+    assert finishes == ["tool_calls"]
