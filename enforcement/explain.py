@@ -28,8 +28,8 @@ ORDER = " < ".join(v.value for v in sorted(SEVERITY, key=SEVERITY.__getitem__))
 VERBS = {Verdict.BLOCK: "blocks", Verdict.APPROVE: "holds it for a person's approval",
          Verdict.MASK: "masks", Verdict.FLAG: "flags", Verdict.ALLOW: "allows"}
 STOPPED = {Verdict.BLOCK: "blocked", Verdict.APPROVE: "held for approval"}
-CEDAR_DEFAULTS = {"no policy permits it": "Cedar denies what no permit allows",
-                  "policy evaluation error": "a Cedar evaluation error denies"}
+CEDAR_DEFAULTS = {"no policy permits it": "Cedar's default deny (no permit applies)",
+                  "policy evaluation error": "a Cedar evaluation error (lictor fails closed)"}
 
 
 def rule_sources(policy: Policy) -> dict[str, str]:
