@@ -87,7 +87,7 @@ def _reach(lr: LocatedRule) -> list[str]:
     reasons = "; ".join(dict.fromkeys(dead))
     if not views(rule):
         return [f"rule {rule.id!r} can never fire: {reasons}"]
-    return [f"part of rule {rule.id!r}'s `applies` has no effect: {reasons}"]
+    return [f"part of the `applies` of rule {rule.id!r} has no effect: {reasons}"]
 
 
 def _no_effect(lr: LocatedRule) -> list[str]:

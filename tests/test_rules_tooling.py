@@ -212,6 +212,27 @@ def test_warns_flag_rule_redundant_with_block_rule(
     assert fired([tmp_path], "beta") == {"block.wide"}
 
 
+def test_warns_parts_that_never_fire(tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "r.yaml", "rules:\n"
+                 + rule("both.user", "{patterns: ['alpha']}",
+                        extra="applies: {direction: both, trust: [user]}")
+                 + rule("overlap", "{patterns: ['beta', 'alpha']}", "flag",
+                        extra="applies: {trust: [user]}")
+                 + rule("tags", "{invisible: [tag]}", "flag")
+                 + rule("tags.again", "{invisible: [tag]}", "flag"))
+    _, out = run(capsys, "check", str(path))
+    assert warnings(out) == [
+        f"warning: {at(path, 'both.user')}: part of the `applies` of rule 'both.user' has no "
+        "effect: model output is only ever trust `assistant`, and the rule applies to trust user",
+        f"warning: {at(path, 'overlap')}: pattern 2 of rule 'overlap' never fires for it: rule "
+        f"'both.user' ({at(path, 'both.user')}) has the same pattern and is matched first",
+        f"warning: {at(path, 'tags.again')}: rule 'tags.again' duplicates rule 'tags' "
+        f"({at(path, 'id: tags')}): same invisible kinds and texts, so it only repeats that "
+        "finding"]
+    assert fired([path], "just alpha") == {"both.user"}  # not overlap, whose pattern 2 it is
+
+
 def test_shadow_mode_alone_is_not_shadowed(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "r.yaml", "rules:\n" + rule("enforced", "{patterns: ['alpha']}")
@@ -254,6 +275,10 @@ def test_warns_cedar_permit_under_blanket_forbid_and_false_condition(
 
         @id("files")
         permit (principal, action == Action::"read_file", resource);
+
+        @id("never")
+        @on_deny("block")
+        permit (principal, action == Action::"invoke_model", resource);
         """)
     _, out = run(capsys, "check", str(path))
     assert warnings(out) == [
@@ -266,7 +291,10 @@ def test_warns_cedar_permit_under_blanket_forbid_and_false_condition(
         f"({path}:7) has no condition and covers its whole scope, and in Cedar a forbid "
         "always wins",
         f"warning: {path}:14: permit 'files' can never apply: lictor asks Cedar only whether "
-        "an Agent may invoke_model (a Model) or call_tool (a Tool)"]
+        "an Agent may invoke_model (a Model) or call_tool (a Tool)",
+        f"warning: {path}:17: policy id 'never' is already used at {path}:4; findings cannot "
+        "tell them apart",
+        f"warning: {path}:17: @on_deny has no effect on a permit: it says what a forbid does"]
 
 
 def test_warns_settings_without_effect_and_unknown_rule_ids_in_cases(
