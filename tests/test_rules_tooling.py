@@ -257,6 +257,26 @@ def test_warns_pii_rule_covered_by_an_earlier_one(
     assert fired([path], "mail jane.doe@example.com") == {"pii.first"}
 
 
+def test_warns_pii_rule_taken_by_an_earlier_shadow_mode_rule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trial = write(tmp_path, "a_trial.yaml", "rules:\n" + rule(
+        "pii.trial", "{pii: [EMAIL_ADDRESS]}", "block", extra="mode: shadow"))
+    mask = write(tmp_path, "b_mask.yaml", "rules:\n" + rule("pii.mask", "{pii: [EMAIL_ADDRESS]}",
+                                                             "mask"))
+    _, out = run(capsys, "check", str(tmp_path))
+    assert warnings(out) == [
+        f"warning: {at(mask, 'pii.mask')}: rule 'pii.mask' can never fire: every entity it "
+        f"lists is taken first by 'pii.trial' ({at(trial, 'pii.trial')}), with the same or a "
+        "lower min_score (pii.trial in shadow mode still takes them: the engine stops at the "
+        "first PII rule for an entity)"]
+    engine = Engine(load_policy([tmp_path]), [PRINCIPAL])
+    request = Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, "test", model="m",
+                     segments=[Segment("mail jane.doe@example.com", Trust.USER)])
+    outcome = engine.evaluate_request(PRINCIPAL, request)
+    # As warned, the shadow trial turns masking off; if the engine changes, so must the check.
+    assert "jane.doe@example.com" in outcome.masked_texts[0]
+
+
 def test_warns_cedar_permit_under_blanket_forbid_and_false_condition(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "p.cedar", """\
