@@ -39,6 +39,8 @@ CEDAR_REASONS = frozenset({"no policy permits it", "policy evaluation error"})
 
 @dataclass(slots=True, frozen=True)
 class Issue:
+    """One warning, kept as path and line so warnings sort in file order."""
+
     path: Path
     line: int
     message: str
@@ -49,6 +51,8 @@ class Issue:
 
 @dataclass(slots=True)
 class CheckReport:
+    """What was read (for the summary's counts) and what is wrong with it."""
+
     files: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # `file:line: message`, as load errors
     warnings: list[Issue] = field(default_factory=list)

@@ -23,6 +23,8 @@ PRINCIPAL_TYPES = frozenset({"Agent", "Team", "Tenant"})
 
 @dataclass(slots=True, frozen=True)
 class LocatedPolicy:
+    """One parsed policy and where it was written, for warnings that name file and line."""
+
     path: Path
     line: int
     policy: dict[str, Any]  # cedarpy.policies_to_json_str's form

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from lictor.rules.loader import LocatedRule
 from lictor.rules.schema import TRUST_LABELS, Rule
 
-Finding = tuple[LocatedRule, str]  # the rule a warning is about, and what it says
+RuleWarning = tuple[LocatedRule, str]  # the rule a warning is about, and what it says
 View = tuple[str, str, str]  # (direction, trust, where)
 
 REACHABLE: dict[tuple[str, str], frozenset[str]] = {
@@ -129,10 +129,10 @@ def _where(lr: LocatedRule) -> str:
     return f"{lr.rule.id!r} ({lr.source})"
 
 
-def _pattern_shadows(rules: Sequence[LocatedRule]) -> list[Finding]:
+def _pattern_shadows(rules: Sequence[LocatedRule]) -> list[RuleWarning]:
     ordered = sorted((lr for lr in rules if kind(lr.rule) == "patterns" and views(lr.rule)),
                      key=lambda lr: (lr.rule.mode == "shadow", SCANNER_ORDER[lr.rule.verdict]))
-    out: list[Finding] = []
+    out: list[RuleWarning] = []
     for k, lr in enumerate(ordered):
         b = lr.rule
         takers: dict[int, LocatedRule] = {}  # pattern index -> the rule that wins it
@@ -172,8 +172,8 @@ def _pattern_shadows(rules: Sequence[LocatedRule]) -> list[Finding]:
     return out
 
 
-def _pii_shadows(rules: Sequence[LocatedRule]) -> list[Finding]:
-    out: list[Finding] = []
+def _pii_shadows(rules: Sequence[LocatedRule]) -> list[RuleWarning]:
+    out: list[RuleWarning] = []
     earlier: list[LocatedRule] = []
     for lr in (lr for lr in rules if kind(lr.rule) == "pii" and views(lr.rule)):
         b = lr.rule
@@ -203,9 +203,9 @@ def _pii_shadows(rules: Sequence[LocatedRule]) -> list[Finding]:
     return out
 
 
-def _duplicates(rules: Sequence[LocatedRule]) -> list[Finding]:
+def _duplicates(rules: Sequence[LocatedRule]) -> list[RuleWarning]:
     """Invisible-character rules all fire, so an identical one only repeats a finding."""
-    out: list[Finding] = []
+    out: list[RuleWarning] = []
     seen: dict[tuple[object, ...], LocatedRule] = {}
     for lr in (lr for lr in rules if kind(lr.rule) == "invisible"):
         key = (frozenset(lr.rule.match.invisible), views(lr.rule))
@@ -217,9 +217,9 @@ def _duplicates(rules: Sequence[LocatedRule]) -> list[Finding]:
     return out
 
 
-def rule_warnings(rules: Sequence[LocatedRule]) -> list[Finding]:
+def rule_warnings(rules: Sequence[LocatedRule]) -> list[RuleWarning]:
     """Every warning about YAML rules, in no particular order."""
-    out: list[Finding] = []
+    out: list[RuleWarning] = []
     for lr in rules:
         out.extend((lr, message) for message in _reach(lr) + _no_effect(lr))
     return out + _pattern_shadows(rules) + _pii_shadows(rules) + _duplicates(rules)
