@@ -313,7 +313,8 @@ class Engine:
                     finding = _finding(spec, f"{m.entity} in {trust} text", m.entity)
                     if finding not in out:
                         out.append(finding)
-                    break
+                    if not spec.shadow:  # a trial in shadow mode never switches enforcement off
+                        break
         upstream, delta = (vault.mask_with_delta(text, to_mask) if to_mask or "<" in text
                            else (text, NO_DELTA))
         if len(to_mask) == len(matches):

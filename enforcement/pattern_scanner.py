@@ -65,7 +65,7 @@ class PatternScanner:
         hits: list[PatternHit] = []
         seen: set[str] = set()
         pos = 0
-        while True:
+        while pos <= len(text):  # RE2 still finds an empty match when pos is past the end
             m = regex.search(text, pos)
             if m is None:
                 return hits
@@ -74,3 +74,4 @@ class PatternScanner:
                 seen.add(spec.rule_id)
                 hits.append(PatternHit(spec, m.start(), m.end()))
             pos = m.start() + 1  # a later, overlapping match may belong to another rule
+        return hits

@@ -44,6 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     pin = rules_sub.add_parser(
         "pin", help="print a pinned_tools rule for the tools offered in a request (JSON file)")
     pin.add_argument("request", type=Path, help="an OpenAI chat request body with `tools`")
+    check = rules_sub.add_parser(
+        "check", help="validate rule, test-case and Cedar files; warn about rules that can "
+        "never fire or are shadowed (exit 1 on errors)")
+    check.add_argument("paths", nargs="*", type=Path,
+                       help="rule folders or files (default: the bundled default packs)")
+    explain = rules_sub.add_parser(
+        "explain", help="judge one OpenAI chat request or response (JSON file) with the rules "
+        "and explain the verdict")
+    explain.add_argument("file", type=Path, help="an OpenAI Chat Completions request body, or "
+                         "a response body (`\"object\": \"chat.completion\"`)")
+    explain.add_argument("--rules", dest="rule_paths", nargs="+", type=Path, default=[],
+                         help="rule folders or files (default: the bundled default packs)")
+    explain.add_argument("--agent", default="explain-agent",
+                         help="the agent id to judge it for (default: explain-agent)")
     return parser
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lictor.enforcement.types import Action
 
 
 def _rules_pin(args: argparse.Namespace) -> int:
@@ -68,6 +72,52 @@ def _rules_test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _rules_check(args: argparse.Namespace) -> int:
+    from lictor.enforcement.normalize import normalize
+    from lictor.rules.lint import check
+    from lictor.rules.loader import default_paths
+
+    def scanned(text: str) -> str:  # the main view of a text, as pattern rules see it
+        return normalize(text).views[0][1]
+
+    report = check(list(args.paths) or default_paths(), scanned)
+    print("\n".join(report.lines()))
+    return 1 if report.errors else 0
+
+
+def _exchange(body: Any) -> Action:
+    """A chat completion response (`object: chat.completion`) or else a request body."""
+    from lictor.adapters import openai_chat
+
+    if isinstance(body, dict) and (body.get("object") == "chat.completion"
+                                   or ("choices" in body and "messages" not in body)):
+        return openai_chat.parse_response(body)
+    if isinstance(body, dict):
+        body.setdefault("model", "unknown")
+    return openai_chat.parse_request(body)
+
+
+def _rules_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from lictor.adapters.errors import ProtocolError
+    from lictor.enforcement.engine import Engine
+    from lictor.enforcement.explain import explain_action
+    from lictor.enforcement.types import Principal
+    from lictor.rules.loader import default_paths, load_policy
+
+    try:
+        action = _exchange(json.loads(args.file.read_text("utf-8")))
+    except (OSError, ValueError, ProtocolError) as exc:
+        print(f"{args.file}: not an OpenAI chat request or response: {exc}", file=sys.stderr)
+        return 2
+    policy = load_policy(list(args.rule_paths) or default_paths())
+    principal = Principal(args.agent)
+    print("\n".join(explain_action(Engine(policy, [principal]), principal, action)))
+    return 0
+
+
 def run_rules_command(args: argparse.Namespace) -> int:
-    handler = {"test": _rules_test, "docs": _rules_docs, "pin": _rules_pin}
+    handler = {"test": _rules_test, "docs": _rules_docs, "pin": _rules_pin,
+               "check": _rules_check, "explain": _rules_explain}
     return handler[args.rules_command](args)

@@ -17,6 +17,7 @@ from typing import Any
 import cedarpy
 
 from lictor.rules.schema import DURATION, duration_seconds
+from lictor.rules.yaml_lines import short_source
 
 ON_DENY_VALUES = ("remove", "block")
 APPROVAL_MODES = ("hold", "pending")
@@ -41,7 +42,7 @@ class CedarPolicyInfo:
     name: str  # the @id annotation, or file:line when absent
     effect: str
     on_deny: str  # what a forbidden tool call does: "remove" (default) or "block"
-    source: str  # file name:line
+    source: str  # pack/file:line
     location: str = ""  # full path:line, for error messages
     approval: CedarApproval | None = None
 
@@ -98,17 +99,26 @@ def split_statements(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _parse_file(path: str, text: str) -> list[tuple[int, dict[str, Any]]]:
+def statement_errors(path: str, text: str) -> list[CedarLoadError]:
+    """Every statement of a file that does not parse, with its line (cedarpy names none)."""
+    errors = []
+    for line, stmt in split_statements(text):
+        try:
+            cedarpy.policies_to_json_str(stmt)
+        except Exception as exc:
+            errors.append(CedarLoadError(path, line, f"Cedar syntax error: {exc}"))
+    return errors
+
+
+def parse_file(path: str, text: str) -> list[tuple[int, dict[str, Any]]]:
     """Parse one file; return (line, policy JSON) per policy, or raise with file:line."""
     statements = split_statements(text)
     try:
         parsed = json.loads(cedarpy.policies_to_json_str(text))
     except Exception as exc:  # cedarpy raises ValueError with no location: find it
-        for line, stmt in statements:
-            try:
-                cedarpy.policies_to_json_str(stmt)
-            except Exception as inner:
-                raise CedarLoadError(path, line, f"Cedar syntax error: {inner}") from None
+        errors = statement_errors(path, text)
+        if errors:
+            raise errors[0] from None
         line = statements[-1][0] if statements else 1
         raise CedarLoadError(path, line, f"Cedar syntax error: {exc}") from None
     policies = list(parsed.get("staticPolicies", {}).values())
@@ -153,29 +163,34 @@ def _approval(path: Path, line: int, effect: str, notes: dict[str, str]) -> Ceda
     )
 
 
+def policy_info(policy_id: str, path: Path, line: int, policy: dict[str, Any]) -> CedarPolicyInfo:
+    """What lictor keeps of one parsed policy; a bad `@on_deny` raises with file:line."""
+    annotations = policy.get("annotations", {})
+    on_deny = annotations.get("on_deny", "remove")
+    if on_deny not in ON_DENY_VALUES:
+        raise CedarLoadError(
+            str(path), line, f"@on_deny must be one of {ON_DENY_VALUES}, not {on_deny!r}"
+        )
+    return CedarPolicyInfo(
+        policy_id=policy_id,
+        # Without @id a policy is named by file:line, as audit records have always named it.
+        name=annotations.get("id") or f"{path.name}:{line}",
+        effect=policy["effect"],
+        on_deny=on_deny,
+        source=short_source(path, line),
+        location=f"{path}:{line}",
+        approval=_approval(path, line, policy["effect"], annotations),
+    )
+
+
 def compile_cedar(files: Sequence[tuple[Path, str]]) -> CedarBundle:
     """Compile every `.cedar` file into one PolicySet; annotations are checked here."""
     chunks: list[str] = []
     infos: dict[str, CedarPolicyInfo] = {}
     for path, text in files:
-        for line, policy in _parse_file(str(path), text):
-            annotations = policy.get("annotations", {})
-            on_deny = annotations.get("on_deny", "remove")
-            if on_deny not in ON_DENY_VALUES:
-                raise CedarLoadError(
-                    str(path), line, f"@on_deny must be one of {ON_DENY_VALUES}, not {on_deny!r}"
-                )
+        for line, policy in parse_file(str(path), text):
             policy_id = f"policy{len(infos)}"
-            source = f"{path.name}:{line}"
-            infos[policy_id] = CedarPolicyInfo(
-                policy_id=policy_id,
-                name=annotations.get("id") or source,
-                effect=policy["effect"],
-                on_deny=on_deny,
-                source=source,
-                location=f"{path}:{line}",
-                approval=_approval(path, line, policy["effect"], annotations),
-            )
+            infos[policy_id] = policy_info(policy_id, path, line, policy)
         chunks.append(text if text.endswith("\n") else text + "\n")
     full = "".join(chunks)
     policy_set = cedarpy.PolicySet.from_str(full)

@@ -30,7 +30,7 @@ from lictor.rules.policy import (
 )
 from lictor.rules.schema import Rule, RuleFile, duration_seconds
 from lictor.rules.tool_catalog import CatalogBuilder, CatalogSnapshot, cedar_schema
-from lictor.rules.yaml_lines import LocatedYaml, YamlSyntaxError, load_located
+from lictor.rules.yaml_lines import LocatedYaml, YamlSyntaxError, load_located, short_source
 
 
 class RuleLoadError(ValueError):
@@ -181,13 +181,54 @@ class _Rules:
             self.pattern.append(PatternRule(spec, m.patterns, m.case_sensitive))
 
 
+@dataclass(slots=True, frozen=True)
+class LocatedRule:
+    """A validated rule and where it was written."""
+
+    rule: Rule
+    path: Path
+    line: int
+
+    @property
+    def source(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def read_rule_file(path: Path, text: str, problems: list[str],
+                   catalog: CatalogBuilder | None = None) -> list[LocatedRule]:
+    """The rules of one YAML rule file (its catalog goes to `catalog`); on failure none,
+    and `file:line: ...` problems."""
+    loaded = load_validated(path, text, RuleFile, problems)
+    if loaded is None:
+        return []
+    doc, parsed = loaded
+    if catalog is not None:
+        catalog.add(path, doc, parsed.catalog, problems)
+    return [LocatedRule(rule, path, doc.line_of(("rules", i)))
+            for i, rule in enumerate(parsed.rules)]
+
+
+def unique_rules(located: Iterable[LocatedRule], problems: list[str]) -> list[LocatedRule]:
+    """The rules whose id was not used before; each reuse is a problem naming both places."""
+    seen_ids: dict[str, str] = {}
+    out = []
+    for lr in located:
+        if lr.rule.id in seen_ids:
+            problems.append(f"{lr.source}: rule id {lr.rule.id!r} is already used at "
+                            f"{seen_ids[lr.rule.id]}")
+            continue
+        seen_ids[lr.rule.id] = lr.source
+        out.append(lr)
+    return out
+
+
 def load_policy(paths: Sequence[Path]) -> Policy:
     """Read, validate and compile every rule file under `paths` into one Policy."""
     problems: list[str] = []
     digest = hashlib.sha256()
     rules = _Rules()
     cedar_files: list[tuple[Path, str]] = []
-    seen_ids: dict[str, str] = {}
+    located: list[LocatedRule] = []
     catalog = CatalogBuilder()
     files = rule_files(paths)
     for path in files:
@@ -196,21 +237,10 @@ def load_policy(paths: Sequence[Path]) -> Policy:
         text = raw.decode("utf-8", errors="replace")
         if path.suffix == ".cedar":
             cedar_files.append((path, text))
-            continue
-        loaded = load_validated(path, text, RuleFile, problems)
-        if loaded is None:
-            continue
-        doc, parsed = loaded
-        catalog.add(path, doc, parsed.catalog, problems)
-        for i, rule in enumerate(parsed.rules):
-            line = doc.line_of(("rules", i))
-            source = f"{path}:{line}"
-            if rule.id in seen_ids:
-                first = seen_ids[rule.id]
-                problems.append(f"{source}: rule id {rule.id!r} is already used at {first}")
-                continue
-            seen_ids[rule.id] = source
-            rules.add(_spec(rule, f"{path.name}:{line}"), rule)
+        else:
+            located.extend(read_rule_file(path, text, problems, catalog))
+    for lr in unique_rules(located, problems):
+        rules.add(_spec(lr.rule, short_source(lr.path, lr.line)), lr.rule)
     snapshot = catalog.snapshot()
     rules.arguments.extend(_catalog_rules(snapshot))
     cedar: CedarBundle | None = None

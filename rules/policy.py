@@ -25,7 +25,7 @@ class RuleSpec:
     shadow: bool
     directions: frozenset[str]  # {"request"}, {"response"} or both
     trust: frozenset[str]
-    source: str  # file:line, for explanations and errors
+    source: str  # pack/file:line, for explanations
     where: frozenset[str] = frozenset({"text"})  # text and/or tool_arguments
     tools: tuple[str, ...] = ("*",)  # globs over tool names, for tool_arguments
     sensitive: bool = False  # matches are redacted from audit records

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lictor.rules.schema import ArgumentConstraint, Catalog
-from lictor.rules.yaml_lines import LocatedYaml
+from lictor.rules.yaml_lines import LocatedYaml, short_source
 
 # Cedar's type for each argument type a catalog may declare; the others stay out of Cedar.
 CEDAR_TYPES = {"string": "String", "integer": "Long", "number": "Long", "boolean": "Bool"}
@@ -35,7 +35,7 @@ class CatalogTools:
 
     tool: str
     constraints: dict[str, ArgumentConstraint]
-    source: str  # file name:line
+    source: str  # pack/file:line
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,7 +82,8 @@ class CatalogBuilder:
             self.tools[name] = ToolInfo(tool.risk, tool.owner, tool.amount_argument)
             if tool.arguments:
                 line = doc.line_of(("catalog", "tools", name))
-                self.rules.append(CatalogTools(name, dict(tool.arguments), f"{path.name}:{line}"))
+                self.rules.append(CatalogTools(name, dict(tool.arguments),
+                                               short_source(path, line)))
             for arg, constraint in tool.arguments.items():
                 self._type(arg, constraint, where("tools", name, "arguments", arg), problems)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -61,3 +62,10 @@ def load_located(text: str) -> LocatedYaml:
     finally:
         loader.dispose()
     return LocatedYaml(data=data, root=root)
+
+
+def short_source(path: Path, line: int) -> str:
+    """`pack/file:line`: where a rule or policy came from, short enough for explanations
+    yet unambiguous across packs (two packs may both have an `agent_actions.yaml`)."""
+    name = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    return f"{name}:{line}"
