@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -27,6 +28,9 @@ from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.gateway import Gateway, error_response
 from lictor.proxy.rule_reload import RuleReloader
+
+AdminHandler = Callable[[web.Request, Principal, str], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class AdminApi:
@@ -50,12 +54,18 @@ class AdminApi:
                 return principal
         raise ProtocolError(404, f"no agent {agent_id!r} is configured", code="agent_not_found")
 
-    async def agents(self, request: web.Request) -> web.Response:
-        rid = "adm_" + secrets.token_hex(12)
-        try:
-            self._admin(request)
-        except ProtocolError as err:
-            return error_response(err, rid)
+    def _endpoint(self, handler: AdminHandler) -> Handler:
+        """An admin handler behind admin-key authentication; refusals as OpenAI errors."""
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            rid = "adm_" + secrets.token_hex(12)
+            try:
+                return await handler(request, self._admin(request), rid)
+            except ProtocolError as err:
+                return error_response(err, rid)
+
+        return endpoint
+
+    async def agents(self, request: web.Request, admin: Principal, rid: str) -> web.Response:
         state = self.gateway.engine.limits.state
         return web.json_response({"agents": [
             {"id": p.agent_id, "team": p.team, "tenant": p.tenant,
@@ -63,94 +73,73 @@ class AdminApi:
             for p in self.gateway.keys.principals
         ]})
 
-    async def kill(self, request: web.Request) -> web.Response:
-        return await self._switch(request, on=True)
+    async def kill(self, request: web.Request, admin: Principal, rid: str) -> web.Response:
+        return await self._switch(request, admin, rid, on=True)
 
-    async def revive(self, request: web.Request) -> web.Response:
-        return await self._switch(request, on=False)
+    async def revive(self, request: web.Request, admin: Principal, rid: str) -> web.Response:
+        return await self._switch(request, admin, rid, on=False)
 
-    async def _switch(self, request: web.Request, on: bool) -> web.Response:
-        rid = "adm_" + secrets.token_hex(12)
-        try:
-            admin = self._admin(request)
-            agent = self._agent(request)
-            reason = await _reason(request)
-            self.gateway.engine.limits.state.set_switch(kill_key(agent.agent_id), on)
-            self.gateway.append_records(audit_entries.admin_action(
-                request_id=rid, admin=admin, action="kill" if on else "revive", agent=agent,
-                reason=reason, policy_hash=self.gateway.engine.policy.content_hash))
-        except ProtocolError as err:
-            return error_response(err, rid)
+    async def _switch(self, request: web.Request, admin: Principal, rid: str,
+                      on: bool) -> web.Response:
+        agent = self._agent(request)
+        reason = await _reason(request)
+        self.gateway.engine.limits.state.set_switch(kill_key(agent.agent_id), on)
+        self.gateway.append_records(audit_entries.admin_action(
+            request_id=rid, admin=admin, action="kill" if on else "revive", agent=agent,
+            reason=reason, policy_hash=self.gateway.engine.policy.content_hash))
         return web.json_response({"agent": agent.agent_id, "stopped": on, "reason": reason},
                                  headers={"x-lictor-request-id": rid})
 
-    async def approvals(self, request: web.Request) -> web.Response:
-        rid = "adm_" + secrets.token_hex(12)
-        try:
-            self._admin(request)
-        except ProtocolError as err:
-            return error_response(err, rid)
+    async def approvals(self, request: web.Request, admin: Principal,
+                        rid: str) -> web.Response:
         status = request.query.get("status") or None
         desk = self.gateway.approvals.desk
         return web.json_response({"approvals": [a.as_record() for a in desk.listing(status)]})
 
-    async def approval(self, request: web.Request) -> web.Response:
-        rid = "adm_" + secrets.token_hex(12)
-        try:
-            self._admin(request)
-        except ProtocolError as err:
-            return error_response(err, rid)
+    async def approval(self, request: web.Request, admin: Principal, rid: str) -> web.Response:
         found = self.gateway.approvals.desk.get(request.match_info["approval_id"])
         if found is None:
-            return error_response(ProtocolError(404, "no such approval",
-                                                code="approval_not_found"), rid)
+            raise ProtocolError(404, "no such approval", code="approval_not_found")
         return web.json_response(found.as_record())
 
-    async def approve(self, request: web.Request) -> web.Response:
-        return await self._vote(request, approve=True)
+    async def approve(self, request: web.Request, admin: Principal, rid: str) -> web.Response:
+        return await self._vote(request, admin, rid, approve=True)
 
-    async def deny(self, request: web.Request) -> web.Response:
-        return await self._vote(request, approve=False)
+    async def deny(self, request: web.Request, admin: Principal, rid: str) -> web.Response:
+        return await self._vote(request, admin, rid, approve=False)
 
-    async def _vote(self, request: web.Request, approve: bool) -> web.Response:
-        rid = "adm_" + secrets.token_hex(12)
+    async def _vote(self, request: web.Request, admin: Principal, rid: str,
+                    approve: bool) -> web.Response:
         gateway = self.gateway
+        reason = await _reason(request)
         try:
-            admin = self._admin(request)
-            reason = await _reason(request)
-            try:
-                decided = gateway.approvals.desk.vote(
-                    request.match_info["approval_id"], admin, approve, reason)
-            except ApprovalError as exc:
-                raise ProtocolError(exc.status, str(exc), code=exc.code) from None
-            gateway.append_records(audit_entries.approval_event(
-                kind="approval_vote", request_id=rid, agent=None, admin=admin,
-                approval=decided.as_record(), reason=reason,
-                policy_hash=gateway.engine.policy.content_hash))
-        except ProtocolError as err:
-            return error_response(err, rid)
+            decided = gateway.approvals.desk.vote(
+                request.match_info["approval_id"], admin, approve, reason)
+        except ApprovalError as exc:
+            raise ProtocolError(exc.status, str(exc), code=exc.code) from None
+        gateway.append_records(audit_entries.approval_event(
+            kind="approval_vote", request_id=rid, agent=None, admin=admin,
+            approval=decided.as_record(), reason=reason,
+            policy_hash=gateway.engine.policy.content_hash))
         return web.json_response(decided.as_record(), headers={"x-lictor-request-id": rid})
 
-    async def reload_rules(self, request: web.Request) -> web.Response:
-        rid = "adm_" + secrets.token_hex(12)
-        try:
-            admin = self._admin(request)
-            outcome = await self.reloader.reload(f"asked by {admin.agent_id}")
-        except ProtocolError as err:
-            return error_response(err, rid)
+    async def reload_rules(self, request: web.Request, admin: Principal,
+                           rid: str) -> web.Response:
+        outcome = await self.reloader.reload(f"asked by {admin.agent_id}")
         status = 422 if outcome["status"] == "rejected" else 200
         return web.json_response({k: outcome[k] for k in ("status", "policy_hash")}
                                  | {"problems": outcome.get("problems", [])}, status=status)
 
     def routes(self, app: web.Application) -> None:
-        app.router.add_post("/admin/rules/reload", self.reload_rules)
-        app.router.add_get("/admin/approvals", self.approvals)
-        app.router.add_get("/admin/approvals/{approval_id}", self.approval)
-        app.router.add_post("/admin/approvals/{approval_id}/approve", self.approve)
-        app.router.add_post("/admin/approvals/{approval_id}/deny", self.deny)
-        app.router.add_get("/admin/agents", self.agents)
-        app.router.add_post("/admin/agents/{agent_id}/kill", self.kill)
-        app.router.add_delete("/admin/agents/{agent_id}/kill", self.revive)
+        add, wrap = app.router.add_route, self._endpoint
+        add("POST", "/admin/rules/reload", wrap(self.reload_rules))
+        add("GET", "/admin/approvals", wrap(self.approvals))
+        add("GET", "/admin/approvals/{approval_id}", wrap(self.approval))
+        add("POST", "/admin/approvals/{approval_id}/approve", wrap(self.approve))
+        add("POST", "/admin/approvals/{approval_id}/deny", wrap(self.deny))
+        add("GET", "/admin/agents", wrap(self.agents))
+        add("POST", "/admin/agents/{agent_id}/kill", wrap(self.kill))
+        add("DELETE", "/admin/agents/{agent_id}/kill", wrap(self.revive))
 
 
 async def _reason(request: web.Request) -> str:

@@ -54,15 +54,22 @@ def _edit(path: Path, text: str) -> None:
     os.utime(path, (stamp, stamp))
 
 
-def test_edit_applies_broken_edit_rejected_no_request_dropped(
-        start_lictor: StartLictor, tmp_path: Path) -> None:
+def _codename_server(start_lictor: StartLictor, tmp_path: Path,
+                     watch: bool) -> tuple[BackgroundServer, Path]:
+    """lictor with the default pack and one team rule file that blocks "bluebird"."""
     folder = tmp_path / "team-rules"
     folder.mkdir()
     rule = folder / "codename.yaml"
     rule.write_text(RULE.format(phrase="bluebird"))
     server = start_lictor(models=[{"name": "lictor-local", "backend": "local"}],
                           rules={"packs": ["default"], "paths": [str(folder)],
-                                 "watch_interval_s": 0.1})
+                                 "watch": watch, "watch_interval_s": 0.1})
+    return server, rule
+
+
+def test_edit_applies_broken_edit_rejected_no_request_dropped(
+        start_lictor: StartLictor, tmp_path: Path) -> None:
+    server, rule = _codename_server(start_lictor, tmp_path, watch=True)
     assert _ask(server, "status of project falcon?") == 200
 
     statuses: list[int] = []
@@ -119,13 +126,7 @@ def test_admin_reload_reports_problems(start_lictor: StartLictor, tmp_path: Path
 
 
 def test_watch_can_be_turned_off(start_lictor: StartLictor, tmp_path: Path) -> None:
-    folder = tmp_path / "team-rules"
-    folder.mkdir()
-    rule = folder / "codename.yaml"
-    rule.write_text(RULE.format(phrase="bluebird"))
-    server = start_lictor(models=[{"name": "lictor-local", "backend": "local"}],
-                          rules={"packs": ["default"], "paths": [str(folder)],
-                                 "watch": False, "watch_interval_s": 0.05})
+    server, rule = _codename_server(start_lictor, tmp_path, watch=False)
     _edit(rule, RULE.format(phrase="falcon"))
     time.sleep(0.5)
     assert _ask(server, "status of project falcon?") == 200
