@@ -26,7 +26,8 @@ class AdminApi:
         self.gateway = gateway
         self.admin_keys = admin_keys
 
-    def _admin(self, request: web.Request) -> Principal:
+    def authenticate(self, request: web.Request) -> Principal:
+        """The operator behind an admin key; 401 for anything else (agent keys included)."""
         admin = self.admin_keys.authenticate(request.headers.get("Authorization"))
         if admin is None:
             raise ProtocolError(401, "this endpoint needs an admin key "
@@ -43,7 +44,7 @@ class AdminApi:
     async def agents(self, request: web.Request) -> web.Response:
         rid = "adm_" + secrets.token_hex(12)
         try:
-            self._admin(request)
+            self.authenticate(request)
         except ProtocolError as err:
             return error_response(err, rid)
         state = self.gateway.engine.limits.state
@@ -62,9 +63,9 @@ class AdminApi:
     async def _switch(self, request: web.Request, on: bool) -> web.Response:
         rid = "adm_" + secrets.token_hex(12)
         try:
-            admin = self._admin(request)
+            admin = self.authenticate(request)
             agent = self._agent(request)
-            reason = await _reason(request)
+            reason = await read_reason(request)
             self.gateway.engine.limits.state.set_switch(kill_key(agent.agent_id), on)
             self.gateway.append_records(audit_entries.admin_action(
                 request_id=rid, admin=admin, action="kill" if on else "revive", agent=agent,
@@ -80,7 +81,7 @@ class AdminApi:
         app.router.add_delete("/admin/agents/{agent_id}/kill", self.revive)
 
 
-async def _reason(request: web.Request) -> str:
+async def read_reason(request: web.Request) -> str:
     raw = await request.read()
     try:
         body = json.loads(raw) if raw else {}

@@ -23,12 +23,19 @@ from lictor.proxy.admin_api import AdminApi
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
+from lictor.proxy.mcp_admin import McpAdminApi
+from lictor.proxy.mcp_pins import PinStore
+from lictor.proxy.mcp_proxy import McpProxy
 from lictor.proxy.routing import Router
 from lictor.rules.loader import bundled_pack, load_policy
 
 
 def audit_path(data_dir: Path) -> Path:
     return data_dir / "audit.sqlite3"
+
+
+def pins_path(data_dir: Path) -> Path:
+    return data_dir / "mcp_pins.sqlite3"
 
 
 def rule_paths(config: Config) -> list[Path]:
@@ -58,6 +65,9 @@ def banner(config: Config, gateway: Gateway, url: str) -> str:
         f"  audit store: {audit_path(config.data_dir)}",
         f"  models: {', '.join(f'{r.name} ({r.backend})' for r in config.models)}",
     ]
+    if config.mcp_servers:
+        names = ", ".join(f"{url}/mcp/{s.name}" for s in config.mcp_servers)
+        lines.append(f"  MCP servers: {names}")
     if gateway.keys.loopback_only_ids:
         lines.append(
             "  demo agent key 'sk-lictor-demo' is accepted because lictor listens on loopback "
@@ -79,7 +89,11 @@ def make_app(config: Config) -> web.Application:
     if admin_keys.shares_a_key_with(gateway.keys):
         raise ConfigError("an admin key is also an agent key: give admins their own keys")
     app = build_app(gateway)
-    AdminApi(gateway, admin_keys).routes(app)
+    admin = AdminApi(gateway, admin_keys)
+    admin.routes(app)
+    pins = PinStore(pins_path(config.data_dir))
+    McpProxy(gateway, config, pins).routes(app)
+    McpAdminApi(admin, pins).routes(app)
     app.on_cleanup.append(_cleanup)
     return app
 
