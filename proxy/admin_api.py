@@ -26,8 +26,7 @@ class AdminApi:
         self.gateway = gateway
         self.admin_keys = admin_keys
 
-    def authenticate(self, request: web.Request) -> Principal:
-        """The operator behind an admin key; 401 for anything else (agent keys included)."""
+    def _admin(self, request: web.Request) -> Principal:
         admin = self.admin_keys.authenticate(request.headers.get("Authorization"))
         if admin is None:
             raise ProtocolError(401, "this endpoint needs an admin key "
@@ -44,7 +43,7 @@ class AdminApi:
     async def agents(self, request: web.Request) -> web.Response:
         rid = "adm_" + secrets.token_hex(12)
         try:
-            self.authenticate(request)
+            self._admin(request)
         except ProtocolError as err:
             return error_response(err, rid)
         state = self.gateway.engine.limits.state
@@ -63,9 +62,9 @@ class AdminApi:
     async def _switch(self, request: web.Request, on: bool) -> web.Response:
         rid = "adm_" + secrets.token_hex(12)
         try:
-            admin = self.authenticate(request)
+            admin = self._admin(request)
             agent = self._agent(request)
-            reason = await read_reason(request)
+            reason = await _reason(request)
             self.gateway.engine.limits.state.set_switch(kill_key(agent.agent_id), on)
             self.gateway.append_records(audit_entries.admin_action(
                 request_id=rid, admin=admin, action="kill" if on else "revive", agent=agent,
@@ -81,7 +80,7 @@ class AdminApi:
         app.router.add_delete("/admin/agents/{agent_id}/kill", self.revive)
 
 
-async def read_reason(request: web.Request) -> str:
+async def _reason(request: web.Request) -> str:
     raw = await request.read()
     try:
         body = json.loads(raw) if raw else {}

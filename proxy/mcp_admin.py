@@ -19,7 +19,7 @@ from aiohttp import web
 
 from lictor.adapters.errors import ProtocolError
 from lictor.proxy import audit_entries
-from lictor.proxy.admin_api import AdminApi, read_reason
+from lictor.proxy.admin_api import AdminApi, _reason
 from lictor.proxy.gateway import error_response
 from lictor.proxy.mcp_pins import PinConflict, PinStore, ToolPin
 
@@ -43,6 +43,8 @@ def pin_record(pin: ToolPin) -> dict[str, Any]:
 
 
 class McpAdminApi:
+    """Beside `AdminApi`, with its admin-key check and reason reader: both refuse alike."""
+
     def __init__(self, admin: AdminApi, pins: PinStore) -> None:
         self.admin = admin
         self.pins = pins
@@ -54,7 +56,7 @@ class McpAdminApi:
     async def tools(self, request: web.Request) -> web.Response:
         rid = "adm_" + secrets.token_hex(12)
         try:
-            self.admin.authenticate(request)
+            self.admin._admin(request)
         except ProtocolError as err:
             return error_response(err, rid)
         return web.json_response({"tools": [pin_record(p) for p in self.pins.all()]})
@@ -64,8 +66,8 @@ class McpAdminApi:
         server, tool = request.match_info["server"], request.match_info["tool"]
         gateway = self.admin.gateway
         try:
-            admin = self.admin.authenticate(request)
-            reason = await read_reason(request)
+            admin = self.admin._admin(request)
+            reason = await _reason(request)
             digest = json.loads(await request.read()).get("digest")
             if digest is not None and not isinstance(digest, str):
                 raise ProtocolError(400, "`digest` must be a string", code="invalid_request")
