@@ -25,6 +25,7 @@ from lictor.enforcement.tool_arguments import ArgumentChecker
 from lictor.enforcement.tool_pins import definition_digest
 from lictor.enforcement.types import (
     Action,
+    ActionKind,
     ApprovalNeed,
     Decision,
     Finding,
@@ -182,8 +183,11 @@ class Engine:
         try:
             findings: list[Finding] = []
             removed_tools: list[str] = []
-            self.limits.check_request(principal, session, findings)
-            self._authorize_model(principal, action, findings)
+            if action.kind is ActionKind.MODEL_REQUEST:
+                # Other kinds (an MCP tool list or result) are content coming back for a
+                # request the data plane already counted; no model is invoked for them.
+                self.limits.check_request(principal, session, findings)
+                self._authorize_model(principal, action, findings)
             vault = self._request_segments(action, vault, findings, masked, audit)
             self._scan_boundaries(action, masked, findings)
             self._check_pins(action, findings)

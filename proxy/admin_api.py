@@ -54,16 +54,16 @@ class AdminApi:
                 return principal
         raise ProtocolError(404, f"no agent {agent_id!r} is configured", code="agent_not_found")
 
-    def _endpoint(self, handler: AdminHandler) -> Handler:
+    def endpoint(self, handler: AdminHandler) -> Handler:
         """An admin handler behind admin-key authentication; refusals as OpenAI errors."""
-        async def endpoint(request: web.Request) -> web.StreamResponse:
+        async def authenticated(request: web.Request) -> web.StreamResponse:
             rid = "adm_" + secrets.token_hex(12)
             try:
                 return await handler(request, self._admin(request), rid)
             except ProtocolError as err:
                 return error_response(err, rid)
 
-        return endpoint
+        return authenticated
 
     async def agents(self, request: web.Request, admin: Principal, rid: str) -> web.Response:
         state = self.gateway.engine.limits.state
@@ -82,7 +82,7 @@ class AdminApi:
     async def _switch(self, request: web.Request, admin: Principal, rid: str,
                       on: bool) -> web.Response:
         agent = self._agent(request)
-        reason = await _reason(request)
+        reason = await read_reason(request)
         self.gateway.engine.limits.state.set_switch(kill_key(agent.agent_id), on)
         self.gateway.append_records(audit_entries.admin_action(
             request_id=rid, admin=admin, action="kill" if on else "revive", agent=agent,
@@ -111,7 +111,7 @@ class AdminApi:
     async def _vote(self, request: web.Request, admin: Principal, rid: str,
                     approve: bool) -> web.Response:
         gateway = self.gateway
-        reason = await _reason(request)
+        reason = await read_reason(request)
         try:
             decided = gateway.approvals.desk.vote(
                 request.match_info["approval_id"], admin, approve, reason)
@@ -131,7 +131,7 @@ class AdminApi:
                                  | {"problems": outcome.get("problems", [])}, status=status)
 
     def routes(self, app: web.Application) -> None:
-        add, wrap = app.router.add_route, self._endpoint
+        add, wrap = app.router.add_route, self.endpoint
         add("POST", "/admin/rules/reload", wrap(self.reload_rules))
         add("GET", "/admin/approvals", wrap(self.approvals))
         add("GET", "/admin/approvals/{approval_id}", wrap(self.approval))
@@ -142,7 +142,7 @@ class AdminApi:
         add("DELETE", "/admin/agents/{agent_id}/kill", wrap(self.revive))
 
 
-async def _reason(request: web.Request) -> str:
+async def read_reason(request: web.Request) -> str:
     raw = await request.read()
     try:
         body = json.loads(raw) if raw else {}

@@ -71,6 +71,8 @@ class ApprovalFlow:
              presented: str = "") -> Settlement:
         """Bind each held call, use approvals already given, ask for the rest."""
         out = Settlement(principal, request_id)
+        if any(f.verdict is Verdict.BLOCK and not f.shadow for f in decision.findings):
+            return out  # refused anyway: nobody is asked
         by_call: dict[str, list[ApprovalNeed]] = {}
         for need in decision.approvals:
             by_call.setdefault(need.call_id, []).append(need)
@@ -153,9 +155,9 @@ class ApprovalFlow:
             else:
                 waiting = ", ".join(f"{n} from {t or 'any team'}"
                                     for t, n in approval.missing().items())
-                note = (f"needs approval {approval.id} ({approval.summary}), which is "
-                        f"{approval.status}; waiting for {waiting or 'nobody'}. Ask again "
-                        "once it is approved")
+                note = (f"needs approval {approval.id} ({approval.summary}; rule "
+                        f"{', '.join(approval.rules)}), which is {approval.status}; waiting "
+                        f"for {waiting or 'nobody'}. Ask again once it is approved")
             notes[held.call.call_id] = note
             findings.append(Finding(HELD_RULE, Verdict.FLAG, ("ASI09",), "medium",
                                     f"{held.call.name} {note}", evidence=approval.id))

@@ -154,3 +154,79 @@ def approval_event(
     if reason:
         entry["reason"] = reason
     return entry
+
+
+def mcp_request(
+    *,
+    request_id: str,
+    principal: Principal,
+    server: str,
+    message: str,
+    method: str,
+    tool: str,
+    decision: Decision,
+    content: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A message an agent sent an MCP server (`message`: request, notification, response,
+    or the HTTP `get_stream` / `delete_session`), as decided before it is forwarded."""
+    return {
+        "kind": "mcp_request",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "mcp_call", "protocol": "mcp", "server": server,
+                   "message": message, "method": method, "tool": tool or None},
+        **_decision(decision),
+        "content": content,
+    }
+
+
+def mcp_result(
+    *,
+    request_id: str,
+    principal: Principal,
+    server: str,
+    method: str,
+    tool: str,
+    decision: Decision,
+    hidden_tools: dict[str, str],
+    withheld: bool,
+    content: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What an MCP server answered, as judged before the agent sees it: tools hidden from a
+    list (and why), whether the result was withheld, and its texts (masked and redacted)."""
+    return {
+        "kind": "mcp_result",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "tool_result", "protocol": "mcp", "server": server,
+                   "method": method or None, "tool": tool or None},
+        **_decision(decision),
+        "hidden_tools": [{"tool": t, "reason": r} for t, r in hidden_tools.items()],
+        "withheld": withheld,
+        "content": content,
+    }
+
+
+def mcp_tool_approval(
+    *,
+    request_id: str,
+    admin: Principal,
+    server: str,
+    tool: str,
+    digest: str,
+    previous: str | None,
+    reason: str,
+    policy_hash: str,
+) -> dict[str, Any]:
+    """An operator pinned an MCP tool's definition: who, which definition, and why."""
+    return {
+        "kind": "admin_action",
+        "request_id": request_id,
+        "principal": {"admin": admin.agent_id},
+        "action": {"kind": "approve_mcp_tool", "server": server, "tool": tool,
+                   "digest": digest, "previous_digest": previous},
+        "reason": reason,
+        "verdict": "allow",
+        "findings": [],
+        "policy_hash": policy_hash,
+    }

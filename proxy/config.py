@@ -73,6 +73,26 @@ class ModelRoute(Strict):
         return self
 
 
+class McpServerConfig(Strict):
+    """An upstream MCP server that agents reach through lictor at `/mcp/{name}`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    url: str = Field(pattern=r"^https?://[^\s/]+")  # the streamable HTTP endpoint
+    transport: Literal["streamable_http", "sse"] = "streamable_http"
+    pin: Literal["approve", "first_use"] = "approve"  # how a tool seen first is pinned
+    timeout_s: float = Field(default=60.0, gt=0)
+    api_key_env: str | None = None  # lictor's own upstream credential (Bearer); never the agent's
+
+    @model_validator(mode="after")
+    def _supported(self) -> McpServerConfig:
+        if self.transport == "sse":
+            raise ValueError(
+                f"MCP server {self.name!r}: the older SSE transport (GET /sse + POST /messages) "
+                "is not supported; serve it over streamable HTTP and use "
+                "`transport: streamable_http`")
+        return self
+
+
 class LiteLLMConfig(Strict):
     """Passed to `litellm.Router(model_list=..., **router_settings)`."""
 
@@ -105,6 +125,7 @@ class Config(Strict):
     rules: RulesConfig = RulesConfig()
     agents: list[AgentConfig] = []
     models: list[ModelRoute] = []
+    mcp_servers: list[McpServerConfig] = []
     litellm: LiteLLMConfig | None = None
     audit: AuditConfig = AuditConfig()
     admin: AdminConfig = AdminConfig()
@@ -118,6 +139,10 @@ class Config(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        servers = [s.name for s in self.mcp_servers]
+        dupes = sorted({n for n in servers if servers.count(n) > 1})
+        if dupes:
+            raise ValueError(f"MCP server names must be unique; repeated: {', '.join(dupes)}")
         return self
 
     @property

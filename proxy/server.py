@@ -26,6 +26,9 @@ from lictor.proxy.admin_api import AdminApi
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
+from lictor.proxy.mcp_admin import McpAdminApi
+from lictor.proxy.mcp_pins import PinStore
+from lictor.proxy.mcp_proxy import McpProxy
 from lictor.proxy.routing import Router
 from lictor.proxy.rule_reload import RuleReloader
 from lictor.rules.loader import bundled_pack, load_policy
@@ -34,6 +37,10 @@ from lictor.rules.schema import duration_seconds
 
 def audit_path(data_dir: Path) -> Path:
     return data_dir / "audit.sqlite3"
+
+
+def pins_path(data_dir: Path) -> Path:
+    return data_dir / "mcp_pins.sqlite3"
 
 
 def rule_paths(config: Config) -> list[Path]:
@@ -67,6 +74,9 @@ def banner(config: Config, gateway: Gateway, url: str) -> str:
         f"  audit store: {audit_path(config.data_dir)}",
         f"  models: {', '.join(f'{r.name} ({r.backend})' for r in config.models)}",
     ]
+    if config.mcp_servers:
+        names = ", ".join(f"{url}/mcp/{s.name}" for s in config.mcp_servers)
+        lines.append(f"  MCP servers: {names}")
     if gateway.keys.loopback_only_ids:
         lines.append(
             "  demo agent key 'sk-lictor-demo' is accepted because lictor listens on loopback "
@@ -111,7 +121,11 @@ def make_app(config: Config) -> web.Application:
     reloader = RuleReloader(gateway, rule_paths(config), gateway.keys.principals,
                             config.rules.watch_interval_s)
     app[RELOADER_KEY] = reloader
-    AdminApi(gateway, admin_keys, reloader).routes(app)
+    admin = AdminApi(gateway, admin_keys, reloader)
+    admin.routes(app)
+    pins = PinStore(pins_path(config.data_dir))
+    McpProxy(gateway, config, pins).routes(app)
+    McpAdminApi(admin, pins).routes(app)
     if config.rules.watch:
         app.on_startup.append(_start_watching)
         app.on_shutdown.append(_stop_watching)

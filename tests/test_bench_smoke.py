@@ -38,3 +38,17 @@ def test_authorization_bench_runs(tmp_path: Path) -> None:
         assert 0 < figures[shape]["p50_us"] <= figures[shape]["p99_us"]
     # a real Cedar call per distinct action costs more than a cached decision
     assert figures["distinct"]["p50_us"] > figures["repeat"]["p50_us"]
+
+
+def test_mcp_latency_bench_runs(tmp_path: Path) -> None:
+    out = tmp_path / "mcp_latency.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "mcp_latency.py"), "--requests", "10",
+         "--warmup", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for name in ("sse_direct", "sse_lictor", "json_direct", "json_lictor"):
+        assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
+    assert "json_added" in result.stdout

@@ -221,7 +221,7 @@ def test_call_needing_approval_is_held_not_released(lictor: BackgroundServer,
         text, calls = msg.content or "", list(msg.tool_calls or [])
     assert calls == []
     match = re.search(r"needs approval (apr_[0-9a-f]+) \(bank_transfer: move 25000 EUR to "
-                      r"acct-9\), which is pending", text)
+                      r"acct-9; rule approval.large-money-movement\), which is pending", text)
     assert match, text
     rows = audit_rows(lictor)
     asked = [r for r in rows if r["kind"] == "approval_requested"]
