@@ -1,12 +1,15 @@
-"""Time per authorized action: Cedar with compiled handles, as lictor runs it, side by side
-with the same check re-parsing the policy text each time (what compiling once saves).
+"""Time per authorized action: Cedar with compiled handles and lictor's decision cache,
+side by side with the same check re-parsing the policy text each time.
 
 The policies are the bundled default and example packs (catalog, approvals, forbids);
-each action is one proposed `refund_order` call through `Engine.authorize_tool`, which
-builds the context (amount, arguments, risk) and asks Cedar. Three shapes, one run:
-  repeat    the same call again and again (served by the decision cache)
-  distinct  every call with a new amount (a cache miss each time: a real Cedar call)
-  offer     the tool offered to the model (no arguments)
+each action is one proposed tool call through `Engine.authorize_tool`, which builds the
+context (amount, arguments, risk) and asks Cedar or the cache. Shapes, in one run:
+  repeat        the same refund again and again
+  new_amounts   every refund with a new amount; policies compare amounts only with
+                constants, so each new amount reuses the decision of its gap (cache)
+  offer         the tool offered to the model (no arguments)
+  cold          every call to a tool never seen before: a real Cedar call each time
+  reparse       the cold call with the policy text parsed on every call
 Target (issue 4): under 100 us p99 per action.
 
     python bench/authorization.py [--actions 20000] [--json bench/results/authorization.json]
@@ -64,37 +67,41 @@ def main(argv: list[str] | None = None) -> int:
     text = policy.cedar.text
     entities = cedarpy.Entities.from_json_str("[]")
 
-    def reparse(i: int) -> None:  # the same request, policy text parsed on every call
+    def reparse(i: int) -> None:
         cedarpy.is_authorized({
-            "principal": 'Agent::"support-bot"', "action": 'Action::"call_tool"',
-            "resource": 'Tool::"refund_order"',
-            "context": {"tool_name": "refund_order", "stage": "call", "amount": i % 1000,
-                        "arguments": {}, "risk": "high"}}, text, entities)
+            "principal": {"type": "Agent", "id": "support-bot"},
+            "action": {"type": "Action", "id": "call_tool"},
+            "resource": {"type": "Tool", "id": f"tool_{i}"},
+            "context": {"tool_name": f"tool_{i}", "stage": "call", "amount": 0}},
+            text, entities)
 
     n = args.actions
     shapes = {
         "repeat": lambda i: call(i, 50),
-        "distinct": lambda i: call(i, 1000 + i),
+        "new_amounts": lambda i: call(i, 1000 + i),
         "offer": lambda i: authorize(AGENT, "", "refund_order", {}, "offer"),
-        "reparse_each_time": reparse,
+        "cold": lambda i: authorize(AGENT, "", f"tool_{n + i}", {}, "call"),
+        "reparse": reparse,
     }
     gc.collect()
     gc.freeze()
     results: dict[str, Any] = {}
     for name, fn in shapes.items():
-        _timed(fn, min(n, 500))  # warm up
-        results[name] = _summary(_timed(fn, n if name != "reparse_each_time" else n // 10))
-    results["distinct_vs_reparse_p50"] = round(
-        results["reparse_each_time"]["p50_us"] / results["distinct"]["p50_us"], 1)
+        warm = min(n, 500)
+        if name not in ("cold", "reparse"):
+            _timed(fn, warm)  # fills the decision cache, as live traffic does
+        results[name] = _summary(_timed(fn, n if name != "reparse" else n // 10))
+    results["cold_vs_reparse_p50"] = round(
+        results["reparse"]["p50_us"] / results["cold"]["p50_us"], 1)
     results["target_p99_us"] = 100
-    results["meets_target"] = all(results[s]["p99_us"] < 100 for s in ("repeat", "distinct",
-                                                                       "offer"))
-    print(f"{'shape':<20}{'p50 us':>10}{'p99 us':>10}{'max us':>10}")
+    results["meets_target"] = {s: results[s]["p99_us"] < 100 for s in shapes if s != "reparse"}
+    print(f"{'shape':<14}{'p50 us':>10}{'p99 us':>10}{'max us':>10}  under 100 us p99")
     for name in shapes:
         r = results[name]
-        print(f"{name:<20}{r['p50_us']:>10}{r['p99_us']:>10}{r['max_us']:>10}")
-    print(f"compiled handles vs re-parsing, p50: {results['distinct_vs_reparse_p50']}x faster; "
-          f"target p99 < 100 us: {'met' if results['meets_target'] else 'MISSED'}")
+        met = results["meets_target"].get(name)
+        mark = "" if met is None else ("yes" if met else "NO")
+        print(f"{name:<14}{r['p50_us']:>10}{r['p99_us']:>10}{r['max_us']:>10}  {mark}")
+    print(f"compiled handles vs re-parsing (cold), p50: {results['cold_vs_reparse_p50']}x")
     write_json(args.json, results)
     return 0
 

@@ -3,8 +3,9 @@
 Entities (agents, their teams and tenants) are parsed once into a cedarpy handle; each
 check passes only the small request dict. Errors inside Cedar deny (fail closed).
 Decisions are cached per policy load by their whole request: the same agent asking for the
-same model or tool in the same context gets the same answer, and a Cedar call costs
-~150 us here.
+same model or tool in the same context gets the same answer (a number is keyed by where
+it falls among the constants policies compare it with), and a Cedar call costs ~100 us
+here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from cedarpy import _internal
 
 from lictor.enforcement.types import Principal
 from lictor.rules.cedar_policies import CedarBundle, CedarPolicyInfo
+from lictor.rules.cedar_thresholds import bucket
 from lictor.rules.tool_catalog import CatalogSnapshot
 
 _cedar_batch = _internal.is_authorized_batch
@@ -99,7 +101,7 @@ class Authorizer:
         resource_id: str,
         context: dict[str, Any],
     ) -> AuthzResult:
-        key = (principal.agent_id, action, resource_type, resource_id, _frozen(context))
+        key = (principal.agent_id, action, resource_type, resource_id, self._key(context))
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -114,6 +116,14 @@ class Authorizer:
                 self._cache.clear()  # bounded; refilled by the next requests
             self._cache[key] = result
         return result
+
+    def _key(self, context: dict[str, Any]) -> Any:
+        """The context as a cache key: a number policies only compare with constants is
+        keyed by the gap between constants it falls in (`rules.cedar_thresholds`)."""
+        cuts = self._bundle.thresholds
+        return tuple(sorted(
+            (k, bucket(v, cuts[k]) if k in cuts and type(v) is int else _frozen(v))
+            for k, v in context.items()))
 
     def _evaluate(self, request: dict[str, Any]) -> AuthzResult:
         """One Cedar evaluation. UIDs go as {type, id} (Cedar parses `Agent::"x"` strings:

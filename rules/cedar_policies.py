@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cedarpy
 
+from lictor.rules.cedar_thresholds import thresholds
 from lictor.rules.schema import DURATION, duration_seconds
 from lictor.rules.yaml_lines import short_source
 
@@ -54,6 +55,8 @@ class CedarBundle:
     policy_set: Any  # cedarpy.PolicySet (no type stubs)
     policies: dict[str, CedarPolicyInfo]
     text: str
+    # numeric context attributes policies only compare with literals -> those literals
+    thresholds: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 class CedarLoadError(ValueError):
@@ -194,7 +197,8 @@ def compile_cedar(files: Sequence[tuple[Path, str]]) -> CedarBundle:
         chunks.append(text if text.endswith("\n") else text + "\n")
     full = "".join(chunks)
     policy_set = cedarpy.PolicySet.from_str(full)
-    return CedarBundle(policy_set=policy_set, policies=infos, text=full)
+    return CedarBundle(policy_set=policy_set, policies=infos, text=full,
+                       thresholds=thresholds(full))
 
 
 def validate_cedar(bundle: CedarBundle, schema: str) -> list[str]:
