@@ -77,6 +77,8 @@ def entities_json(principals: Iterable[Principal], catalog: CatalogSnapshot) -> 
     out.extend(_entity("Tenant", t, {}, []) for t in sorted(tenants))
     out.extend(_entity("Tool", name, {"risk": info.risk, "owner": info.owner}, [])
                for name, info in catalog.tools.items())
+    out.extend(_entity("McpServer", name, {"risk": info.risk, "owner": info.owner}, [])
+               for name, info in catalog.mcp_servers.items())
     return json.dumps(out)
 
 

@@ -459,6 +459,18 @@ class Engine:
                 context["hour"], context["weekday"] = now.tm_hour, now.tm_wday + 1
         return self._authorizer.check(principal, "call_tool", "Tool", tool, context)
 
+    def authorize_mcp(self, principal: Principal, server: str, method: str,
+                      tool: str) -> Finding | None:
+        """Cedar's `call_mcp`: may this agent send this method to this MCP server? The
+        finding that refuses it, or None."""
+        result = self._authorizer.check(principal, "call_mcp", "McpServer", server,
+                                        {"method": method, "tool_name": tool})
+        if result.allowed:
+            return None
+        return Finding(f"cedar:{result.reason()}", Verdict.BLOCK, ("ASI03",), "high",
+                       f"agent {principal.agent_id!r} may not send {method} to MCP server "
+                       f"{server!r}", evidence=server)
+
     def _approval_needs(self, call: ToolCall, result: AuthzResult, out: list[Finding],
                         needs: list[ApprovalNeed]) -> None:
         """Forbids annotated @needs_approval: the call waits for people, one need each."""

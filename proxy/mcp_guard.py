@@ -111,6 +111,12 @@ class McpGuard:
         engine = self._engine()
         principal, session = caller.principal, caller.session
         findings = _gate(engine, principal, session, counts=message.kind is Kind.REQUEST)
+        if message.kind is Kind.REQUEST:
+            name = mcp.params(message).get("name") if message.method == "tools/call" else ""
+            tool = name if isinstance(name, str) else ""
+            denied = engine.authorize_mcp(principal, caller.server.name, message.method, tool)
+            if denied is not None:
+                findings.append(denied)
         checked = Checked(Decision(Verdict.ALLOW))
         removed: list[str] = []
         approvals: list[ApprovalNeed] = []

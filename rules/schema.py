@@ -277,12 +277,21 @@ class CatalogAgent(Strict):
     tenant: str = ""
 
 
+class CatalogMcpServer(Strict):
+    """An MCP server as policies see it; how to reach it (URL, credentials) is config."""
+
+    description: str = ""
+    risk: Literal["low", "medium", "high", "critical"] = "medium"
+    owner: str = ""
+
+
 class Catalog(Strict):
-    """Who and what exists: Cedar's entities (teams, agents, tools) come from here."""
+    """Who and what exists: Cedar's entities (teams, agents, tools, MCP servers)."""
 
     teams: dict[str, CatalogTeam] = Field(default_factory=dict)
     agents: dict[str, CatalogAgent] = Field(default_factory=dict)
     tools: dict[str, CatalogTool] = Field(default_factory=dict)
+    mcp_servers: dict[str, CatalogMcpServer] = Field(default_factory=dict)
 
 
 class RuleFile(Strict):

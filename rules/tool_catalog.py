@@ -1,4 +1,5 @@
-"""The catalog in rule files (teams, agents, tools) compiled for Cedar and the engine.
+"""The catalog in rule files (teams, agents, tools, MCP servers) compiled for Cedar and
+the engine.
 
 Every `catalog:` section of every rule file is merged here; a name defined twice is an
 error naming both places. From the merged catalog come Cedar's entities, the `Arguments`
@@ -43,6 +44,7 @@ class CatalogSnapshot:
     tools: dict[str, ToolInfo] = field(default_factory=dict)
     teams: dict[str, str] = field(default_factory=dict)  # team -> tenant
     agents: dict[str, tuple[str, str]] = field(default_factory=dict)  # agent -> team, tenant
+    mcp_servers: dict[str, ToolInfo] = field(default_factory=dict)  # risk and owner
     argument_types: dict[str, str] = field(default_factory=dict)  # name -> Cedar type
     argument_rules: tuple[CatalogTools, ...] = ()
 
@@ -56,6 +58,7 @@ class CatalogBuilder:
         self.tools: dict[str, ToolInfo] = {}
         self.teams: dict[str, str] = {}
         self.agents: dict[str, tuple[str, str]] = {}
+        self.mcp_servers: dict[str, ToolInfo] = {}
         self.rules: list[CatalogTools] = []
 
     def _first(self, kind: str, name: str, where: str, problems: list[str]) -> bool:
@@ -75,6 +78,9 @@ class CatalogBuilder:
         for name, agent in catalog.agents.items():
             if self._first("agent", name, where("agents", name), problems):
                 self.agents[name] = (agent.team, agent.tenant)
+        for name, server in catalog.mcp_servers.items():
+            if self._first("MCP server", name, where("mcp_servers", name), problems):
+                self.mcp_servers[name] = ToolInfo(server.risk, server.owner, "")
         for name, tool in catalog.tools.items():
             at = where("tools", name)
             if not self._first("tool", name, at, problems):
@@ -101,6 +107,7 @@ class CatalogBuilder:
     def snapshot(self) -> CatalogSnapshot:
         return CatalogSnapshot(
             tools=dict(self.tools), teams=dict(self.teams), agents=dict(self.agents),
+            mcp_servers=dict(self.mcp_servers),
             argument_types={k: t for k, (t, _) in sorted(self._types.items())},
             argument_rules=tuple(self.rules),
         )

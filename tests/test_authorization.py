@@ -96,3 +96,20 @@ def test_a_policy_that_fails_to_evaluate_denies(tmp_path: Path) -> None:
     unknown = engine.authorize_tool(AGENT, "", "not_in_catalog", {}, "call")
     assert not unknown.allowed
     assert "no-critical" in unknown.reason() and "does not exist" in unknown.reason()
+
+
+def test_mcp_servers_from_the_catalog(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, """
+        permit (principal, action, resource);
+        @id("no-critical-servers") forbid (principal, action == Action::"call_mcp", resource)
+        when { resource.risk == "critical" && context.method == "tools/call" };
+        """, """
+        catalog:
+          mcp_servers:
+            payments: {risk: critical, owner: finance}
+            docs: {risk: low}
+        """)
+    denied = engine.authorize_mcp(AGENT, "payments", "tools/call", "pay")
+    assert denied is not None and denied.rule_id == "cedar:no-critical-servers"
+    assert engine.authorize_mcp(AGENT, "payments", "tools/list", "") is None
+    assert engine.authorize_mcp(AGENT, "docs", "tools/call", "search") is None

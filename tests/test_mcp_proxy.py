@@ -34,6 +34,11 @@ CEDAR = """
 @on_deny("remove")
 forbid (principal == Agent::"support-agent", action == Action::"call_tool", resource)
 when { context.tool_name == "delete_records" };
+
+// and may not use the "down" server at all
+@id("support-not-on-down")
+forbid (principal == Agent::"support-agent", action == Action::"call_mcp",
+        resource == McpServer::"down");
 """
 T = TypeVar("T")
 
@@ -295,6 +300,14 @@ def test_an_unreachable_server_is_a_json_rpc_error(lictor: BackgroundServer) -> 
     assert resp.json()["id"] == 1
     assert resp.json()["error"]["code"] == wire.UPSTREAM_FAILED
     assert "cannot reach MCP server 'down'" in resp.json()["error"]["message"]
+
+
+def test_cedar_decides_which_agent_may_use_which_server(lictor: BackgroundServer) -> None:
+    resp = post(lictor, "/mcp/down", INITIALIZE, key=SUPPORT_KEY)
+    error = resp.json()["error"]
+    assert error["code"] == wire.POLICY_BLOCKED  # refused before lictor tries the server
+    assert "cedar:support-not-on-down" in error["message"]
+    assert "may not send initialize to MCP server 'down'" in error["message"]
 
 
 def test_audit_records_calls_and_results_without_raw_personal_data(
