@@ -52,3 +52,17 @@ def test_mcp_latency_bench_runs(tmp_path: Path) -> None:
     for name in ("sse_direct", "sse_lictor", "json_direct", "json_lictor"):
         assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
     assert "json_added" in result.stdout
+
+
+def test_audit_append_bench_runs(tmp_path: Path) -> None:
+    out = tmp_path / "audit_append.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "audit_append.py"), "--seconds", "0.3",
+         "--samples", "100", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT / "bench",
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for mode in ("normal", "full"):
+        assert figures[mode]["records_per_s"] > 0
+        assert 0 < figures[mode]["request_p50_us"] <= figures[mode]["request_p99_us"]
