@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lictor.proxy import approval_commands
+from lictor.proxy import approval_commands, erasure_commands
 from lictor.proxy.config import ConfigError, load_config
 from lictor.rules.loader import RuleLoadError
 
@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="check the audit hash chain")
     verify.add_argument("--config", type=Path, help="config file, for its data_dir")
     verify.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
+    erasure_commands.add_parsers(audit_sub)
     approval_commands.add_parser(sub)
     rules = sub.add_parser("rules", help="rule tooling")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             from lictor.proxy.rules_commands import run_rules_command
 
             return run_rules_command(args)
+        if args.audit_command in ("erase", "reveal"):
+            config = load_config(args.config, _overrides(args))
+            return erasure_commands.run(args, config.data_dir)
         return _audit_verify(args)
     except (ConfigError, RuleLoadError) as exc:
         print(f"lictor: configuration error:\n{exc}", file=sys.stderr)

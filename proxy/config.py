@@ -110,6 +110,10 @@ class RulesConfig(Strict):
 class AuditConfig(Strict):
     # NORMAL (WAL) survives a crash of lictor; FULL also survives power loss, slower.
     synchronous: Literal["normal", "full"] = "normal"
+    # Keep the personal data behind placeholders, sealed per data subject (for disputes;
+    # `lictor audit reveal`), erasable with `lictor audit erase --subject ID`.
+    keep_originals: bool = False
+    subject_header: str = "x-lictor-subject"  # who the data is about; else the session
 
 
 class ApprovalsConfig(Strict):

@@ -23,6 +23,7 @@ from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_stream import ChatStream
 from lictor.adapters.sse import DONE, frame
 from lictor.audit import AuditStore, AuditWriteError
+from lictor.audit.subject_keys import SubjectKeys
 from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine, RequestOutcome
 from lictor.enforcement.types import (
@@ -122,7 +123,11 @@ class Gateway:
         max_body_bytes: int,
         *,
         approvals: ApprovalDesk,
+        subject_keys: SubjectKeys | None = None,
+        subject_header: str = "x-lictor-subject",
     ) -> None:
+        self.subject_keys = subject_keys  # set: originals are kept, sealed per subject
+        self.subject_header = subject_header
         self.keys = keys
         self.engine = engine
         self.approvals = ApprovalFlow(approvals, lambda: self.engine.policy.content_hash)
@@ -260,6 +265,11 @@ class Gateway:
             decision=decision,
             audit_texts=outcome.audit_texts,
         )
+        if self.subject_keys is not None and outcome.vault:
+            subject = (request.headers.get(self.subject_header, "")[:256]
+                       or f"session:{principal.agent_id}/{session}")
+            request_record["originals"] = self.subject_keys.seal(
+                subject, json.dumps(outcome.vault.originals()).encode())
         if decision.verdict in STOPS:
             try:
                 self.append_records(request_record)

@@ -18,6 +18,7 @@ from typing import Self
 from aiohttp import web
 
 from lictor.audit import AuditStore
+from lictor.audit.subject_keys import SubjectKeys
 from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine
 from lictor.enforcement.limits import kill_key
@@ -43,6 +44,10 @@ def pins_path(data_dir: Path) -> Path:
     return data_dir / "mcp_pins.sqlite3"
 
 
+def subject_keys_path(data_dir: Path) -> Path:
+    return data_dir / "subject_keys.sqlite3"
+
+
 def rule_paths(config: Config) -> list[Path]:
     return [bundled_pack(name) for name in config.rules.packs] + list(config.rules.paths)
 
@@ -60,8 +65,11 @@ def build_gateway(config: Config) -> Gateway:
     desk = ApprovalDesk(config.data_dir / "approvals.sqlite3",
                         duration_seconds(config.approvals.pending_ttl),
                         duration_seconds(config.approvals.valid_for))
+    subject_keys = (SubjectKeys(subject_keys_path(config.data_dir))
+                    if config.audit.keep_originals else None)
     return Gateway(keys, engine, router, store, config.server.max_body_bytes,
-                   approvals=desk)
+                   approvals=desk, subject_keys=subject_keys,
+                   subject_header=config.audit.subject_header)
 
 
 def banner(config: Config, gateway: Gateway, url: str) -> str:
@@ -91,6 +99,8 @@ async def _cleanup(app: web.Application) -> None:
     await gateway.router.aclose()
     gateway.audit.close()
     gateway.approvals.desk.close()
+    if gateway.subject_keys is not None:
+        gateway.subject_keys.close()
 
 
 RELOADER_KEY = web.AppKey("reloader", RuleReloader)

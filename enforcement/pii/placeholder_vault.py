@@ -121,6 +121,11 @@ class PlaceholderVault:
         value_of = self._value_of
         return PLACEHOLDER_RE.sub(lambda m: value_of.get(m.group(0), m.group(0)), text)
 
+    def originals(self) -> dict[str, str]:
+        """Placeholder -> the personal data it stands for (typed placeholder text left
+        out): what `audit.keep_originals` seals for disputes."""
+        return {p: v for p, v in self._value_of.items() if p not in self._literals}
+
     def entities(self) -> dict[str, int]:
         """Distinct masked values per label, for audit: counts only, never values."""
         return dict(self._counts)
