@@ -46,7 +46,7 @@ class SubjectKeys:
                                    (subject,)).fetchone()
             if row is not None:
                 return str(row[0]), bytes(row[1])
-            key_id, key = "sk_" + secrets.token_hex(8), AESGCM.generate_key(bit_length=256)
+            key_id, key = "sk_" + secrets.token_hex(8), AESGCM.generate_key(256)
             self._db.execute("INSERT INTO subject_keys VALUES (?, ?, ?)", (subject, key_id, key))
             return key_id, key
 

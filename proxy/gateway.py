@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -23,7 +23,6 @@ from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_stream import ChatStream
 from lictor.adapters.sse import DONE, frame
 from lictor.audit import AuditStore, AuditWriteError
-from lictor.audit.subject_keys import SubjectKeys
 from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine, RequestOutcome
 from lictor.enforcement.types import (
@@ -42,6 +41,9 @@ from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.approval_flow import APPROVAL_HEADER, ApprovalFlow
 from lictor.proxy.routing import Router
+
+if TYPE_CHECKING:  # cryptography is imported only when originals are kept
+    from lictor.audit.subject_keys import SubjectKeys
 
 log = logging.getLogger("lictor.gateway")
 

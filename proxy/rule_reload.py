@@ -1,8 +1,9 @@
 """Hot reload of rule files: edit a rule, and the next request is judged by it.
 
-A watcher polls the rule files' sizes and mtimes (SIGHUP and the admin API ask at once);
-the new policy is loaded and compiled off the event loop, then swapped in with one
-assignment, so requests in flight finish and none is dropped. A broken edit is rejected:
+A watcher polls the rule files' sizes and mtimes, and reloads once they hold still for
+one interval (SIGHUP and the admin API ask at once); the new policy is loaded and
+compiled off the event loop, then swapped in with one assignment, so requests in flight
+finish and none is dropped. A broken edit is rejected:
 the last good policy stays, and the error (file and line) is logged and audited.
 """
 
@@ -54,6 +55,14 @@ class RuleReloader:
         while True:
             await asyncio.sleep(self.interval_s)
             seen = await asyncio.to_thread(fingerprint, self.paths)
+            if seen == self._seen:
+                continue
+            while True:  # settle: an editor may still be writing (a half-written file)
+                await asyncio.sleep(self.interval_s)
+                again = await asyncio.to_thread(fingerprint, self.paths)
+                if again == seen:
+                    break
+                seen = again
             if seen != self._seen:
                 self._seen = seen
                 try:

@@ -18,7 +18,6 @@ from typing import Self
 from aiohttp import web
 
 from lictor.audit import AuditStore
-from lictor.audit.subject_keys import SubjectKeys
 from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine
 from lictor.enforcement.limits import kill_key
@@ -65,8 +64,11 @@ def build_gateway(config: Config) -> Gateway:
     desk = ApprovalDesk(config.data_dir / "approvals.sqlite3",
                         duration_seconds(config.approvals.pending_ttl),
                         duration_seconds(config.approvals.valid_for))
-    subject_keys = (SubjectKeys(subject_keys_path(config.data_dir))
-                    if config.audit.keep_originals else None)
+    subject_keys = None
+    if config.audit.keep_originals:
+        from lictor.audit.subject_keys import SubjectKeys
+
+        subject_keys = SubjectKeys(subject_keys_path(config.data_dir))
     return Gateway(keys, engine, router, store, config.server.max_body_bytes,
                    approvals=desk, subject_keys=subject_keys,
                    subject_header=config.audit.subject_header)
