@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lictor.enforcement.agent_actions import AgentActions, summary
-from lictor.enforcement.authorization import Authorizer, AuthzResult
+from lictor.enforcement.action_authorization import ActionAuthorization
+from lictor.enforcement.agent_actions import AgentActions
+from lictor.enforcement.authorization import AuthzResult
 from lictor.enforcement.limits import Limits
 from lictor.enforcement.normalize import normalize, tool_argument_text
 from lictor.enforcement.pattern_scanner import PatternScanner
@@ -31,13 +32,11 @@ from lictor.enforcement.types import (
     Finding,
     Principal,
     Segment,
-    ToolCall,
     Verdict,
     combine,
 )
 from lictor.rules.policy import PiiRule, Policy, RuleSpec
 from lictor.rules.regex_syntax import compile_re2
-from lictor.rules.tool_catalog import cedar_arguments, cedar_long
 from lictor.rules.vocabulary import PII_ENTITIES
 
 log = logging.getLogger("lictor.engine")
@@ -45,7 +44,6 @@ log = logging.getLogger("lictor.engine")
 INTERNAL_ERROR_RULE = "lictor.internal-error"
 BOUNDARY_CHARS = 200  # of each side of a message boundary, scanned joined
 _UNTRUSTED = frozenset({"user", "tool", "retrieved"})
-_ALWAYS_IN_CONTEXT = frozenset({"tool_name", "stage"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,12 +90,6 @@ def _finding(spec: RuleSpec, message: str, evidence: str = "") -> Finding:
     )
 
 
-def _needs_people(result: AuthzResult) -> bool:
-    """Denied only by forbids that people may lift (@needs_approval)."""
-    return bool(result.policies) and not result.errors and all(
-        p.approval is not None for p in result.policies)
-
-
 def _internal_error(where: str, exc: Exception) -> Decision:
     log.exception("check failed in %s", where)
     return Decision(
@@ -116,10 +108,9 @@ def _internal_error(where: str, exc: Exception) -> Decision:
 
 class Engine:
     __slots__ = (
+        "_actions",
         "_agent_actions",
         "_arguments",
-        "_authorizer",
-        "_clock",
         "_history",
         "_invisible_rules",
         "_nodes",
@@ -163,8 +154,7 @@ class Engine:
         # Every known entity is scanned, ruled or not: audit never keeps raw personal data.
         min_score = min((r.min_score for r in policy.pii_rules), default=0.5)
         self._pii = PiiScanner(PII_ENTITIES, min_score=min_score)
-        self._authorizer = Authorizer(policy.cedar, principals, policy.catalog)
-        self._clock = clock
+        self._actions = ActionAuthorization(policy, principals, self.limits, clock, self.redact)
         self._pii_cache: SegmentCache[list[PiiMatch]] = SegmentCache()
         self._pattern_cache: SegmentCache[list[Finding]] = SegmentCache()
         # Agents resend their history: a segment after the same prefix is judged once.
@@ -182,20 +172,16 @@ class Engine:
         audit: list[str] = []
         try:
             findings: list[Finding] = []
-            removed_tools: list[str] = []
             if action.kind is ActionKind.MODEL_REQUEST:
                 # Other kinds (an MCP tool list or result) are content coming back for a
                 # request the data plane already counted; no model is invoked for them.
                 self.limits.check_request(principal, session, findings)
-                self._authorize_model(principal, action, findings)
+                self._actions.model(principal, action, findings)
             vault = self._request_segments(action, vault, findings, masked, audit)
             self._scan_boundaries(action, masked, findings)
             self._check_pins(action, findings)
-            for tool in action.offered_tools:
-                result = self.authorize_tool(principal, session, tool, {}, "offer")
-                if not result.allowed and not _needs_people(result):  # asked for when called
-                    removed_tools.append(tool)
-                    findings.append(self._tool_finding(tool, "offer", result.reason(), "flag"))
+            removed_tools = self._actions.offered(principal, session, action.offered_tools,
+                                                  findings)
             if any(f.rule_id in self._tainting and not f.shadow for f in findings):
                 self.limits.taint(principal, session)
         except Exception as exc:
@@ -220,22 +206,6 @@ class Engine:
                     out.append(_finding(
                         rule.spec, f"the definition of tool {name!r} changed since it was "
                         f"pinned ({pinned[:19]}..., now {digest[:19]}...)", name))
-
-    def _authorize_model(self, principal: Principal, action: Action, out: list[Finding]) -> None:
-        model = action.model or "unknown"
-        result = self._authorizer.check(
-            principal, "invoke_model", "Model", model, {"model": model, "protocol": action.protocol}
-        )
-        if not result.allowed:
-            out.append(
-                Finding(
-                    rule_id=f"cedar:{result.reason()}",
-                    verdict=Verdict.BLOCK,
-                    owasp=("ASI03",),
-                    severity="high",
-                    message=f"agent {principal.agent_id!r} may not invoke model {model!r}",
-                )
-            )
 
     def _request_segments(
         self,
@@ -413,18 +383,8 @@ class Engine:
                                               call.name or "?"):
                     if finding not in findings:
                         findings.append(finding)
-            removed: list[str] = []
-            for call in action.tool_calls:
-                result = self.authorize_tool(principal, session, call.name, call.arguments,
-                                              "call")
-                if result.allowed:
-                    continue
-                if _needs_people(result):
-                    self._approval_needs(call, result, findings, needs)
-                else:
-                    removed.append(call.call_id)
-                    verdict = "block" if result.on_deny == "block" else "flag"
-                    findings.append(self._tool_finding(call.name, "call", result.reason(), verdict))
+            removed = self._actions.calls(principal, session, action.tool_calls, findings,
+                                          needs)
         except Exception as exc:
             return _internal_error("response", exc)
         return Decision(
@@ -436,63 +396,11 @@ class Engine:
         )
 
     def authorize_tool(self, principal: Principal, session: str, tool: str,
-                        arguments: dict[str, Any], stage: str) -> AuthzResult:
-        """Cedar's `call_tool`, with only the context attributes some policy reads."""
-        context: dict[str, Any] = {"tool_name": tool, "stage": stage}
-        wanted = self.policy.context_attributes
-        if not wanted <= _ALWAYS_IN_CONTEXT:
-            catalog = self.policy.catalog
-            info = catalog.tools.get(tool)
-            if "risk" in wanted:
-                context["risk"] = info.risk if info else "unknown"
-            if "amount" in wanted:
-                name = info.amount_argument if info else "amount"
-                context["amount"] = cedar_long(arguments[name]) if name in arguments else 0
-            if "arguments" in wanted:
-                context["arguments"] = cedar_arguments(catalog, arguments)
-            if "tainted" in wanted:
-                context["tainted"] = self.limits.tainted(principal, session)
-            if "budget_left" in wanted:
-                context["budget_left"] = self.limits.budget_left(principal, session)
-            if "hour" in wanted or "weekday" in wanted:
-                now = time.gmtime(self._clock())
-                context["hour"], context["weekday"] = now.tm_hour, now.tm_wday + 1
-        return self._authorizer.check(principal, "call_tool", "Tool", tool, context)
+                       arguments: dict[str, Any], stage: str) -> AuthzResult:
+        """Cedar's `call_tool` for one tool (see `ActionAuthorization.tool`)."""
+        return self._actions.tool(principal, session, tool, arguments, stage)
 
     def authorize_mcp(self, principal: Principal, server: str, method: str,
                       tool: str) -> Finding | None:
-        """Cedar's `call_mcp`: may this agent send this method to this MCP server? The
-        finding that refuses it, or None."""
-        result = self._authorizer.check(principal, "call_mcp", "McpServer", server,
-                                        {"method": method, "tool_name": tool})
-        if result.allowed:
-            return None
-        return Finding(f"cedar:{result.reason()}", Verdict.BLOCK, ("ASI03",), "high",
-                       f"agent {principal.agent_id!r} may not send {method} to MCP server "
-                       f"{server!r}", evidence=server)
-
-    def _approval_needs(self, call: ToolCall, result: AuthzResult, out: list[Finding],
-                        needs: list[ApprovalNeed]) -> None:
-        """Forbids annotated @needs_approval: the call waits for people, one need each."""
-        for info in result.policies:
-            terms = info.approval
-            assert terms is not None
-            what = self.redact(summary(terms.summary, {**call.arguments, "tool": call.name}))
-            rule_id = f"cedar:{info.name}"
-            out.append(Finding(rule_id, Verdict.APPROVE, ("ASI09",), "high",
-                               f"{call.name}: {what} needs approval by policy {info.name}",
-                               evidence=call.name))
-            needs.append(ApprovalNeed(call.call_id, call.name, rule_id, f"{call.name}: {what}",
-                                      terms.team, terms.approvers, terms.mode, terms.timeout_s))
-
-    @staticmethod
-    def _tool_finding(tool: str, stage: str, reason: str, verdict: str) -> Finding:
-        what = "offered to the model" if stage == "offer" else "proposed by the model"
-        return Finding(
-            rule_id=f"cedar:{reason}",
-            verdict=Verdict(verdict),
-            owasp=("ASI02",),
-            severity="high",
-            message=f"tool {tool!r} {what} is forbidden by policy {reason}",
-            evidence=tool,
-        )
+        """Cedar's `call_mcp`: the finding that refuses this message, or None."""
+        return self._actions.mcp(principal, server, method, tool)

@@ -55,7 +55,7 @@ def test_cached_decisions_match_cedar_for_every_amount(tmp_path: Path) -> None:
         expected = not (100 < amount <= 10000 or amount == 42)
         assert result.allowed == expected, amount
     # one Cedar call per gap between the constants, not one per amount
-    assert len(engine._authorizer._cache) <= 7
+    assert len(engine._actions._authorizer._cache) <= 7
 
 
 def test_catalog_entities_and_context(tmp_path: Path) -> None:
