@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lictor.mcp")
 
 SESSION_PARAM = "session_id"  # what the MCP SDKs read a session id from in the endpoint URL
+POLL_S = 1.0  # how often a quiet stream checks that its agent is still there
 
 
 class SessionClosed(Exception):
@@ -207,8 +208,12 @@ class SseTransport:
 
     async def _pump(self, session: SseSession, resp: aiohttp.ClientResponse,
                     parser: SseParser, events: list[SseEvent]) -> str:
-        """Relay judged events until the server ends the stream; what failed, if it did."""
-        ended = False
+        """Relay judged events until the server ends the stream; what failed, if it did.
+
+        The server is polled in short steps so an agent that left is noticed within one
+        (its transport is gone), and its server session closed, not kept until a write fails;
+        an idle stream still gets a keep-alive every KEEP_ALIVE_S."""
+        ended, idle = False, 0.0
         while True:
             for event in events:
                 frame = self._judge(session, event)
@@ -217,13 +222,19 @@ class SseTransport:
             if ended:
                 return ""
             try:
-                chunk = await asyncio.wait_for(resp.content.readany(), KEEP_ALIVE_S)
+                chunk = await asyncio.wait_for(resp.content.readany(), POLL_S)
             except aiohttp.ClientError as exc:
                 return f"the stream failed: {type(exc).__name__}"
-            except TimeoutError:  # an idle stream: a client that went away is noticed
-                await session.send(KEEP_ALIVE)
+            except TimeoutError:
+                if session.request.transport is None:
+                    raise SessionClosed from None
+                idle += POLL_S
+                if idle >= KEEP_ALIVE_S:
+                    await session.send(KEEP_ALIVE)
+                    idle = 0.0
                 events = []
                 continue
+            idle = 0.0
             try:
                 events = parser.feed(chunk) if chunk else parser.close()
             except (MessageTooLarge, UnicodeDecodeError) as exc:

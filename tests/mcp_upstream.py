@@ -24,17 +24,23 @@ class McpUpstream:
                  sse: bool = False) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.http_requests = 0
+        self.open_requests = 0  # being answered now: an SSE stream stays open
         self.authorization: set[str] = set()
         self.mcp = FastMCP(name, json_response=json_response, log_level="WARNING")
         self._tools()
         app = self.mcp.sse_app() if sse else self.mcp.streamable_http_app()
 
         async def counting(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                self.http_requests += 1
-                headers = dict(scope["headers"])
-                self.authorization.add(headers.get(b"authorization", b"").decode())
-            await app(scope, receive, send)
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            self.http_requests += 1
+            self.open_requests += 1
+            self.authorization.add(dict(scope["headers"]).get(b"authorization", b"").decode())
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.open_requests -= 1
 
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))

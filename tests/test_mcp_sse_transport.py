@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import McpError
 from mcp_upstream import EMAIL, INJECTION, McpUpstream
-from test_mcp_proxy import ALL_TOOLS, OPS_KEY, SUPPORT_KEY, lictor_config, run
+from test_mcp_proxy import ADMIN_KEY, ALL_TOOLS, OPS_KEY, SUPPORT_KEY, lictor_config, run
 
 from lictor.adapters import mcp as wire
 from lictor.proxy.server import BackgroundServer
@@ -60,10 +61,13 @@ async def tool_names(server: BackgroundServer, key: str) -> set[str]:
         return {t.name for t in (await client.list_tools()).tools}
 
 
-def post(server: BackgroundServer, session_id: str, body: bytes, key: str) -> requests.Response:
-    return requests.post(f"{server.url}/mcp/legacy/messages?session_id={session_id}",
-                         data=body, timeout=10, headers={"Authorization": f"Bearer {key}",
-                                                         "Content-Type": "application/json"})
+async def post(server: BackgroundServer, session_id: str, body: bytes, key: str) -> int:
+    """POST straight to lictor's message endpoint; the HTTP status."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(f"{server.url}/mcp/legacy/messages?session_id={session_id}",
+                               content=body, headers={"Authorization": f"Bearer {key}",
+                                                      "Content-Type": "application/json"})
+        return resp.status_code
 
 
 def test_agents_see_only_the_tools_they_may_call(lictor: BackgroundServer,
@@ -127,17 +131,50 @@ def test_injection_withheld_and_email_masked(lictor: BackgroundServer) -> None:
     assert withheld[-1]["withheld"] is True and withheld[-1]["verdict"] == "block"
 
 
+def test_kill_switch_and_approvals_apply_to_posted_messages(lictor: BackgroundServer,
+                                                            legacy: McpUpstream) -> None:
+    """The same decisions as streamable HTTP: a held transfer is refused on the stream with
+    its approval id; a killed agent's messages stop, and so does opening a stream."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    kill = f"{lictor.url}/admin/agents/support-agent/kill"
+
+    async def go() -> tuple[McpError, McpError]:
+        async with connect(lictor, SUPPORT_KEY, "drill") as client:
+            await client.list_tools()
+            with pytest.raises(McpError) as held:
+                await client.call_tool("bank_transfer",
+                                       {"amount": 25000, "currency": "EUR", "to": "ACME"})
+            async with httpx.AsyncClient(headers=admin, timeout=10) as http:
+                assert (await http.post(kill, json={"reason": "drill"})).is_success
+            with pytest.raises(McpError) as killed:
+                await client.call_tool("lookup_order", {"order_id": "A2"})
+            return held.value, killed.value
+
+    before = len(legacy.calls)
+    try:
+        held, killed = run(go)
+        stream = requests.get(f"{lictor.url}/mcp/legacy/sse", timeout=10,
+                              headers={"Authorization": f"Bearer {SUPPORT_KEY}"})
+    finally:
+        requests.delete(kill, json={"reason": "drill over"}, headers=admin, timeout=10)
+    assert held.error.code == wire.APPROVAL_REQUIRED and "apr_" in held.error.message
+    assert "lictor.kill-switch" in killed.error.message
+    assert stream.status_code == 403 and "lictor.kill-switch" in stream.text
+    assert len(legacy.calls) == before
+
+
 def test_only_the_agent_that_opened_a_session_may_post_to_it(lictor: BackgroundServer,
                                                              legacy: McpUpstream) -> None:
     async def go() -> dict[str, int]:
         sessions: list[str] = []
         async with connect(lictor, OPS_KEY, "owner", sessions) as client:
+            await client.send_ping()  # what initialize sends after it has been posted
             before = legacy.http_requests
             statuses = {
-                "other agent": post(lictor, sessions[0], PING, SUPPORT_KEY).status_code,
-                "no key": post(lictor, sessions[0], PING, "sk-nobody").status_code,
-                "unknown session": post(lictor, "nope", PING, OPS_KEY).status_code,
-                "bad json": post(lictor, sessions[0], b'{"jsonrpc": ', OPS_KEY).status_code,
+                "other agent": await post(lictor, sessions[0], PING, SUPPORT_KEY),
+                "no key": await post(lictor, sessions[0], PING, "sk-nobody"),
+                "unknown session": await post(lictor, "nope", PING, OPS_KEY),
+                "bad json": await post(lictor, sessions[0], b'{"jsonrpc": ', OPS_KEY),
             }
             statuses["forwarded"] = legacy.http_requests - before
             await client.send_ping()  # the owner's session is unharmed
@@ -166,6 +203,18 @@ def test_the_agent_gets_lictors_endpoint_not_the_servers(lictor: BackgroundServe
     assert endpoint.startswith("/mcp/legacy/messages?session_id=")
     assert len(endpoint.split("=", 1)[1]) >= 32
     assert requests.get(f"{lictor.url}/mcp/legacy/sse", timeout=10).status_code == 401
+
+
+def test_a_session_ends_when_its_agent_leaves(lictor: BackgroundServer,
+                                              legacy: McpUpstream) -> None:
+    """An agent that leaves closes lictor's stream from the server within a second or two,
+    not only when a keep-alive fails to reach it."""
+    assert run(lambda: tool_names(lictor, OPS_KEY)) == ALL_TOOLS
+    left = time.monotonic()
+    while legacy.open_requests and time.monotonic() - left < 5:
+        time.sleep(0.05)
+    assert legacy.open_requests == 0
+    assert time.monotonic() - left < 5
 
 
 def test_transport_mismatch_and_unreachable_server(lictor: BackgroundServer) -> None:
