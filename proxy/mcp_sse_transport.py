@@ -100,7 +100,8 @@ class SseTransport:
         self._streams: set[aiohttp.ClientResponse] = set()
 
     def routes(self, app: web.Application) -> None:
-        app.router.add_get("/mcp/{server}/sse", self.open_stream)
+        # no HEAD: it would open a server session for a response that carries no events
+        app.router.add_get("/mcp/{server}/sse", self.open_stream, allow_head=False)
         app.router.add_post("/mcp/{server}/messages", self.post_message)
         app.on_shutdown.append(self._shutdown)
 
@@ -188,10 +189,10 @@ class SseTransport:
         session = SseSession(secrets.token_urlsafe(24), ex.caller, ex.upstream, ex.request,
                              post_url, out)
         key = (name, session.id)
+        self.sessions[key] = session  # before the agent can learn its URL and post to it
         try:
             await session.send(SseEvent(f"/mcp/{name}/messages?{SESSION_PARAM}={session.id}",
                                         event="endpoint").frame())
-            self.sessions[key] = session
             failure = await self._pump(session, resp, parser, early)
             waiting = {k: (method, tool) for k, (_, method, tool) in session.pending.items()}
             session.pending.clear()

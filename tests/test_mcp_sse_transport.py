@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import requests
+from aiohttp import web
 from conftest import audit_rows
 from mcp import ClientSession
 from mcp.client.sse import sse_client
@@ -20,7 +23,7 @@ from mcp_upstream import EMAIL, INJECTION, McpUpstream
 from test_mcp_proxy import ADMIN_KEY, ALL_TOOLS, OPS_KEY, SUPPORT_KEY, lictor_config, run
 
 from lictor.adapters import mcp as wire
-from lictor.proxy.server import BackgroundServer
+from lictor.proxy.server import AppThread, BackgroundServer
 
 PING = b'{"jsonrpc": "2.0", "id": 7, "method": "ping"}'
 
@@ -252,3 +255,100 @@ def test_audit_records_calls_and_results(lictor: BackgroundServer) -> None:
     blobs = b"".join(p.read_bytes() for p in
                      lictor.gateway.audit.path.parent.glob("audit.sqlite3*"))
     assert EMAIL.encode() not in blobs
+
+
+class ScriptedSse:
+    """A hand-driven HTTP+SSE server for what FastMCP will not do on cue: name an endpoint
+    on another origin, leave a request unanswered, send events that are not messages, end
+    its stream while a request waits."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.posted: list[dict[str, Any]] = []
+        self.thread = AppThread(self._app, "127.0.0.1", 0)
+        self._out: web.StreamResponse | None = None
+        self._done = asyncio.Event()
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/sse", self._sse)
+        app.router.add_post("/messages", self._post)
+        return app
+
+    async def _sse(self, request: web.Request) -> web.StreamResponse:
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        await out.write(f"event: endpoint\ndata: {self.endpoint}\n\n".encode())
+        self._out = out
+        while request.transport is not None:  # until told to end, or lictor leaves
+            try:
+                await asyncio.wait_for(self._done.wait(), 0.05)
+            except TimeoutError:
+                continue
+            break
+        return out
+
+    async def _post(self, request: web.Request) -> web.Response:
+        message = await request.json()
+        self.posted.append(message)
+        assert self._out is not None
+        if message.get("method") == "ping":
+            answer = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": {}})
+            await self._out.write(b'event: note\ndata: {"jsonrpc": "2.0", "method": "x"}\n\n'
+                                  b"data: not json\n\n" + f"data: {answer}\n\n".encode())
+        elif message.get("method") == "bye":
+            self._done.set()  # the stream ends; whatever waits is left unanswered
+        return web.Response(status=202)
+
+
+async def data_lines(lines: AsyncIterator[str], count: int | None = None) -> list[str]:
+    """The next `count` data payloads of an SSE stream (all, to its end, if None)."""
+    found: list[str] = []
+    async for line in lines:
+        if line.startswith("data: "):
+            found.append(line.removeprefix("data: "))
+            if len(found) == count:
+                break
+    return found
+
+
+def test_protocol_edges_with_a_scripted_server(tmp_path: Path) -> None:
+    """A server's endpoint on another origin is refused (lictor would post there with its
+    credentials); a request id still waiting cannot be reused (its answer would be judged
+    for the other method); events that are not JSON-RPC messages are dropped; a stream
+    that ends answers each waiting request with an error."""
+    scripted = ScriptedSse("/messages?sid=1")
+    evil = ScriptedSse("http://127.0.0.2:1/messages")
+    with scripted.thread, evil.thread:
+        config = lictor_config(tmp_path, [
+            {"name": "scripted", "url": f"{scripted.thread.url}/sse", "transport": "sse"},
+            {"name": "evil", "url": f"{evil.thread.url}/sse", "transport": "sse"}])
+        with BackgroundServer(config) as server:
+            async def go() -> tuple[int, str, list[int], list[str]]:
+                headers = {"Authorization": f"Bearer {OPS_KEY}"}
+                async with httpx.AsyncClient(timeout=10, headers=headers) as http:
+                    refused = await http.get(f"{server.url}/mcp/evil/sse")
+                    async with http.stream("GET", f"{server.url}/mcp/scripted/sse") as resp:
+                        lines = resp.aiter_lines()
+                        [endpoint] = await data_lines(lines, 1)
+                        url = server.url + endpoint
+                        hang = {"jsonrpc": "2.0", "id": 1, "method": "hang"}
+                        statuses = [(await http.post(url, json=hang)).status_code,
+                                    (await http.post(url, json=hang)).status_code]
+                        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+                        statuses.append((await http.post(url, json=ping)).status_code)
+                        [pong] = await data_lines(lines, 1)
+                        bye = {"jsonrpc": "2.0", "method": "bye"}
+                        statuses.append((await http.post(url, json=bye)).status_code)
+                        rest = await data_lines(lines)
+                return refused.status_code, refused.text, statuses, [pong, *rest]
+
+            status, text, statuses, events = run(go)
+    assert status == 502 and "is not on its own origin" in text
+    assert evil.posted == []
+    assert statuses == [202, 400, 202, 202]
+    assert [m["method"] for m in scripted.posted] == ["hang", "ping", "bye"]
+    pong, failed = (json.loads(e) for e in events)
+    assert pong == {"jsonrpc": "2.0", "id": 2, "result": {}}
+    assert failed["id"] == 1 and failed["error"]["code"] == wire.UPSTREAM_FAILED
+    assert "the stream ended" in failed["error"]["message"]
