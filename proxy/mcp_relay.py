@@ -110,6 +110,7 @@ class McpRelay:
             await self._client.close()
 
     def client(self) -> aiohttp.ClientSession:
+        """The one HTTP client for every server (both transports), made in the running loop."""
         if self._client is None or self._client.closed:
             self._client = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0), auto_decompress=True, trust_env=False)
@@ -149,6 +150,7 @@ class McpRelay:
             resp.release()
 
     def upstream_error(self, ex: Exchange, status: int, reason: str) -> dict[str, object]:
+        """The audit entry for a server that failed `ex`'s caller."""
         return audit_entries.refused(
             kind="upstream_error", request_id=ex.rid, principal=ex.principal, status=status,
             code=str(mcp.UPSTREAM_FAILED), reason=reason,
