@@ -77,20 +77,13 @@ class McpServerConfig(Strict):
     """An upstream MCP server that agents reach through lictor at `/mcp/{name}`."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    url: str = Field(pattern=r"^https?://[^\s/]+")  # the streamable HTTP endpoint
+    # the streamable HTTP endpoint, or with `transport: sse` the server's SSE endpoint
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    # sse: the older HTTP+SSE transport (protocol 2024-11-05), served at /mcp/{name}/sse
     transport: Literal["streamable_http", "sse"] = "streamable_http"
     pin: Literal["approve", "first_use"] = "approve"  # how a tool seen first is pinned
     timeout_s: float = Field(default=60.0, gt=0)
     api_key_env: str | None = None  # lictor's own upstream credential (Bearer); never the agent's
-
-    @model_validator(mode="after")
-    def _supported(self) -> McpServerConfig:
-        if self.transport == "sse":
-            raise ValueError(
-                f"MCP server {self.name!r}: the older SSE transport (GET /sse + POST /messages) "
-                "is not supported; serve it over streamable HTTP and use "
-                "`transport: streamable_http`")
-        return self
 
 
 class LiteLLMConfig(Strict):

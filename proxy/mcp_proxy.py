@@ -1,9 +1,11 @@
 """The MCP proxy: agents reach upstream MCP servers through lictor at `/mcp/{server}`.
 
 Streamable HTTP both ways: POST (one JSON-RPC message), GET (the server's stream), DELETE
-(end the session). Per request: authenticate the agent's own key, parse (bad input gets a
-JSON-RPC error and is never forwarded), decide (`McpGuard`), audit, and only then forward
-with lictor's own headers (`McpRelay`, which judges and audits every answer on its way back).
+(end the session); servers on the older HTTP+SSE transport are served by `SseTransport`,
+which decides and audits each message through `admit`, as here. Per request: authenticate
+the agent's own key, parse (bad input gets a JSON-RPC error and is never forwarded), decide
+(`McpGuard`), audit, and only then forward with lictor's own headers (`McpRelay`, which
+judges and audits every answer on its way back).
 
 lictor's own answers to a valid request are JSON-RPC errors in an HTTP 200, so MCP SDKs
 raise them to the caller; HTTP error statuses mean the HTTP request itself was refused
@@ -32,10 +34,12 @@ from lictor.proxy.mcp_relay import (
     Exchange,
     McpRelay,
     Upstream,
+    audit_failure,
     audited,
     json_response,
     request_headers,
 )
+from lictor.proxy.mcp_sse_transport import SseTransport
 
 
 class McpProxy:
@@ -56,9 +60,11 @@ class McpProxy:
                                       f"{server.api_key_env} is not set")
                 headers["Authorization"] = f"Bearer {key}"
             self.upstreams[server.name] = Upstream(server, headers)
+        self.sse = SseTransport(self)  # servers that speak the older HTTP+SSE transport
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/mcp/{server}", self.handle)
+        self.sse.routes(app)
         app.on_shutdown.append(self.relay.shutdown)
         app.on_cleanup.append(self.relay.cleanup)
         app.on_cleanup.append(self._close_pins)
@@ -70,8 +76,8 @@ class McpProxy:
         rid = "mcp_" + secrets.token_hex(12)
         principal: Principal | None = None
         try:
-            principal = self._authenticate(request)
-            upstream = self._upstream(request)
+            principal = self.authenticate(request)
+            upstream = self.find_upstream(request, "streamable_http")
             session_id = request.headers.get(SESSION_ID)
             if session_id and not self.owners.allows(upstream.config.name, session_id,
                                                      principal.agent_id):
@@ -84,9 +90,9 @@ class McpProxy:
             raise JsonRpcError(mcp.INVALID_REQUEST, f"{request.method} is not part of MCP's "
                                "HTTP transport: use POST, GET or DELETE", status=405)
         except JsonRpcError as err:
-            return self._reject(request, rid, principal, err)
+            return self.reject(request, rid, principal, err)
 
-    def _authenticate(self, request: web.Request) -> Principal:
+    def authenticate(self, request: web.Request) -> Principal:
         principal = self.gateway.keys.authenticate(request.headers.get("Authorization"))
         if principal is None:
             raise JsonRpcError(mcp.NOT_AUTHENTICATED, "missing or unknown agent key: send "
@@ -94,16 +100,23 @@ class McpProxy:
                                status=401)
         return principal
 
-    def _upstream(self, request: web.Request) -> Upstream:
+    def find_upstream(self, request: web.Request, transport: str) -> Upstream:
+        """The server named in the path, if it speaks `transport`: an agent that uses the
+        wrong one is told where to go rather than left to guess."""
         name = request.match_info["server"]
         found = self.upstreams.get(name)
         if found is None:
             known = ", ".join(self.upstreams) or "(none configured)"
             raise JsonRpcError(mcp.UNKNOWN_SERVER, f"no MCP server {name!r} is configured in "
                                f"lictor; known servers: {known}", status=404)
+        if found.config.transport != transport:
+            where = f"/mcp/{name}/sse" if found.config.transport == "sse" else f"/mcp/{name}"
+            raise JsonRpcError(mcp.UNKNOWN_SERVER, f"MCP server {name!r} uses the "
+                               f"{found.config.transport} transport: connect to {where}",
+                               status=404)
         return found
 
-    async def _read(self, request: web.Request) -> bytes:
+    async def read_body(self, request: web.Request) -> bytes:
         if request.content_type != "application/json":
             raise JsonRpcError(mcp.INVALID_REQUEST, "Content-Type must be application/json, "
                                f"not {request.content_type or 'absent'}", status=415)
@@ -116,7 +129,7 @@ class McpProxy:
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
 
-    def _reject(self, request: web.Request, rid: str, principal: Principal | None,
+    def reject(self, request: web.Request, rid: str, principal: Principal | None,
                 err: JsonRpcError) -> web.Response:
         entry = audit_entries.refused(
             kind="rejected_request", request_id=rid, principal=principal, path=request.path,
@@ -126,26 +139,16 @@ class McpProxy:
                                                                    request_headers(rid))
 
     @staticmethod
-    def _caller(request: web.Request, rid: str, principal: Principal,
+    def caller(request: web.Request, rid: str, principal: Principal,
                 upstream: Upstream) -> Caller:
         session = request.headers.get(SESSION_HEADER, "")[:128]
         return Caller(principal, upstream.config, session, rid)
 
     async def _post(self, request: web.Request, rid: str, principal: Principal,
                     upstream: Upstream) -> web.StreamResponse:
-        message = mcp.parse_body(await self._read(request))
-        caller = self._caller(request, rid, principal, upstream)
-        checked = self.guard.check(caller, message)
-        if checked.decision.approvals and checked.call is not None:
-            failed = await self._settle_approvals(request, caller, message, checked)
-            if failed is not None:
-                return failed
-        failed = audited(self.gateway, audit_entries.mcp_request(
-            request_id=rid, principal=principal, server=upstream.config.name,
-            message=message.kind.value, method=message.method, tool=checked.tool,
-            decision=checked.decision, content=checked.content), message)
-        if failed is not None:
-            return failed
+        message = mcp.parse_body(await self.read_body(request))
+        caller = self.caller(request, rid, principal, upstream)
+        checked = await self.admit(request, caller, message)
         if checked.refusal is not None:
             refusal = checked.refusal
             return json_response(refusal.body(), refusal.status, request_headers(rid))
@@ -155,11 +158,29 @@ class McpProxy:
         # what was checked is what goes: re-serialized, so no duplicate key can differ
         return await self.relay.forward(ex, message.wire(), message)
 
+    async def admit(self, request: web.Request, caller: Caller, message: Message) -> Checked:
+        """Decide an agent's message (`McpGuard.check`, approvals) and audit it, whichever
+        transport brought it: `refusal` is set to what to answer instead of forwarding it
+        (a refusal, or the audit failure that stops everything)."""
+        checked = self.guard.check(caller, message)
+        if checked.decision.approvals and checked.call is not None:
+            failed = await self._settle_approvals(request, caller, message, checked)
+            if failed is not None:
+                checked.refusal = failed
+                return checked
+        failed = audit_failure(self.gateway, audit_entries.mcp_request(
+            request_id=caller.request_id, principal=caller.principal,
+            server=caller.server.name, message=message.kind.value, method=message.method,
+            tool=checked.tool, decision=checked.decision, content=checked.content), message)
+        if failed is not None:
+            checked.refusal = failed
+        return checked
+
     async def _settle_approvals(self, request: web.Request, caller: Caller, message: Message,
-                                checked: Checked) -> web.StreamResponse | None:
+                                checked: Checked) -> JsonRpcError | None:
         """A tools/call that needs people: release it if approved, else ask (in `hold`
         mode, wait) and refuse it with the approval id. Asks are audited before anyone
-        sees them; an audit failure answers (returned) instead."""
+        sees them; an audit failure is returned, to answer instead."""
         assert checked.call is not None
         flow = self.gateway.approvals
         settlement = flow.open(caller.principal, caller.request_id, [checked.call],
@@ -185,10 +206,10 @@ class McpProxy:
         return None
 
     def _audit_events(self, events: list[dict[str, Any]],
-                      message: Message) -> web.Response | None:
-        """Audit approval events (then forget them); the answer if audit failed."""
+                      message: Message) -> JsonRpcError | None:
+        """Audit approval events (then forget them); the error to answer if audit failed."""
         for event in events:
-            failed = audited(self.gateway, event, message)
+            failed = audit_failure(self.gateway, event, message)
             if failed is not None:
                 return failed
         events.clear()
@@ -197,7 +218,7 @@ class McpProxy:
     async def _session_call(self, request: web.Request, rid: str, principal: Principal,
                             upstream: Upstream) -> web.StreamResponse:
         what = "get_stream" if request.method == "GET" else "delete_session"
-        caller = self._caller(request, rid, principal, upstream)
+        caller = self.caller(request, rid, principal, upstream)
         decision = self.guard.check_session(principal, caller.session)
         failed = audited(self.gateway, audit_entries.mcp_request(
             request_id=rid, principal=principal, server=upstream.config.name, message=what,

@@ -70,19 +70,25 @@ def request_headers(rid: str) -> dict[str, str]:
     return {"x-lictor-request-id": rid}
 
 
-def audited(gateway: Gateway, entry: dict[str, object],
-            message: Message | None) -> web.Response | None:
-    """Audit before anything moves on; if the log cannot be written, nothing does (for a
-    request, a JSON-RPC error the client's SDK raises; else a 503)."""
+def audit_failure(gateway: Gateway, entry: dict[str, object],
+                  message: Message | None) -> JsonRpcError | None:
+    """Audit before anything moves on; if the log cannot be written, nothing does: the error
+    to answer instead (for a request, a JSON-RPC error the client's SDK raises; else 503)."""
     try:
         gateway.append_records(entry)
     except ProtocolError as exc:
         request = message is not None and message.kind is Kind.REQUEST
-        err = JsonRpcError(mcp.AUDIT_UNAVAILABLE, exc.message,
-                           id=message.id if request and message else None,
-                           status=200 if request else 503)
-        return json_response(err.body(), err.status)
+        return JsonRpcError(mcp.AUDIT_UNAVAILABLE, exc.message,
+                            id=message.id if request and message else None,
+                            status=200 if request else 503)
     return None
+
+
+def audited(gateway: Gateway, entry: dict[str, object],
+            message: Message | None) -> web.Response | None:
+    """`audit_failure` as the HTTP answer to send instead, if there is one."""
+    err = audit_failure(gateway, entry, message)
+    return None if err is None else json_response(err.body(), err.status)
 
 
 class McpRelay:
@@ -103,7 +109,8 @@ class McpRelay:
         if self._client is not None:
             await self._client.close()
 
-    def _http(self) -> aiohttp.ClientSession:
+    def client(self) -> aiohttp.ClientSession:
+        """The one HTTP client for every server (both transports), made in the running loop."""
         if self._client is None or self._client.closed:
             self._client = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0), auto_decompress=True, trust_env=False)
@@ -127,12 +134,12 @@ class McpRelay:
         idle = None if ex.request.method == "GET" else config.timeout_s  # a GET stream may idle
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout_s, sock_read=idle)
         try:
-            resp = await self._http().request(
+            resp = await self.client().request(
                 ex.request.method, config.url, data=body, allow_redirects=False,
                 headers=self._headers(ex, body is not None), timeout=timeout)
         except (aiohttp.ClientError, TimeoutError) as exc:
             timed_out = isinstance(exc, TimeoutError)
-            return self._failed(ex, message, 504 if timed_out else 502,
+            return self.failed(ex, message, 504 if timed_out else 502,
                                 f"cannot reach MCP server {config.name!r}: "
                                 f"{'no answer in time' if timed_out else type(exc).__name__}")
         self._open.add(resp)
@@ -142,16 +149,17 @@ class McpRelay:
             self._open.discard(resp)
             resp.release()
 
-    def _upstream_error(self, ex: Exchange, status: int, reason: str) -> dict[str, object]:
+    def upstream_error(self, ex: Exchange, status: int, reason: str) -> dict[str, object]:
+        """The audit entry for a server that failed `ex`'s caller."""
         return audit_entries.refused(
             kind="upstream_error", request_id=ex.rid, principal=ex.principal, status=status,
             code=str(mcp.UPSTREAM_FAILED), reason=reason,
             policy_hash=self.gateway.engine.policy.content_hash)
 
-    def _failed(self, ex: Exchange, message: Message | None, status: int,
+    def failed(self, ex: Exchange, message: Message | None, status: int,
                 reason: str) -> web.Response:
         """The upstream failed: audited, then a JSON-RPC error (HTTP 200 for a request)."""
-        failed = audited(self.gateway, self._upstream_error(ex, status, reason), message)
+        failed = audited(self.gateway, self.upstream_error(ex, status, reason), message)
         if failed is not None:
             return failed
         request = message is not None and message.kind is Kind.REQUEST
@@ -169,13 +177,13 @@ class McpRelay:
         if SESSION_ID in resp.headers:
             self.owners.bind(name, resp.headers[SESSION_ID], ex.principal.agent_id)
         if resp.status >= 300:
-            return await self._upstream_status(ex, resp, message, headers)
+            return await self.upstream_status(ex, resp, message, headers)
         if resp.content_type == "text/event-stream":
             return await self._relay_stream(ex, resp, headers)
         try:
             raw = await _read_capped(resp)
         except (aiohttp.ClientError, TimeoutError, MessageTooLarge) as exc:
-            return self._failed(ex, message, 502, f"MCP server {name!r} failed mid-answer: "
+            return self.failed(ex, message, 502, f"MCP server {name!r} failed mid-answer: "
                                 f"{type(exc).__name__}")
         if not raw.strip():
             return web.Response(status=resp.status, headers=headers)
@@ -184,11 +192,11 @@ class McpRelay:
                 raise ValueError(f"unexpected content type {resp.content_type}")
             answer = mcp.parse_message(json.loads(raw), status=502)
         except (ValueError, UnicodeDecodeError, JsonRpcError) as exc:
-            return self._failed(ex, message, 502, f"MCP server {name!r} sent an answer that "
+            return self.failed(ex, message, 502, f"MCP server {name!r} sent an answer that "
                                 f"is not a JSON-RPC message ({str(exc)[:120]})")
-        return json_response(self._judge(ex, answer), resp.status, headers)
+        return json_response(self.judge(ex, answer), resp.status, headers)
 
-    async def _upstream_status(self, ex: Exchange, resp: aiohttp.ClientResponse,
+    async def upstream_status(self, ex: Exchange, resp: aiohttp.ClientResponse,
                                message: Message | None, headers: dict[str, str]) -> web.Response:
         """The server's HTTP error, relayed with its status (a 404 tells an MCP client its
         session is gone); its own credentials failing or a redirect are lictor's 502."""
@@ -201,14 +209,14 @@ class McpRelay:
         status = 502 if resp.status in (401, 403) or resp.status < 400 else resp.status
         reason = f"MCP server {ex.upstream.config.name!r} answered HTTP {resp.status}" + (
             f": {self.gateway.engine.redact(detail)}" if detail else "")
-        failed = audited(self.gateway, self._upstream_error(ex, status, reason), message)
+        failed = audited(self.gateway, self.upstream_error(ex, status, reason), message)
         if failed is not None:
             return failed
         ident = message.id if message is not None and message.kind is Kind.REQUEST else None
         err = JsonRpcError(mcp.UPSTREAM_FAILED, reason, id=ident)
         return json_response(err.body(), status, headers)
 
-    def _judge(self, ex: Exchange, answer: Message) -> dict[str, object]:
+    def judge(self, ex: Exchange, answer: Message) -> dict[str, object]:
         """A server's message as the agent gets it: responses judged and audited first;
         the server's own requests and notifications pass as they are."""
         if answer.kind is not Kind.RESPONSE:
@@ -225,7 +233,7 @@ class McpRelay:
             return JsonRpcError(mcp.AUDIT_UNAVAILABLE, exc.message, id=answer.id).body()
         return judged.body
 
-    def _judge_event(self, ex: Exchange, event: SseEvent) -> bytes:
+    def judge_event(self, ex: Exchange, event: SseEvent) -> bytes:
         if not event.data.strip():
             return event.frame()  # a priming event: an id to resume from, no message
         try:
@@ -234,7 +242,7 @@ class McpRelay:
             log.warning("%s: dropped an SSE event from MCP server %r that is not a JSON-RPC "
                         "message", ex.rid, ex.upstream.config.name)
             return b""
-        return event.frame(mcp.dump(self._judge(ex, answer)).decode())
+        return event.frame(mcp.dump(self.judge(ex, answer)).decode())
 
     async def _relay_stream(self, ex: Exchange, resp: aiohttp.ClientResponse,
                             headers: dict[str, str]) -> web.StreamResponse:
@@ -246,7 +254,7 @@ class McpRelay:
             if ex.pending and not failure:
                 failure = "the stream ended without an answer"
             if failure:
-                for frame in self._stream_failed(ex, failure):
+                for frame in self.stream_failed(ex, failure):
                     await out.write(frame)
             await out.write_eof()
         except ConnectionError:
@@ -270,17 +278,17 @@ class McpRelay:
             except (MessageTooLarge, UnicodeDecodeError) as exc:
                 return f"the stream failed: {exc}"
             for event in events:
-                data = self._judge_event(ex, event)
+                data = self.judge_event(ex, event)
                 if data:
                     await out.write(data)
             if not chunk:
                 return ""
 
-    def _stream_failed(self, ex: Exchange, why: str) -> list[bytes]:
+    def stream_failed(self, ex: Exchange, why: str) -> list[bytes]:
         """Audited; each request still waiting gets its JSON-RPC error in the stream."""
         reason = f"MCP server {ex.upstream.config.name!r}: {why}"
         try:
-            self.gateway.append_records(self._upstream_error(ex, 502, reason))
+            self.gateway.append_records(self.upstream_error(ex, 502, reason))
         except ProtocolError:
             log.error("%s: audit unavailable while reporting a failed stream", ex.rid)
         frames = [SseEvent(mcp.dump(JsonRpcError(mcp.UPSTREAM_FAILED, reason,

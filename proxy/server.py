@@ -85,7 +85,8 @@ def banner(config: Config, gateway: Gateway, url: str) -> str:
         f"  models: {', '.join(f'{r.name} ({r.backend})' for r in config.models)}",
     ]
     if config.mcp_servers:
-        names = ", ".join(f"{url}/mcp/{s.name}" for s in config.mcp_servers)
+        names = ", ".join(f"{url}/mcp/{s.name}" + ("/sse" if s.transport == "sse" else "")
+                          for s in config.mcp_servers)
         lines.append(f"  MCP servers: {names}")
     if gateway.keys.loopback_only_ids:
         lines.append(

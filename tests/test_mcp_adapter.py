@@ -218,9 +218,12 @@ def test_content_coming_back_is_not_another_model_request() -> None:
 
 def test_mcp_config(tmp_path: Path) -> None:
     path = tmp_path / "lictor.yaml"
-    path.write_text("mcp_servers:\n  - name: docs\n    url: http://127.0.0.1:1/mcp\n"
+    path.write_text("mcp_servers:\n  - name: docs\n    url: http://127.0.0.1:1/sse\n"
                     "    transport: sse\n")
-    with pytest.raises(ConfigError, match=r"lictor.yaml:2: mcp_servers.0: .*older SSE"):
+    assert load_config(path).mcp_servers[0].transport == "sse"
+    path.write_text("mcp_servers:\n  - name: docs\n    url: http://127.0.0.1:1/sse\n"
+                    "    transport: websocket\n")
+    with pytest.raises(ConfigError, match=r"lictor.yaml:4: mcp_servers.0.transport: Input"):
         load_config(path)
     path.write_text("mcp_servers:\n  - name: docs\n    url: http://127.0.0.1:1/mcp\n"
                     "    pinning: approve\n")
