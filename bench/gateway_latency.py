@@ -12,9 +12,9 @@ Prints p50/p99 for each, the latency each proxy adds over direct, and lictor's o
 
     python bench/gateway_latency.py [--requests 2000] [--json bench/results/latency.json]
 
-`--telemetry` adds a fourth target in the same rotation: a second lictor with telemetry on
-(`exporter: console`, its stdout discarded: every span is built, batched and serialized,
-then dropped), and prints what telemetry adds over the lictor without it.
+`--telemetry` adds a fourth target in the same rotation: a second lictor with telemetry on,
+exporting over OTLP/HTTP (batched spans, metrics every 30 s) to the mock upstream, which
+accepts and counts the exports; it prints what telemetry adds over the lictor without it.
 """
 
 from __future__ import annotations
@@ -98,6 +98,11 @@ async def measure(urls: list[str], n: int, warmup: int) -> list[list[float]]:
     return out
 
 
+async def _get_json(url: str) -> Any:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return await resp.json()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -111,6 +116,7 @@ def main() -> int:
     otel_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     procs: list[subprocess.Popen[bytes]] = []
+    otlp_received: Any = None
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "lictor.yaml"
         settings: dict[str, Any] = {
@@ -121,7 +127,8 @@ def main() -> int:
         config.write_text(json.dumps(settings))
         otel_config = Path(tmp) / "lictor-otel.yaml"
         otel_config.write_text(json.dumps({**settings, "data_dir": str(Path(tmp) / "var-otel"),
-                                           "telemetry": {"exporter": "console"}}))
+                                           "telemetry": {"exporter": "otlp",
+                                                         "endpoint": upstream_url[:-3]}}))
         try:
             procs.append(subprocess.Popen(
                 [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(up_port)]))
@@ -148,8 +155,13 @@ def main() -> int:
                 wait_ready(port, proc)
             urls = [f"http://127.0.0.1:{p}/v1/chat/completions" for p in ports]
             samples = asyncio.run(measure(urls, args.requests, args.warmup))
+            if args.telemetry:
+                for proc in procs[3:]:  # its last spans are flushed while it stops
+                    proc.terminate()
+                    proc.wait(30)
+                otlp_received = asyncio.run(_get_json(f"{upstream_url[:-3]}/otlp"))
         finally:
-            for proc in procs:
+            for proc in reversed(procs):
                 proc.terminate()
                 proc.wait(10)
 
@@ -172,6 +184,7 @@ def main() -> int:
         own = result["lictor"][q] - result["bare"][q]
         result.setdefault("lictor_over_bare", {})[q] = round(own, 3)
     if args.telemetry:
+        result["otlp_received"] = otlp_received
         result["otel_over_lictor"] = {
             q: round(result["lictor_otel"][q] - result["lictor"][q], 3)
             for q in ("p50_ms", "p99_ms")}
@@ -188,6 +201,8 @@ def main() -> int:
     for name in rows:
         row = result[name]
         print(f"{name:18} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f}")
+    if args.telemetry:
+        print(f"OTLP exports received: {otlp_received}")
     print(f"ratio lictor/direct at p50: {result['ratio_lictor_direct_p50']}x; "
           f"lictor ready in {result['lictor_ready_s']} s")
     write_json(args.json, result)

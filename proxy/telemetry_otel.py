@@ -4,6 +4,8 @@ Imported only when `telemetry.exporter` is not `none`. A middleware opens a `Req
 for each traced request (in a context variable, so the audit and check hooks find it
 without being handed it) and turns it into one span when the request is done: the span
 is created then, with the request's start time, so its name and kind are already known.
+The hooks only note what happened; building the span and recording the metrics is
+scheduled for after the answer has been written, so it does not delay the agent.
 Providers are lictor's own, not the global ones: two lictors in one process (tests) keep
 their telemetry apart, and nothing else in the process reports through them.
 
@@ -97,7 +99,7 @@ def _error_code(response: web.StreamResponse | None) -> str:
 
 
 class _AuditAppend(AbstractContextManager[None]):
-    """Times one audit commit; once committed, its entries feed the span and the counter."""
+    """Times one audit commit, noted on the request's trace (taken in after the answer)."""
 
     __slots__ = ("entries", "owner", "start")
 
@@ -110,19 +112,12 @@ class _AuditAppend(AbstractContextManager[None]):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         ms = (time.perf_counter() - self.start) * 1000
+        entries = None if exc_type is not None else self.entries
         trace = _CURRENT.get()
-        if exc_type is not None:
-            self.owner.append_duration.record(ms, {"error.type": "audit_unavailable"})
-            if trace is not None:
-                trace.error = trace.error or "audit_unavailable"
-            return
-        self.owner.append_duration.record(ms)
-        for entry in self.entries:
-            point = decision_point(entry)
-            if point is not None:
-                self.owner.decisions.add(1, point)
-            if trace is not None:
-                trace.absorb(entry)
+        if trace is not None:
+            trace.commits.append((ms, entries))
+        else:  # not a traced request (a rule reload, an admin action)
+            self.owner.committed(ms, entries, None)
 
 
 class OtelTelemetry(Telemetry):
@@ -178,6 +173,22 @@ class OtelTelemetry(Telemetry):
         if trace is not None and answer is not None:
             trace.response_model = safe_name(answer.get("model"))
 
+    def committed(self, ms: float, entries: Sequence[dict[str, Any]] | None,
+                  trace: RequestTrace | None) -> None:
+        """One audit commit (`entries` None: it failed) into the metrics and the trace."""
+        if entries is None:
+            self.append_duration.record(ms, {"error.type": "audit_unavailable"})
+            if trace is not None:
+                trace.error = trace.error or "audit_unavailable"
+            return
+        self.append_duration.record(ms)
+        for entry in entries:
+            point = decision_point(entry)
+            if point is not None:
+                self.decisions.add(1, point)
+            if trace is not None:
+                trace.absorb(entry)
+
     def instrument(self, app: web.Application) -> None:
         app.middlewares.append(self._middleware)
         app.on_cleanup.append(self._cleanup)
@@ -205,11 +216,13 @@ class OtelTelemetry(Telemetry):
                 "internal_error" if isinstance(exc, Exception) else "cancelled")
             raise
         finally:
-            _CURRENT.reset(token)
-            self._end(request, trace, response, status)
+            _CURRENT.reset(token)  # the span once the answer is written (aiohttp does that next)
+            asyncio.get_running_loop().call_soon(self._end, request, trace, response, status)
 
     def _end(self, request: web.Request, trace: RequestTrace,
              response: web.StreamResponse | None, status: int) -> None:
+        for ms, entries in trace.commits:
+            self.committed(ms, entries, trace)
         if not trace.request_id and response is not None:
             trace.request_id = safe_name(response.headers.get("x-lictor-request-id"))
         error = trace.error_type(status, _error_code(response))

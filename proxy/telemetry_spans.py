@@ -9,6 +9,7 @@ so what a span may carry is reviewable (and testable) on its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,8 @@ class RequestTrace:
     hidden_tools: int = 0
     withheld: bool = False
     events: list[str] = field(default_factory=list)  # approval entry kinds, in order
+    # audit commits, (ms, entries or None when it failed), taken in after the answer is out
+    commits: list[tuple[float, Sequence[dict[str, Any]] | None]] = field(default_factory=list)
 
     def absorb(self, entry: dict[str, Any]) -> None:
         """Take what telemetry may carry from one audit entry of this request."""

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,11 @@ class Exported:
         self.telemetry = telemetry_from_config(TelemetryConfig(), span_exporter=self.spans,
                                                metric_reader=self.reader)
 
-    def finished(self) -> list[ReadableSpan]:
+    def finished(self, count: int = 0) -> list[ReadableSpan]:
+        """The spans ended so far, once there are `count` (each ends just after its answer)."""
+        deadline = time.monotonic() + 10
+        while len(self.spans.get_finished_spans()) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
         return list(self.spans.get_finished_spans())
 
     def points(self, metric: str) -> list[Any]:
@@ -106,7 +111,7 @@ def test_chat_spans_and_metrics(traced: BackgroundServer, telemetry: Exported) -
     tool_reply = chat(traced, TOOL, tools=[WEATHER_TOOL])
     assert tool_reply.choices[0].message.tool_calls[0].function.name == "get_weather"
 
-    plain, streamed, masked, blocked, tool = spans = telemetry.finished()
+    plain, streamed, masked, blocked, tool = spans = telemetry.finished(5)
     assert [s.name for s in spans] == ["chat mock-gpt"] + ["chat lictor-local"] * 4
     for span in spans:
         attrs = span.attributes or {}
@@ -174,7 +179,7 @@ def test_failures_are_error_spans(traced: BackgroundServer, telemetry: Exported)
     with pytest.raises(openai.APIStatusError) as info:
         chat(traced, PLAIN)
     assert info.value.status_code == 503
-    down, unaudited = telemetry.finished()
+    down, unaudited = telemetry.finished(2)
     d = down.attributes or {}
     assert (d["gen_ai.provider.name"], d["http.response.status_code"]) == ("openai", 502)
     assert down.status.status_code is StatusCode.ERROR and d["error.type"] == "upstream_unreachable"
