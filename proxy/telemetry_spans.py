@@ -177,7 +177,7 @@ class RequestTrace:
     def attributes(self, status: int, error: str) -> Attributes:
         out: Attributes = {"lictor.verdict": self.verdict.value, "lictor.rule_ids": self.rule_ids,
                            "lictor.check_time_ms": round(self.check_s * 1000, 3),
-                           "http.response.status_code": status}
+                           "lictor.status_code": status}
         if self.protocol == "openai":
             out["gen_ai.operation.name"] = "chat"
             out |= self._chat_attributes()

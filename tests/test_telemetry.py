@@ -138,7 +138,7 @@ def test_chat_spans_and_metrics(traced: BackgroundServer, telemetry: Exported) -
     b = blocked.attributes or {}
     assert b["lictor.verdict"] == "block"
     assert b["lictor.rule_ids"][0] == "injection.instruction-override"  # type: ignore[index]
-    assert (b["error.type"], b["http.response.status_code"]) == ("policy_violation", 403)
+    assert (b["error.type"], b["lictor.status_code"]) == ("policy_violation", 403)
     assert blocked.status.status_code is StatusCode.ERROR
     assert blocked.status.description == "policy_violation: injection.instruction-override"
     assert "gen_ai.usage.input_tokens" not in b  # it never went upstream
@@ -181,10 +181,10 @@ def test_failures_are_error_spans(traced: BackgroundServer, telemetry: Exported)
     assert info.value.status_code == 503
     down, unaudited = telemetry.finished(2)
     d = down.attributes or {}
-    assert (d["gen_ai.provider.name"], d["http.response.status_code"]) == ("openai", 502)
+    assert (d["gen_ai.provider.name"], d["lictor.status_code"]) == ("openai", 502)
     assert down.status.status_code is StatusCode.ERROR and d["error.type"] == "upstream_unreachable"
     u = unaudited.attributes or {}
-    assert (u["error.type"], u["http.response.status_code"]) == ("audit_unavailable", 503)
+    assert (u["error.type"], u["lictor.status_code"]) == ("audit_unavailable", 503)
     assert unaudited.status.status_code is StatusCode.ERROR
     failed = [p for p in telemetry.points("lictor.audit.append.duration") if p.attributes]
     assert [(p.attributes, p.count) for p in failed] == [({"error.type": "audit_unavailable"}, 1)]
@@ -267,3 +267,15 @@ def test_exporters_from_config() -> None:
     assert isinstance(built, OtelTelemetry)
     assert built.tracer_provider.resource.attributes["service.name"] == "x"
     built.shutdown()  # nothing was recorded, so nothing is sent
+
+
+def test_console_exporter_prints_at_shutdown(start_lictor: Any,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The configured path end to end: `exporter: console`, flushed when lictor stops."""
+    server = start_lictor(telemetry={"exporter": "console"})
+    assert chat(server, PLAIN).choices[0].message.content == PLAIN
+    server.stop()
+    out = capsys.readouterr().out
+    assert '"name": "chat lictor-local"' in out and '"gen_ai.provider.name": "lictor.local"' in out
+    assert '"name": "lictor.decisions"' in out and '"name": "lictor.audit.append.duration"' in out
+    assert PLAIN not in out and DEMO_KEY not in out
