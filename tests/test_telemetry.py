@@ -213,6 +213,8 @@ def test_mcp_spans(tmp_path: Path, telemetry: Exported) -> None:
         "execute_tool", "customer_email")
     assert (called["mcp.method.name"], called["lictor.mcp.server"]) == ("tools/call", "shop")
     assert called["lictor.verdict"] == "mask" and called["lictor.agent"] == "support-agent"
+    assert called["lictor.rule_ids"] == ("pii.mask-outbound",)  # the email in the result
+    assert float(called["lictor.check_time_ms"]) > 0  # type: ignore[arg-type]
     refused = spans["execute_tool delete_records"]
     assert refused.status.status_code is StatusCode.ERROR
     assert (refused.attributes or {})["lictor.verdict"] == "block"
