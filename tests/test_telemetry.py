@@ -29,6 +29,7 @@ from lictor.proxy.config import ConfigError, TelemetryConfig, load_config
 from lictor.proxy.server import BackgroundServer
 from lictor.proxy.telemetry import NO_TELEMETRY, telemetry_from_config
 from lictor.proxy.telemetry_otel import OtelTelemetry, _metric_exporter, _span_exporter
+from lictor.proxy.telemetry_spans import RequestTrace
 
 CARD = "4111 1111 1111 1111"
 PLAIN = "Hello there, lictor."
@@ -281,3 +282,29 @@ def test_console_exporter_prints_at_shutdown(start_lictor: Any,
     assert '"name": "chat lictor-local"' in out and '"gen_ai.provider.name": "lictor.local"' in out
     assert '"name": "lictor.decisions"' in out and '"name": "lictor.audit.append.duration"' in out
     assert PLAIN not in out and DEMO_KEY not in out
+
+
+def test_trace_takes_names_and_ids_only() -> None:
+    """Whatever else an audit entry holds (evidence, reasons, content, sealed originals),
+    a span gets only ids, verdicts and plain names; a name that is free text is dropped."""
+    secret = f"{EMAIL} {CARD} {DEMO_KEY}"
+    trace = RequestTrace("openai", 0)
+    finding = {"rule": "pii.mask-outbound", "verdict": "mask", "message": secret,
+               "evidence": secret, "owasp": ["LLM02"]}
+    trace.absorb({"kind": "model_request", "request_id": "req_1", "reason": secret,
+                  "principal": {"agent": "bot", "team": secret}, "verdict": "mask",
+                  "findings": [finding], "policy_hash": "ab12", "originals": secret,
+                  "action": {"model": secret, "backend": "passthrough", "stream": False},
+                  "content": [{"trust": "user", "text": secret}]})
+    trace.absorb({"kind": "model_response", "request_id": "req_1", "verdict": "allow",
+                  "findings": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2},
+                  "content": [{"content": secret, "tool_calls": [
+                      {"name": EMAIL, "arguments": secret}, {"name": "get_weather"}]}]})
+    attributes = trace.attributes(200, trace.error_type(200, ""))
+    assert trace.name == "chat"  # the model name was not a name
+    assert attributes["lictor.rule_ids"] == ["pii.mask-outbound"]
+    assert (attributes["lictor.verdict"], attributes["lictor.agent"]) == ("mask", "bot")
+    assert trace.tool_calls == ["(not a name)", "get_weather"]
+    exported = json.dumps([trace.name, attributes, trace.tool_calls])
+    for part in (EMAIL, CARD, DEMO_KEY):
+        assert part not in exported, part
