@@ -11,6 +11,10 @@ Prints p50/p99 for each, the latency each proxy adds over direct, and lictor's o
 (lictor over bare: what its checks and audit cost on top of any Python proxy's hop).
 
     python bench/gateway_latency.py [--requests 2000] [--json bench/results/latency.json]
+
+`--telemetry` adds a fourth target in the same rotation: a second lictor with telemetry on,
+exporting over OTLP/HTTP (batched spans, metrics every 30 s) to the mock upstream, which
+accepts and counts the exports; it prints what telemetry adds over the lictor without it.
 """
 
 from __future__ import annotations
@@ -94,23 +98,37 @@ async def measure(urls: list[str], n: int, warmup: int) -> list[list[float]]:
     return out
 
 
+async def _get_json(url: str) -> Any:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return await resp.json()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--telemetry", action="store_true",
+                        help="also measure a lictor with telemetry on (console exporter)")
     args = parser.parse_args()
 
     up_port, bare_port, lictor_port = free_port(), free_port(), free_port()
+    otel_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     procs: list[subprocess.Popen[bytes]] = []
+    otlp_received: Any = None
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "lictor.yaml"
-        config.write_text(json.dumps({
+        settings: dict[str, Any] = {
             "data_dir": str(Path(tmp) / "var"),
             "agents": [{"id": "bench-agent", "team": "bench", "key": KEY}],
             "models": [{"name": "bench-gpt", "backend": "passthrough", "base_url": upstream_url}],
-        }))
+        }
+        config.write_text(json.dumps(settings))
+        otel_config = Path(tmp) / "lictor-otel.yaml"
+        otel_config.write_text(json.dumps({**settings, "data_dir": str(Path(tmp) / "var-otel"),
+                                           "telemetry": {"exporter": "otlp",
+                                                         "endpoint": upstream_url[:-3]}}))
         try:
             procs.append(subprocess.Popen(
                 [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(up_port)]))
@@ -121,15 +139,29 @@ def main() -> int:
                 [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
                  "--port", str(lictor_port)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            ports = [up_port, bare_port, lictor_port]
+            names = ["direct", "bare", "lictor"]
+            if args.telemetry:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config",
+                     str(otel_config), "--port", str(otel_port)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                ports.append(otel_port)
+                names.append("lictor_otel")
             wait_ready(up_port, procs[0])
             wait_ready(bare_port, procs[1])
             ready_s = wait_ready(lictor_port, procs[2])
-            names = ["direct", "bare", "lictor"]
-            urls = [f"http://127.0.0.1:{p}/v1/chat/completions"
-                    for p in (up_port, bare_port, lictor_port)]
+            for port, proc in zip(ports[3:], procs[3:], strict=True):
+                wait_ready(port, proc)
+            urls = [f"http://127.0.0.1:{p}/v1/chat/completions" for p in ports]
             samples = asyncio.run(measure(urls, args.requests, args.warmup))
+            if args.telemetry:
+                for proc in procs[3:]:  # its last spans are flushed while it stops
+                    proc.terminate()
+                    proc.wait(30)
+                otlp_received = asyncio.run(_get_json(f"{upstream_url[:-3]}/otlp"))
         finally:
-            for proc in procs:
+            for proc in reversed(procs):
                 proc.terminate()
                 proc.wait(10)
 
@@ -151,15 +183,26 @@ def main() -> int:
             result.setdefault(f"{name}_added", {})[q] = round(added, 3)
         own = result["lictor"][q] - result["bare"][q]
         result.setdefault("lictor_over_bare", {})[q] = round(own, 3)
+    if args.telemetry:
+        result["otlp_received"] = otlp_received
+        result["otel_over_lictor"] = {
+            q: round(result["lictor_otel"][q] - result["lictor"][q], 3)
+            for q in ("p50_ms", "p99_ms")}
     result["ratio_lictor_direct_p50"] = round(
         result["lictor"]["p50_ms"] / result["direct"]["p50_ms"], 2)
 
     print(f"gateway added latency, concurrency 1, {args.requests} requests each, "
           f"{result['request_bytes']} B requests, default packs, audit on")
     print(f"{'':18} {'p50 ms':>8} {'p99 ms':>8}")
-    for name in ("direct", "bare", "lictor", "bare_added", "lictor_added", "lictor_over_bare"):
+    rows = ["direct", "bare", "lictor", "bare_added", "lictor_added", "lictor_over_bare"]
+    if args.telemetry:
+        rows[3:3] = ["lictor_otel"]
+        rows.append("otel_over_lictor")
+    for name in rows:
         row = result[name]
         print(f"{name:18} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f}")
+    if args.telemetry:
+        print(f"OTLP exports received: {otlp_received}")
     print(f"ratio lictor/direct at p50: {result['ratio_lictor_direct_p50']}x; "
           f"lictor ready in {result['lictor_ready_s']} s")
     write_json(args.json, result)

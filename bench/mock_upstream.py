@@ -1,7 +1,9 @@
 """A minimal, fast OpenAI-compatible upstream for benchmarks (its own process).
 
 It answers every chat completion with the same small reply, so the benchmark measures
-the proxy, not the model. Run: python bench/mock_upstream.py --port 9100
+the proxy, not the model. It is also an OTLP/HTTP sink (`/v1/traces`, `/v1/metrics`:
+accepted and counted, `GET /otlp` tells how many), so telemetry can be measured with its
+real exporter. Run: python bench/mock_upstream.py --port 9100
 """
 
 from __future__ import annotations
@@ -25,9 +27,23 @@ REPLY = json.dumps({
 }).encode()
 
 
+OTLP_RECEIVED = {"traces": 0, "metrics": 0, "bytes": 0}
+
+
 async def chat(request: web.Request) -> web.Response:
     await request.read()
     return web.Response(body=REPLY, content_type="application/json")
+
+
+async def otlp(request: web.Request) -> web.Response:
+    """An export, accepted: an empty body is an empty Export*ServiceResponse."""
+    OTLP_RECEIVED["bytes"] += len(await request.read())
+    OTLP_RECEIVED[request.path.rsplit("/", 1)[-1]] += 1
+    return web.Response(body=b"", content_type="application/x-protobuf")
+
+
+async def otlp_received(request: web.Request) -> web.Response:
+    return web.json_response(OTLP_RECEIVED)
 
 
 def main() -> None:
@@ -36,6 +52,9 @@ def main() -> None:
     args = parser.parse_args()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/traces", otlp)
+    app.router.add_post("/v1/metrics", otlp)
+    app.router.add_get("/otlp", otlp_received)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 

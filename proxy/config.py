@@ -116,6 +116,25 @@ class ApprovalsConfig(Strict):
     valid_for: str = Field(default="1h", pattern=DURATION)
 
 
+class TelemetryConfig(Strict):
+    """OpenTelemetry spans and metrics. `none` (the default) never imports the SDK, so
+    lictor starts and serves as if telemetry did not exist."""
+
+    exporter: Literal["none", "console", "otlp"] = "none"
+    # OTLP over HTTP: the collector's base URL; /v1/traces and /v1/metrics are appended
+    endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
+    service_name: str = Field(default="lictor", min_length=1)
+    metrics_interval_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _endpoint_for_otlp(self) -> TelemetryConfig:
+        if self.exporter == "otlp" and not self.endpoint:
+            raise ValueError("the otlp exporter needs `endpoint` (e.g. http://127.0.0.1:4318)")
+        if self.exporter != "otlp" and self.endpoint:
+            raise ValueError(f"`endpoint` is only used by the otlp exporter, not {self.exporter}")
+        return self
+
+
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     data_dir: Path = Path("./var")
@@ -127,6 +146,7 @@ class Config(Strict):
     audit: AuditConfig = AuditConfig()
     admin: AdminConfig = AdminConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -41,6 +41,7 @@ from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.approval_flow import APPROVAL_HEADER, ApprovalFlow
 from lictor.proxy.routing import Router
+from lictor.proxy.telemetry import NO_TELEMETRY, Telemetry
 
 if TYPE_CHECKING:  # cryptography is imported only when originals are kept
     from lictor.audit.subject_keys import SubjectKeys
@@ -127,6 +128,7 @@ class Gateway:
         approvals: ApprovalDesk,
         subject_keys: SubjectKeys | None = None,
         subject_header: str = "x-lictor-subject",
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.subject_keys = subject_keys  # set: originals are kept, sealed per subject
         self.subject_header = subject_header
@@ -136,6 +138,7 @@ class Gateway:
         self.router = router
         self.audit = audit
         self.max_body_bytes = max_body_bytes
+        self.telemetry = telemetry
         self.ready = True
 
     # -- helpers -------------------------------------------------------------------
@@ -143,7 +146,8 @@ class Gateway:
     def append_records(self, *entries: dict[str, Any]) -> None:
         """Append to the audit chain in one commit; ProtocolError 503 if not (fail closed)."""
         try:
-            self.audit.append_many(entries)
+            with self.telemetry.audit_append(entries):  # timed; feeds the request's span
+                self.audit.append_many(entries)
         except AuditWriteError:
             log.exception("audit append failed")
             raise ProtocolError(
@@ -256,7 +260,7 @@ class Gateway:
         route, backend = resolved
         stream = bool(body.get("stream", False))
         session = request.headers.get(SESSION_HEADER, "")[:128]
-        outcome = self.engine.evaluate_request(principal, action, session)
+        outcome = self.telemetry.timed(self.engine.evaluate_request, principal, action, session)
         decision = outcome.decision
         request_record = audit_entries.model_request(
             request_id=rid,
@@ -317,10 +321,12 @@ class Gateway:
     async def _complete(self, ex: Exchange) -> web.Response:
         try:
             resp = await ex.backend.complete(ex.body, ex.route)
+            self.telemetry.responded(resp)
             resp_action = openai_chat.parse_response(resp)
         except ProtocolError as err:
             return await self._upstream_failed(ex, err)
-        rdecision = self.engine.evaluate_response(ex.principal, resp_action, ex.session)
+        rdecision = self.telemetry.timed(self.engine.evaluate_response, ex.principal,
+                                         resp_action, ex.session)
         headers = {"x-lictor-request-id": ex.rid}
         if rdecision.approvals:
             try:
@@ -379,15 +385,15 @@ class Gateway:
         return self.approvals.close(decision, settlement), settlement.headers
 
     def _chat_stream(self, ex: Exchange) -> ChatStream:
-        engine, principal = self.engine, ex.principal
+        engine, principal, timed = self.engine, ex.principal, self.telemetry.timed
 
         def authorize(calls: list[ToolCall]) -> Decision:
             action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE,
                             openai_chat.PROTOCOL, tool_calls=calls)
-            return engine.evaluate_response(principal, action, ex.session)
+            return timed(engine.evaluate_response, principal, action, ex.session)
 
         def check_text(text: str) -> list[Finding]:
-            return engine.scan_window(text, "response", "assistant")
+            return timed(engine.scan_window, text, "response", "assistant")
 
         return ChatStream(ex.outcome.vault, check_text, authorize)
 
@@ -399,6 +405,7 @@ class Gateway:
         except ProtocolError as err:
             await upstream.aclose()  # type: ignore[attr-defined]
             return await self._upstream_failed(ex, err)
+        self.telemetry.responded(first)
         resp = web.StreamResponse(headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",

@@ -162,7 +162,7 @@ class McpProxy:
         """Decide an agent's message (`McpGuard.check`, approvals) and audit it, whichever
         transport brought it: `refusal` is set to what to answer instead of forwarding it
         (a refusal, or the audit failure that stops everything)."""
-        checked = self.guard.check(caller, message)
+        checked = self.gateway.telemetry.timed(self.guard.check, caller, message)
         if checked.decision.approvals and checked.call is not None:
             failed = await self._settle_approvals(request, caller, message, checked)
             if failed is not None:
@@ -219,7 +219,8 @@ class McpProxy:
                             upstream: Upstream) -> web.StreamResponse:
         what = "get_stream" if request.method == "GET" else "delete_session"
         caller = self.caller(request, rid, principal, upstream)
-        decision = self.guard.check_session(principal, caller.session)
+        decision = self.gateway.telemetry.timed(self.guard.check_session, principal,
+                                                caller.session)
         failed = audited(self.gateway, audit_entries.mcp_request(
             request_id=rid, principal=principal, server=upstream.config.name, message=what,
             method="", tool="", decision=decision, content=[]), None)

@@ -223,7 +223,7 @@ class McpRelay:
             return answer.body
         method, tool = ex.pending.pop(mcp.id_key(answer.id), ("", ""))
         config = ex.upstream.config
-        judged = self.guard.judge(ex.caller, method, answer.body)
+        judged = self.gateway.telemetry.timed(self.guard.judge, ex.caller, method, answer.body)
         try:
             self.gateway.append_records(audit_entries.mcp_result(
                 request_id=ex.rid, principal=ex.principal, server=config.name, method=method,

@@ -31,6 +31,7 @@ from lictor.proxy.mcp_pins import PinStore
 from lictor.proxy.mcp_proxy import McpProxy
 from lictor.proxy.routing import Router
 from lictor.proxy.rule_reload import RuleReloader
+from lictor.proxy.telemetry import Telemetry, telemetry_from_config
 from lictor.rules.loader import bundled_pack, load_policy
 from lictor.rules.schema import duration_seconds
 
@@ -51,7 +52,7 @@ def rule_paths(config: Config) -> list[Path]:
     return [bundled_pack(name) for name in config.rules.packs] + list(config.rules.paths)
 
 
-def build_gateway(config: Config) -> Gateway:
+def build_gateway(config: Config, telemetry: Telemetry | None = None) -> Gateway:
     """Everything compiled and opened up front: a bad rule file fails start-up here."""
     policy = load_policy(rule_paths(config))
     keys = AgentKeys(config)
@@ -71,7 +72,8 @@ def build_gateway(config: Config) -> Gateway:
         subject_keys = SubjectKeys(subject_keys_path(config.data_dir))
     return Gateway(keys, engine, router, store, config.server.max_body_bytes,
                    approvals=desk, subject_keys=subject_keys,
-                   subject_header=config.audit.subject_header)
+                   subject_header=config.audit.subject_header,
+                   telemetry=telemetry or telemetry_from_config(config.telemetry))
 
 
 def banner(config: Config, gateway: Gateway, url: str) -> str:
@@ -125,12 +127,14 @@ async def _stop_watching(app: web.Application) -> None:
         task.cancel()
 
 
-def make_app(config: Config) -> web.Application:
-    gateway = build_gateway(config)
+def make_app(config: Config, telemetry: Telemetry | None = None) -> web.Application:
+    """lictor's app; `telemetry` (tests: in-memory exporters) replaces the configured one."""
+    gateway = build_gateway(config, telemetry)
     admin_keys = AgentKeys(config, config.admin.keys)
     if admin_keys.shares_a_key_with(gateway.keys):
         raise ConfigError("an admin key is also an agent key: give admins their own keys")
     app = build_app(gateway)
+    gateway.telemetry.instrument(app)
     reloader = RuleReloader(gateway, rule_paths(config), gateway.keys.principals,
                             config.rules.watch_interval_s)
     app[RELOADER_KEY] = reloader
@@ -223,8 +227,9 @@ class AppThread:
 class BackgroundServer(AppThread):
     """lictor itself, built from a config, on its own thread."""
 
-    def __init__(self, config: Config) -> None:
-        super().__init__(lambda: make_app(config), config.server.host, config.server.port)
+    def __init__(self, config: Config, telemetry: Telemetry | None = None) -> None:
+        super().__init__(lambda: make_app(config, telemetry), config.server.host,
+                         config.server.port)
         self.config = config
 
     @property

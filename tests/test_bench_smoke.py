@@ -14,7 +14,7 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gateway_latency.py"), "--requests", "20",
-         "--warmup", "2", "--json", str(out)],
+         "--warmup", "2", "--telemetry", "--json", str(out)],
         capture_output=True, text=True, timeout=180, check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -22,6 +22,7 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
     for name in ("direct", "bare", "lictor"):
         assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
     assert "lictor_over_bare" in figures and "lictor_added" in figures
+    assert figures["lictor_otel"]["p50_ms"] > 0 and "otel_over_lictor" in figures
     assert "lictor_added" in result.stdout
 
 
