@@ -3,6 +3,9 @@
 Every record carries ``seq`` and the SHA-256 of the previous record
 (``prev_hash``), so editing, deleting, reordering or inserting a record
 breaks the chain and ``lictor.audit.verify.verify_chain`` reports where.
+Each record is also a leaf of an RFC 9162 Merkle tree (``leaves`` table, same
+transaction), whose signed roots (``checkpoints``) let a third party check records
+and proofs without the whole log.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from lictor.audit.canonical_json import canonicalize
+from lictor.audit.merkle import CompactRange, leaf_hash
 
 __all__ = [
     "GENESIS_HASH",
@@ -26,6 +30,7 @@ __all__ = [
     "AppendedRecord",
     "AuditStore",
     "AuditWriteError",
+    "StoredCheckpoint",
 ]
 
 GENESIS_HASH = "0" * 64
@@ -39,10 +44,19 @@ _SCHEMA = (
     " seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS chain_head ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL)",
+    # leaf hash of record seq (RFC 9162, leaf index seq - 1), written with the record
+    "CREATE TABLE IF NOT EXISTS leaves (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+    # signed C2SP tlog-checkpoint notes of the tree at `size` records
+    "CREATE TABLE IF NOT EXISTS checkpoints ("
+    " id INTEGER PRIMARY KEY, size INTEGER NOT NULL, time TEXT NOT NULL, note TEXT NOT NULL)",
+    # every public key that ever signed a checkpoint, as a C2SP verifier key
+    "CREATE TABLE IF NOT EXISTS signing_keys ("
+    " key_id TEXT PRIMARY KEY, vkey TEXT NOT NULL, added TEXT NOT NULL)",
 )
 # Constant SQL strings: sqlite3's statement cache keeps them prepared, so each
 # append re-binds parameters instead of re-parsing SQL.
 _INSERT_RECORD = "INSERT INTO records (seq, hash, body) VALUES (?, ?, ?)"
+_INSERT_LEAF = "INSERT INTO leaves (seq, hash) VALUES (?, ?)"
 _UPSERT_HEAD = (
     "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
@@ -52,6 +66,16 @@ _PAGE = 512
 
 class AuditWriteError(Exception):
     """The audit store could not durably record an entry; callers must fail closed."""
+
+
+@dataclass(slots=True, frozen=True)
+class StoredCheckpoint:
+    """A signed checkpoint as kept in the store: ``note`` is the full signed note text."""
+
+    id: int
+    size: int
+    time: str
+    note: str
 
 
 @dataclass(slots=True, frozen=True)
@@ -85,13 +109,17 @@ class AuditStore:
     One writer process: a second one would reuse a seq and get AuditWriteError.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, last_seq: int, last_hash: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, last_seq: int, last_hash: str,
+        tree: CompactRange,
+    ) -> None:
         """Use ``AuditStore.open``; this only wires up an already prepared connection."""
         self._conn = conn
         self._path = path
         self._lock = threading.Lock()
         self._last_seq = last_seq
         self._last_hash = last_hash
+        self._tree = tree
 
     @classmethod
     def open(cls, path: str | Path, synchronous: Literal["normal", "full"] = "normal") -> Self:
@@ -124,13 +152,14 @@ class AuditStore:
                 conn.execute(statement)
             conn.execute("COMMIT")
             last_seq, last_hash = cls._load_head(conn, db_path)
+            tree = cls._load_tree(conn, db_path, last_seq)
         except (sqlite3.Error, AuditWriteError) as exc:
             if conn is not None:
                 conn.close()
             if isinstance(exc, AuditWriteError):
                 raise
             raise AuditWriteError(f"cannot open audit store {db_path}: {exc}") from exc
-        return cls(conn, db_path, last_seq, last_hash)
+        return cls(conn, db_path, last_seq, last_hash, tree)
 
     @staticmethod
     def _load_head(conn: sqlite3.Connection, path: Path) -> tuple[int, str]:
@@ -145,6 +174,34 @@ class AuditStore:
                 "run verify_chain before appending"
             )
         return int(head[0]), str(head[1])
+
+    @staticmethod
+    def _load_tree(conn: sqlite3.Connection, path: Path, last_seq: int) -> CompactRange:
+        """Rebuild the tree's compact range from the leaves (O(n) once, at start-up).
+
+        A store written before the Merkle tree existed gets its leaves filled in from the
+        record hashes first, in one transaction.
+        """
+        tree = CompactRange()
+        for seq, digest in conn.execute("SELECT seq, hash FROM leaves ORDER BY seq"):
+            if seq != tree.size + 1 or not isinstance(digest, bytes) or len(digest) != 32:
+                raise AuditWriteError(
+                    f"{path}: Merkle leaf {seq} is missing or malformed; run `lictor audit "
+                    "verify` to see what was altered before appending")
+            tree.append(digest)
+        if tree.size > last_seq:
+            raise AuditWriteError(f"{path}: {tree.size} Merkle leaves but {last_seq} records; "
+                                  "run `lictor audit verify` before appending")
+        if tree.size < last_seq:
+            rows = conn.execute(
+                "SELECT seq, hash FROM records WHERE seq > ? ORDER BY seq", (tree.size,)
+            ).fetchall()
+            leaves = [(int(seq), leaf_hash(bytes.fromhex(digest))) for seq, digest in rows]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_INSERT_LEAF, leaves)
+            conn.execute("COMMIT")
+            tree.extend(leaf for _, leaf in leaves)
+        return tree
 
     @property
     def path(self) -> Path:
@@ -177,6 +234,8 @@ class AuditStore:
             seq, prev = self._last_seq, self._last_hash
             now = _utc_now()
             rows: list[tuple[int, str, str]] = []
+            leaves: list[tuple[int, bytes]] = []
+            tree = self._tree.copy()
             out: list[AppendedRecord] = []
             for entry in entries:
                 seq += 1
@@ -185,8 +244,12 @@ class AuditStore:
                 record["time"] = now
                 record["prev_hash"] = prev
                 body = canonicalize(record)
-                prev = hashlib.sha256(body).hexdigest()
+                digest = hashlib.sha256(body).digest()
+                prev = digest.hex()
                 rows.append((seq, prev, body.decode("utf-8")))
+                leaf = leaf_hash(digest)
+                leaves.append((seq, leaf))
+                tree.append(leaf)
                 out.append(AppendedRecord(seq=seq, hash=prev, record=record))
             if not rows:
                 return out
@@ -195,6 +258,7 @@ class AuditStore:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(_INSERT_RECORD, rows)
+                    conn.executemany(_INSERT_LEAF, leaves)
                     conn.execute(_UPSERT_HEAD, (seq, prev))
                     conn.execute("COMMIT")
                 except BaseException:
@@ -203,8 +267,59 @@ class AuditStore:
                     raise
             except sqlite3.Error as exc:
                 raise AuditWriteError(f"audit append of record {seq} failed: {exc}") from exc
-            self._last_seq, self._last_hash = seq, prev
+            self._last_seq, self._last_hash, self._tree = seq, prev, tree
         return out
+
+    def tree_head(self) -> tuple[int, bytes]:
+        """(size, RFC 9162 root) of the Merkle tree over all committed records."""
+        with self._lock:
+            return self._tree.size, self._tree.root()
+
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        """The first ``size`` leaf hashes, in order (for proofs)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT hash FROM leaves WHERE seq <= ? ORDER BY seq", (size,)).fetchall()
+        return [bytes(digest) for (digest,) in rows]
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        """One statement in its own transaction; AuditWriteError if SQLite fails."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(sql, params)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise AuditWriteError(f"{self._path}: write failed: {exc}") from exc
+
+    def add_checkpoint(self, size: int, note: str) -> StoredCheckpoint:
+        """Keep a signed checkpoint note of the tree at ``size`` records."""
+        now = _utc_now()
+        self._write("INSERT INTO checkpoints (size, time, note) VALUES (?, ?, ?)",
+                    (size, now, note))
+        with self._lock:
+            (cid,) = self._conn.execute("SELECT max(id) FROM checkpoints").fetchone()
+        return StoredCheckpoint(id=int(cid), size=size, time=now, note=note)
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, size, time, note FROM checkpoints ORDER BY id").fetchall()
+        return [StoredCheckpoint(int(i), int(n), str(t), str(note)) for i, n, t, note in rows]
+
+    def add_signing_key(self, key_id: str, vkey: str) -> None:
+        """Keep a public (verifier) key, so checkpoints it signed stay verifiable."""
+        self._write("INSERT OR IGNORE INTO signing_keys (key_id, vkey, added) VALUES (?, ?, ?)",
+                    (key_id, vkey, _utc_now()))
+
+    def signing_keys(self) -> dict[str, str]:
+        """key id (hex) -> C2SP verifier key, for every key that was ever used."""
+        with self._lock:
+            rows = self._conn.execute("SELECT key_id, vkey FROM signing_keys").fetchall()
+        return {str(k): str(v) for k, v in rows}
 
     def records(self) -> Iterator[tuple[int, str, str]]:
         """Yield (seq, hash, body) in seq order, paging so appends can interleave."""
