@@ -23,6 +23,7 @@ from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_stream import ChatStream
 from lictor.adapters.sse import DONE, frame
 from lictor.audit import AuditStore, AuditWriteError
+from lictor.audit.checkpoints import Checkpointer
 from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine, RequestOutcome
 from lictor.enforcement.types import (
@@ -122,12 +123,14 @@ class Gateway:
         max_body_bytes: int,
         *,
         approvals: ApprovalDesk,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.keys = keys
         self.engine = engine
         self.approvals = ApprovalFlow(approvals, lambda: self.engine.policy.content_hash)
         self.router = router
         self.audit = audit
+        self.checkpointer = checkpointer
         self.max_body_bytes = max_body_bytes
         self.ready = True
 
@@ -145,6 +148,11 @@ class Gateway:
                 error_type="server_error",
                 code="audit_unavailable",
             ) from None
+        if self.checkpointer is not None:
+            try:
+                self.checkpointer.after_append()
+            except Exception:  # the records are durable; the next checkpoint covers them
+                log.exception("audit checkpoint failed")
 
     def _reject(
         self, request: web.Request, rid: str, principal: Principal | None, err: ProtocolError

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from typing import Self
 from aiohttp import web
 
 from lictor.audit import AuditStore
+from lictor.audit.checkpoints import Checkpointer
+from lictor.audit.signing import Signer, create_key_file, load_signer
 from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine
 from lictor.enforcement.limits import kill_key
@@ -34,6 +37,8 @@ from lictor.proxy.rule_reload import RuleReloader
 from lictor.rules.loader import bundled_pack, load_policy
 from lictor.rules.schema import duration_seconds
 
+log = logging.getLogger("lictor.server")
+
 
 def audit_path(data_dir: Path) -> Path:
     return data_dir / "audit.sqlite3"
@@ -41,6 +46,24 @@ def audit_path(data_dir: Path) -> Path:
 
 def pins_path(data_dir: Path) -> Path:
     return data_dir / "mcp_pins.sqlite3"
+
+
+def signing_key_path(config: Config) -> Path:
+    return config.audit.signing_key or config.data_dir / "keys" / "audit-signing.pem"
+
+
+def open_signer(config: Config) -> Signer:
+    """The checkpoint signing key: the configured one, or the data dir's (made if missing)."""
+    path = signing_key_path(config)
+    if config.audit.signing_key is None and not path.exists():
+        create_key_file(path)
+    return load_signer(path, config.audit.origin)
+
+
+def make_checkpointer(config: Config, store: AuditStore) -> Checkpointer:
+    return Checkpointer(store, open_signer(config), config.audit.origin,
+                        every_records=config.audit.checkpoint_every_records,
+                        every_s=config.audit.checkpoint_every_s)
 
 
 def rule_paths(config: Config) -> list[Path]:
@@ -57,11 +80,16 @@ def build_gateway(config: Config) -> Gateway:
     engine = Engine(policy, keys.principals, state)
     router = Router(config)
     store = AuditStore.open(audit_path(config.data_dir), synchronous=config.audit.synchronous)
+    try:
+        checkpointer = make_checkpointer(config, store)
+    except Exception:
+        store.close()
+        raise
     desk = ApprovalDesk(config.data_dir / "approvals.sqlite3",
                         duration_seconds(config.approvals.pending_ttl),
                         duration_seconds(config.approvals.valid_for))
     return Gateway(keys, engine, router, store, config.server.max_body_bytes,
-                   approvals=desk)
+                   approvals=desk, checkpointer=checkpointer)
 
 
 def banner(config: Config, gateway: Gateway, url: str) -> str:
@@ -89,12 +117,27 @@ async def _cleanup(app: web.Application) -> None:
     gateway = app[GATEWAY_KEY]
     gateway.ready = False
     await gateway.router.aclose()
+    task = app.get(_CHECKPOINT_KEY)
+    if task is not None:
+        task.cancel()
+    if gateway.checkpointer is not None:
+        try:
+            gateway.checkpointer.checkpoint()  # the last records get a signed root too
+        except Exception:
+            log.exception("final audit checkpoint failed")
     gateway.audit.close()
     gateway.approvals.desk.close()
 
 
 RELOADER_KEY = web.AppKey("reloader", RuleReloader)
 _WATCH_KEY = web.AppKey("rule_watch", asyncio.Task[None])
+_CHECKPOINT_KEY = web.AppKey("checkpoint_timer", asyncio.Task[None])
+
+
+async def _start_checkpoints(app: web.Application) -> None:
+    checkpointer = app[GATEWAY_KEY].checkpointer
+    if checkpointer is not None:
+        app[_CHECKPOINT_KEY] = asyncio.create_task(checkpointer.run())
 
 
 async def _start_watching(app: web.Application) -> None:
@@ -129,6 +172,7 @@ def make_app(config: Config) -> web.Application:
     if config.rules.watch:
         app.on_startup.append(_start_watching)
         app.on_shutdown.append(_stop_watching)
+    app.on_startup.append(_start_checkpoints)
     app.on_cleanup.append(_cleanup)
     return app
 

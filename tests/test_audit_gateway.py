@@ -58,12 +58,13 @@ def audited(lictor: BackgroundServer, upstream: MockOpenAI, tmp_path: Path) -> P
 def test_verify_passes_after_traffic(audited: Path) -> None:
     result = verify(audited)
     assert result.returncode == 0, result.stderr
-    assert "audit chain OK" in result.stdout
+    assert "audit verify: OK" in result.stdout
     with sqlite3.connect(audited / "audit.sqlite3") as db:
         (count,) = db.execute("SELECT count(*) FROM records").fetchone()
     # 2 requests x (request + response), a tool call pair, one block, one 401
     assert count == 8
-    assert f"{count} records" in result.stdout
+    assert f"chain: OK ({count} records)" in result.stdout
+    assert "checkpoint 1 (size 8): signature OK" in result.stdout  # signed at shutdown
 
 
 def test_no_raw_secrets_or_pii_in_store(audited: Path) -> None:
@@ -92,7 +93,7 @@ def test_tampering_is_named(audited: Path, name: str, sql: str, expect: str) -> 
     tamper(audited / "audit.sqlite3", sql)
     result = verify(audited)
     assert result.returncode == 1
-    assert "audit chain FAILED" in result.stderr
+    assert "audit verify FAILED" in result.stderr
     assert expect in result.stderr, result.stderr
 
 

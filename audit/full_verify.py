@@ -1,0 +1,194 @@
+"""The full offline check behind `lictor audit verify`: chain, Merkle tree, keys, checkpoints.
+
+The chain alone cannot catch an attacker who rewrites every record after an edit and
+moves the chain head along; the signed checkpoints can, because their roots commit to
+every record up to their size and only the private key can sign new ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lictor.audit.checkpoints import (
+    CheckpointError,
+    ParsedCheckpoint,
+    check_signatures,
+    parse_checkpoint,
+)
+from lictor.audit.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
+from lictor.audit.signing import VerifierKey, parse_vkey
+from lictor.audit.verify import verify_chain
+
+__all__ = ["Check", "FullReport", "verify_store"]
+
+
+@dataclass(slots=True, frozen=True)
+class Check:
+    """One line of the report: what was checked, and OK or what is wrong and where."""
+
+    subject: str
+    ok: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.detail if self.ok else 'FAILED: ' + self.detail}"
+
+
+@dataclass(slots=True)
+class FullReport:
+    """Every check made, in order; ``ok`` only if all passed."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def add(self, subject: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(subject, ok, detail))
+
+
+def _tree(conn: sqlite3.Connection, report: FullReport) -> MerkleTree:
+    """Recompute every leaf from its record's hash and compare with the stored leaves."""
+    leaves: list[bytes] = []
+    for (digest,) in conn.execute("SELECT hash FROM records ORDER BY seq"):
+        try:
+            leaves.append(leaf_hash(bytes.fromhex(str(digest))))
+        except ValueError:
+            leaves.append(b"")  # a garbled hash: the chain check names the record
+    stored = conn.execute("SELECT seq, hash FROM leaves ORDER BY seq").fetchall()
+    tree = MerkleTree(leaves)
+    problem = ""
+    if len(stored) != len(leaves):
+        problem = f"{len(stored)} stored leaves for {len(leaves)} records (leaves table altered)"
+    else:
+        for i, (seq, digest) in enumerate(stored):
+            if seq != i + 1 or digest != leaves[i]:
+                problem = f"leaf {i + 1} does not match record {i + 1} (leaves table altered)"
+                break
+    if problem:
+        report.add("tree", False, f"{problem}")
+    else:
+        report.add("tree", True, f"OK ({tree.size} leaves, root {tree.root().hex()[:16]}…)")
+    return tree
+
+
+def _keys(
+    conn: sqlite3.Connection, report: FullReport, trusted: Iterable[str]
+) -> dict[bytes, VerifierKey]:
+    """The public keys checkpoints may be signed by: pinned ones if given, else the store's."""
+    pinned = [parse_vkey(k) for k in trusted]
+    known: dict[bytes, VerifierKey] = {k.key_id: k for k in pinned}
+    for stored_id, vkey in conn.execute("SELECT key_id, vkey FROM signing_keys ORDER BY added"):
+        subject = f"key {stored_id}"
+        try:
+            key = parse_vkey(str(vkey))
+        except ValueError as exc:
+            report.add(subject, False, f"{exc}; restore the public key from a trusted copy")
+            continue
+        if key.key_id.hex() != stored_id:
+            report.add(subject, False, f"stored under id {stored_id} but the key's id is "
+                       f"{key.key_id.hex()} (public key replaced)")
+            continue
+        if pinned and key.key_id not in known:
+            report.add(subject, True, f"stored ({key.name}), not among the trusted keys: ignored")
+            continue
+        known.setdefault(key.key_id, key)
+        report.add(subject, True, f"OK ({key.name}{', trusted' if pinned else ''})")
+    return known
+
+
+def _checkpoints(
+    conn: sqlite3.Connection, report: FullReport, tree: MerkleTree,
+    keys: dict[bytes, VerifierKey],
+) -> int:
+    """Check each checkpoint; return the largest size that a checkpoint claims."""
+    previous: tuple[int, ParsedCheckpoint] | None = None
+    origin: str | None = None
+    covered = 0
+    rows = conn.execute("SELECT id, size, note FROM checkpoints ORDER BY id").fetchall()
+    for expected, (cid, size, note) in enumerate(rows, start=1):
+        subject = f"checkpoint {cid} (size {size})"
+        if cid != expected:
+            report.add(f"checkpoint {expected}", False, "missing (deleted)")
+        try:
+            cp = parse_checkpoint(str(note))
+            signed_by = check_signatures(cp, keys)
+        except CheckpointError as exc:
+            report.add(subject, False, f"{exc}")
+            continue
+        covered = max(covered, cp.size)
+        problems = []
+        if cp.size != size:
+            problems.append(f"its note says size {cp.size} (size column altered)")
+        origin = origin or cp.origin
+        if cp.origin != origin:
+            problems.append(f"origin {cp.origin!r} is not this log's {origin!r}")
+        if cp.size > tree.size:
+            problems.append(f"the store has only {tree.size} records; records "
+                            f"{tree.size + 1} to {cp.size} were deleted (truncated)")
+        elif tree.root(cp.size) != cp.root:
+            problems.append(f"root does not match records 1 to {cp.size} (a record up to "
+                            f"{cp.size} was modified, deleted, inserted or reordered)")
+        consistency = ""
+        if previous is not None and not problems:  # a bad root already says it all
+            prev_id, prev = previous
+            try:
+                if prev.size > cp.size:
+                    raise ProofError(f"tree shrank from {prev.size} to {cp.size}")
+                if prev.size > 0:
+                    proof = tree.consistency_proof(prev.size, cp.size)
+                    verify_consistency(prev.size, cp.size, prev.root, cp.root, proof)
+                consistency = f", consistent with checkpoint {prev_id}"
+            except ProofError as exc:
+                problems.append(f"not consistent with checkpoint {prev_id}: {exc}")
+        if problems:
+            report.add(subject, False, "; ".join(problems))
+        else:
+            previous = (int(cid), cp)  # later checkpoints must extend a verified one
+            report.add(subject, True, f"signature OK ({', '.join(signed_by)}), root OK"
+                       + consistency)
+    if not rows:
+        report.add("checkpoints", True, "none yet: only the chain protects the records")
+    return covered
+
+
+def verify_store(path: str | Path, trusted_keys: Iterable[str] = ()) -> FullReport:
+    """Check the store at ``path`` read-only; ``trusted_keys`` pins the verifier keys."""
+    report = FullReport()
+    chain = verify_chain(path)
+    if chain.ok:
+        report.add("chain", True, f"OK ({chain.records} records)")
+    else:
+        report.add("chain", False, f"{chain.problem}")
+        if chain.first_bad_seq is None and chain.records == 0 and "store" in chain.problem:
+            return report
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        report.add("store", False, f"cannot open {path}: {exc}")
+        return report
+    try:
+        conn.execute("BEGIN")
+        tree = _tree(conn, report)
+        keys = _keys(conn, report, trusted_keys)
+        covered = _checkpoints(conn, report, tree, keys)
+        if covered and tree.size >= covered:
+            report.add("head", True, f"OK (the store ends at record {tree.size}; checkpoints "
+                       f"cover 1 to {covered})")
+        elif covered:
+            report.add("head", False, f"the store ends at record {tree.size} but a signed "
+                       f"checkpoint covers {covered} records (truncated)")
+    except sqlite3.Error as exc:
+        report.add("store", False, f"cannot read {path}: {exc} (tables dropped or altered?)")
+    finally:
+        conn.close()
+    return report
