@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from lictor.audit.signing import Signer, VerifierKey
+from lictor.audit.signing import Signer, VerifierKey, b64decode_strict
 from lictor.audit.store import AuditStore, StoredCheckpoint
 
 __all__ = [
@@ -24,9 +24,12 @@ __all__ = [
     "Checkpointer",
     "NoteSignature",
     "ParsedCheckpoint",
+    "check_note_signatures",
     "check_signatures",
     "parse_checkpoint",
+    "parse_note",
     "sign_checkpoint",
+    "sign_note",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,21 +68,43 @@ def checkpoint_body(origin: str, size: int, root: bytes) -> str:
 
 def sign_checkpoint(origin: str, size: int, root: bytes, signers: Iterable[Signer]) -> str:
     """A complete signed checkpoint note, one signature line per signer."""
-    body = checkpoint_body(origin, size, root)
+    return sign_note(checkpoint_body(origin, size, root), signers)
+
+
+def sign_note(body: str, signers: Iterable[Signer]) -> str:
+    """A C2SP signed note: ``body`` (ending in a newline), a blank line, signature lines."""
     lines = [
         f"{_DASH} {s.name} {base64.b64encode(s.key_id + s.sign(body.encode())).decode()}\n"
         for s in signers
     ]
-    if not lines:
-        raise ValueError("a checkpoint needs at least one signer")
+    if not lines or not body.endswith("\n"):
+        raise ValueError("a signed note needs a body ending in a newline and a signer")
     return body + "\n" + "".join(lines)
+
+
+def parse_note(note: str) -> tuple[str, tuple[NoteSignature, ...]]:
+    """Split a signed note into its signed text and its signature lines."""
+    body, sep, sig_text = note.partition("\n\n")
+    if not sep or not sig_text.endswith("\n"):
+        raise CheckpointError("not a signed note (no blank line before the signatures)")
+    signatures = []
+    for line in sig_text[:-1].split("\n"):
+        parts = line.split(" ")
+        if len(parts) != 3 or parts[0] != _DASH:
+            raise CheckpointError(f"malformed signature line {line!r}")
+        try:
+            raw = b64decode_strict(parts[2])
+        except binascii.Error:
+            raise CheckpointError(f"signature by {parts[1]} is not base64") from None
+        if len(raw) != 68:
+            raise CheckpointError(f"signature by {parts[1]} is not an Ed25519 signature")
+        signatures.append(NoteSignature(parts[1], raw[:4], raw[4:]))
+    return body + "\n", tuple(signatures)
 
 
 def parse_checkpoint(note: str) -> ParsedCheckpoint:
     """Take a checkpoint note apart; CheckpointError says what is malformed."""
-    body, sep, sig_text = note.partition("\n\n")
-    if not sep or not sig_text.endswith("\n"):
-        raise CheckpointError("not a signed note (no blank line before the signatures)")
+    body, signatures = parse_note(note)
     lines = body.split("\n")
     if len(lines) < 3:
         raise CheckpointError("a checkpoint needs origin, tree size and root hash lines")
@@ -87,42 +112,34 @@ def parse_checkpoint(note: str) -> ParsedCheckpoint:
     if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
         raise CheckpointError(f"tree size {size_text!r} is not a decimal number")
     try:
-        root = base64.b64decode(root_text, validate=True)
+        root = b64decode_strict(root_text)
     except binascii.Error:
         raise CheckpointError("root hash is not base64") from None
     if len(root) != 32:
         raise CheckpointError("root hash is not 32 bytes")
-    signatures = []
-    for line in sig_text[:-1].split("\n"):
-        parts = line.split(" ")
-        if len(parts) != 3 or parts[0] != _DASH:
-            raise CheckpointError(f"malformed signature line {line!r}")
-        try:
-            raw = base64.b64decode(parts[2], validate=True)
-        except binascii.Error:
-            raise CheckpointError(f"signature by {parts[1]} is not base64") from None
-        if len(raw) != 68:
-            raise CheckpointError(f"signature by {parts[1]} is not an Ed25519 signature")
-        signatures.append(NoteSignature(parts[1], raw[:4], raw[4:]))
-    return ParsedCheckpoint(origin, int(size_text), root, body + "\n", tuple(signatures))
+    return ParsedCheckpoint(origin, int(size_text), root, body, signatures)
 
 
 def check_signatures(cp: ParsedCheckpoint, keys: Mapping[bytes, VerifierKey]) -> list[str]:
-    """Names of the keys that signed ``cp``; CheckpointError if any signature is unknown or bad.
+    """Names of the keys that signed ``cp``; CheckpointError if any signature is unknown or bad."""
+    return check_note_signatures(cp.body, cp.signatures, keys)
 
-    Every signature line must verify with a known key: a line from an unknown key is a
-    forgery here, not something to skip.
-    """
-    if not cp.signatures:
-        raise CheckpointError("checkpoint has no signatures")
+
+def check_note_signatures(
+    body: str, signatures: Iterable[NoteSignature], keys: Mapping[bytes, VerifierKey]
+) -> list[str]:
+    """Every signature line must verify with a known key: a line from an unknown key is a
+    forgery here, not something to skip. Returns ``name+keyid`` of each signer."""
     signed_by = []
-    for sig in cp.signatures:
+    for sig in signatures:
         key = keys.get(sig.key_id)
         if key is None or key.name != sig.name:
             raise CheckpointError(f"signed by an unknown key {sig.name}+{sig.key_id.hex()}")
-        if not key.verify(cp.body.encode(), sig.signature):
+        if not key.verify(body.encode(), sig.signature):
             raise CheckpointError(f"signature by key {sig.name}+{sig.key_id.hex()} is invalid")
         signed_by.append(f"{sig.name}+{sig.key_id.hex()}")
+    if not signed_by:
+        raise CheckpointError("no signatures")
     return signed_by
 
 

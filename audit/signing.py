@@ -27,6 +27,7 @@ __all__ = [
     "KeyFileError",
     "Signer",
     "VerifierKey",
+    "b64decode_strict",
     "create_key_file",
     "key_id",
     "load_signer",
@@ -39,6 +40,15 @@ ED25519 = 0x01
 
 class KeyFileError(Exception):
     """A signing key file is missing, unreadable, malformed or too widely readable."""
+
+
+def b64decode_strict(text: str) -> bytes:
+    """Base64 that decodes only from its one canonical spelling (no stray padding bits),
+    so a changed character can never decode to the same bytes."""
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode() != text:
+        raise binascii.Error("non-canonical base64")
+    return raw
 
 
 def key_id(name: str, public_key: bytes) -> bytes:
@@ -83,7 +93,7 @@ def parse_vkey(text: str) -> VerifierKey:
     name, hex_id, b64 = parts
     _check_name(name)
     try:
-        raw = base64.b64decode(b64, validate=True)
+        raw = b64decode_strict(b64)
         stated = bytes.fromhex(hex_id)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"verifier key for {name!r} is not valid hex/base64") from exc

@@ -3,7 +3,13 @@ the config (data dir, signing key, origin) or write files."""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
 from lictor.audit import AuditStore
+from lictor.audit.bundle_export import ExportError, Selection, export_bundle, normalize_time
+from lictor.audit.bundle_verify import verify_bundle
 from lictor.audit.checkpoints import Checkpointer
 from lictor.audit.signing import create_key_file, load_signer
 from lictor.proxy.config import Config
@@ -34,3 +40,47 @@ def rotate_key(config: Config) -> int:
         print(f"checkpoint {stored.id} (size {stored.size}) signed by the {signers}")
     print("restart lictor so it signs with the new key")
     return 0
+
+
+def export(config: Config, args: argparse.Namespace) -> int:
+    """`lictor audit export`: write an evidence bundle and say what it proves."""
+    try:
+        selection = Selection(
+            since=normalize_time(args.since) if args.since else None,
+            until=normalize_time(args.until) if args.until else None,
+            agent=args.agent, verdict=args.verdict)
+        with AuditStore.open(audit_path(config.data_dir)) as store:
+            summary = export_bundle(store, make_checkpointer(config, store), selection,
+                                    args.out)
+    except ExportError as exc:
+        print(f"lictor audit export: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported {summary.records} records (records {summary.first_seq} to "
+          f"{summary.last_seq}) to {args.out}")
+    first, *rest = summary.checkpoints
+    print(f"  each with an inclusion proof against checkpoint {first}"
+          + (f", and a consistency proof to checkpoint {rest[0]}" if rest else ""))
+    if summary.fresh_checkpoint:
+        print(f"  checkpoint {first} was made now: no earlier one covered record "
+              f"{summary.last_seq}")
+    print(f"check it with: lictor audit verify-bundle {args.out}")
+    return 0
+
+
+def verify_bundle_command(folder: Path, keys: list[str]) -> int:
+    """`lictor audit verify-bundle`: one line per check; exit 1 on any problem."""
+    try:
+        report = verify_bundle(folder, keys)
+    except ValueError as exc:  # a malformed --key
+        print(f"lictor: --key: {exc}", file=sys.stderr)
+        return 2
+    for check in report.checks:
+        print(check)
+    if report.ok:
+        print(f"bundle verify: OK ({folder})")
+        return 0
+    print(f"bundle verify FAILED ({folder}), {len(report.failures)} problem(s):",
+          file=sys.stderr)
+    for check in report.failures:
+        print(f"  {check}", file=sys.stderr)
+    return 1

@@ -39,6 +39,21 @@ def _parser() -> argparse.ArgumentParser:
         "rotate-key", help="make a new checkpoint signing key (old public keys are kept)")
     rotate.add_argument("--config", type=Path, help="config file, for data_dir and audit.*")
     rotate.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
+    export = audit_sub.add_parser(
+        "export", help="write an evidence bundle: selected records with inclusion proofs "
+        "against signed checkpoints")
+    export.add_argument("--since", help="records at or after this RFC 3339 time")
+    export.add_argument("--until", help="records before this RFC 3339 time")
+    export.add_argument("--agent", help="only this agent's records")
+    export.add_argument("--verdict", help="only records with this verdict (allow, block, ...)")
+    export.add_argument("--out", type=Path, required=True, help="new folder for the bundle")
+    export.add_argument("--config", type=Path, help="config file, for data_dir and audit.*")
+    export.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
+    bundle = audit_sub.add_parser(
+        "verify-bundle", help="check an evidence bundle offline (exit 1 on any problem)")
+    bundle.add_argument("bundle", type=Path, help="the bundle folder")
+    bundle.add_argument("--key", dest="keys", action="append", default=[], metavar="VKEY",
+                        help="trust only this verifier key; repeat for old keys")
     approval_commands.add_parser(sub)
     rules = sub.add_parser("rules", help="rule tooling")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -76,7 +91,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
                                 ("port", getattr(args, "port", None))) if v is not None}
     if server:
         out["server"] = server
-    if args.data_dir is not None:
+    if getattr(args, "data_dir", None) is not None:
         out["data_dir"] = str(args.data_dir)
     return out
 
@@ -127,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             from lictor.proxy.audit_commands import rotate_key
 
             return rotate_key(load_config(args.config, _overrides(args)))
+        if args.audit_command == "export":
+            from lictor.proxy.audit_commands import export
+
+            return export(load_config(args.config, _overrides(args)), args)
+        if args.audit_command == "verify-bundle":
+            from lictor.proxy.audit_commands import verify_bundle_command
+
+            return verify_bundle_command(args.bundle, args.keys)
         return _audit_verify(args)
     except (ConfigError, RuleLoadError, KeyFileError) as exc:
         print(f"lictor: configuration error:\n{exc}", file=sys.stderr)

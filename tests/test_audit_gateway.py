@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -115,3 +116,23 @@ def test_verify_without_store(tmp_path: Path) -> None:
     result = verify(tmp_path / "nothing")
     assert result.returncode == 1
     assert "no audit store" in result.stderr
+
+
+def test_export_of_real_traffic_verifies_offline(audited: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    exported = subprocess.run(
+        [sys.executable, "-m", "lictor.proxy.cli", "audit", "export", "--data-dir",
+         str(audited), "--agent", "demo-agent", "--verdict", "mask", "--out", str(out)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert exported.returncode == 0, exported.stderr
+    assert "inclusion proof against checkpoint 1" in exported.stdout  # the shutdown one
+    lines = (out / "records.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records and all(r["principal"]["agent"] == "demo-agent" for r in records)
+    assert all(r["verdict"] == "mask" for r in records)
+    checked = subprocess.run(
+        [sys.executable, "-m", "lictor.proxy.cli", "audit", "verify-bundle", "."],
+        cwd=out, capture_output=True, text=True, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert f"records: OK ({len(records)} records, each proven in checkpoint 1 (size 8))" \
+        in checked.stdout
