@@ -151,8 +151,14 @@ class AuditStore:
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute("COMMIT")
+            conn.execute("BEGIN")  # one snapshot: another process's appends cannot skew it
             last_seq, last_hash = cls._load_head(conn, db_path)
-            tree = cls._load_tree(conn, db_path, last_seq)
+            tree, missing = cls._load_tree(conn, db_path, last_seq)
+            conn.execute("COMMIT")
+            if missing:  # a store written before the Merkle tree existed
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT_LEAF, missing)
+                conn.execute("COMMIT")
         except (sqlite3.Error, AuditWriteError) as exc:
             if conn is not None:
                 conn.close()
@@ -176,11 +182,13 @@ class AuditStore:
         return int(head[0]), str(head[1])
 
     @staticmethod
-    def _load_tree(conn: sqlite3.Connection, path: Path, last_seq: int) -> CompactRange:
+    def _load_tree(
+        conn: sqlite3.Connection, path: Path, last_seq: int
+    ) -> tuple[CompactRange, list[tuple[int, bytes]]]:
         """Rebuild the tree's compact range from the leaves (O(n) once, at start-up).
 
-        A store written before the Merkle tree existed gets its leaves filled in from the
-        record hashes first, in one transaction.
+        Records without a leaf (a store written before the Merkle tree existed) get theirs
+        from the record hashes: returned, for the caller to write.
         """
         tree = CompactRange()
         for seq, digest in conn.execute("SELECT seq, hash FROM leaves ORDER BY seq"):
@@ -197,11 +205,9 @@ class AuditStore:
                 "SELECT seq, hash FROM records WHERE seq > ? ORDER BY seq", (tree.size,)
             ).fetchall()
             leaves = [(int(seq), leaf_hash(bytes.fromhex(digest))) for seq, digest in rows]
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT_LEAF, leaves)
-            conn.execute("COMMIT")
             tree.extend(leaf for _, leaf in leaves)
-        return tree
+            return tree, leaves
+        return tree, []
 
     @property
     def path(self) -> Path:

@@ -208,3 +208,11 @@ def test_verify_in_a_subprocess_exits_non_zero(data_dir: Path) -> None:
     assert result.returncode == 1
     assert "tree: FAILED: 34 stored leaves for 35 records (leaves table altered)" \
         in result.stderr
+
+
+def test_altered_leaf_is_named(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with sqlite3.connect(data_dir / "audit.sqlite3") as db:
+        db.execute("UPDATE leaves SET hash = ? WHERE seq = 12", (b"\x00" * 32,))
+    code, _, err = verify(data_dir, capsys)
+    assert code == 1
+    assert "tree: FAILED: leaf 12 does not match record 12 (leaves table altered)" in err
