@@ -80,6 +80,21 @@ class CompactRange:
             digest = node_hash(left, digest)
         return digest
 
+    def to_bytes(self) -> bytes:
+        """The subtree hashes, largest first; with ``size`` they are the whole state."""
+        return b"".join(digest for _, digest in self._stack)
+
+    @classmethod
+    def from_bytes(cls, size: int, data: bytes) -> CompactRange:
+        """Inverse of ``to_bytes``: the subtree sizes are the binary digits of ``size``."""
+        sizes = [1 << bit for bit in reversed(range(size.bit_length())) if size >> bit & 1]
+        if size < 0 or len(data) != 32 * len(sizes):
+            raise ValueError(f"{len(data)} bytes are not a compact range of size {size}")
+        out = cls()
+        out._stack = [(n, data[32 * i:32 * i + 32]) for i, n in enumerate(sizes)]
+        out.size = size
+        return out
+
     def copy(self) -> CompactRange:
         """An independent copy, so a failed append can roll back."""
         out = CompactRange()

@@ -43,7 +43,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records ("
     " seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS chain_head ("
-    " id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL)",
+    " id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL,"
+    " tree BLOB)",  # the Merkle compact range at seq, so start-up need not re-read leaves
     # leaf hash of record seq (RFC 9162, leaf index seq - 1), written with the record
     "CREATE TABLE IF NOT EXISTS leaves (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
     # signed C2SP tlog-checkpoint notes of the tree at `size` records
@@ -58,8 +59,8 @@ _SCHEMA = (
 _INSERT_RECORD = "INSERT INTO records (seq, hash, body) VALUES (?, ?, ?)"
 _INSERT_LEAF = "INSERT INTO leaves (seq, hash) VALUES (?, ?)"
 _UPSERT_HEAD = (
-    "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+    "INSERT INTO chain_head (id, seq, hash, tree) VALUES (1, ?, ?, ?) ON CONFLICT (id)"
+    " DO UPDATE SET seq = excluded.seq, hash = excluded.hash, tree = excluded.tree"
 )
 _PAGE = 512
 
@@ -150,10 +151,12 @@ class AuditStore:
             conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            if "tree" not in {row[1] for row in conn.execute("PRAGMA table_info(chain_head)")}:
+                conn.execute("ALTER TABLE chain_head ADD COLUMN tree BLOB")  # older stores
             conn.execute("COMMIT")
             conn.execute("BEGIN")  # one snapshot: another process's appends cannot skew it
-            last_seq, last_hash = cls._load_head(conn, db_path)
-            tree, missing = cls._load_tree(conn, db_path, last_seq)
+            last_seq, last_hash, saved = cls._load_head(conn, db_path)
+            tree, missing = cls._load_tree(conn, db_path, last_seq, saved)
             conn.execute("COMMIT")
             if missing:  # a store written before the Merkle tree existed
                 conn.execute("BEGIN IMMEDIATE")
@@ -168,28 +171,41 @@ class AuditStore:
         return cls(conn, db_path, last_seq, last_hash, tree)
 
     @staticmethod
-    def _load_head(conn: sqlite3.Connection, path: Path) -> tuple[int, str]:
-        """Read the chain head and check it against the last stored record."""
-        head = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+    def _load_head(conn: sqlite3.Connection, path: Path) -> tuple[int, str, bytes | None]:
+        """Read the chain head (and saved compact range); check it against the last record."""
+        head = conn.execute("SELECT seq, hash, tree FROM chain_head WHERE id = 1").fetchone()
         last = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
         if head is None and last is None:
-            return 0, GENESIS_HASH
-        if head is None or last is None or tuple(head) != tuple(last):
+            return 0, GENESIS_HASH, None
+        if head is None or last is None or tuple(head[:2]) != tuple(last):
             raise AuditWriteError(
-                f"{path}: chain head {head!r} does not match last record {last!r}; "
-                "run verify_chain before appending"
+                f"{path}: chain head {head and tuple(head[:2])!r} does not match last record "
+                f"{last!r}; run verify_chain before appending"
             )
-        return int(head[0]), str(head[1])
+        saved = head[2] if isinstance(head[2], bytes) else None
+        return int(head[0]), str(head[1]), saved
 
     @staticmethod
     def _load_tree(
-        conn: sqlite3.Connection, path: Path, last_seq: int
+        conn: sqlite3.Connection, path: Path, last_seq: int, saved: bytes | None
     ) -> tuple[CompactRange, list[tuple[int, bytes]]]:
-        """Rebuild the tree's compact range from the leaves (O(n) once, at start-up).
+        """The tree's compact range: as saved with the chain head, else rebuilt from the
+        leaves (O(n), once).
 
         Records without a leaf (a store written before the Merkle tree existed) get theirs
         from the record hashes: returned, for the caller to write.
         """
+        (max_leaf,) = conn.execute("SELECT coalesce(max(seq), 0) FROM leaves").fetchone()
+        if saved is not None and max_leaf <= last_seq:
+            try:
+                tree = CompactRange.from_bytes(last_seq, saved)
+            except ValueError:
+                pass
+            else:
+                rows = conn.execute(
+                    "SELECT seq, hash FROM records WHERE seq > ? ORDER BY seq", (max_leaf,)
+                ).fetchall()
+                return tree, [(int(s), leaf_hash(bytes.fromhex(d))) for s, d in rows]
         tree = CompactRange()
         for seq, digest in conn.execute("SELECT seq, hash FROM leaves ORDER BY seq"):
             if seq != tree.size + 1 or not isinstance(digest, bytes) or len(digest) != 32:
@@ -265,7 +281,7 @@ class AuditStore:
                 try:
                     conn.executemany(_INSERT_RECORD, rows)
                     conn.executemany(_INSERT_LEAF, leaves)
-                    conn.execute(_UPSERT_HEAD, (seq, prev))
+                    conn.execute(_UPSERT_HEAD, (seq, prev, tree.to_bytes()))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:

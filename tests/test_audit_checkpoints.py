@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from conftest import StartLictor
 from test_openai_sdk import client
 
-from lictor.audit import AuditStore
+from lictor.audit import AuditStore, AuditWriteError
 from lictor.audit.checkpoints import (
     Checkpointer,
     CheckpointError,
@@ -131,18 +132,37 @@ def test_timer_checkpoints_only_when_new_records(tmp_path: Path) -> None:
 
 
 def test_old_store_gets_its_leaves_on_open(tmp_path: Path) -> None:
-    import sqlite3
-
     path = tmp_path / "a.db"
     with AuditStore.open(path) as store:
         for i in range(5):
             store.append({"n": i})
         size, root = store.tree_head()
-    with sqlite3.connect(path) as db:
-        db.execute("DROP TABLE leaves")  # as written before the Merkle tree existed
+        leaves = store.leaf_hashes(5)
+    with sqlite3.connect(path) as db:  # as written before the Merkle tree existed
+        db.execute("DROP TABLE leaves")
+        db.execute("ALTER TABLE chain_head DROP COLUMN tree")
     with AuditStore.open(path) as store:
         assert store.tree_head() == (size, root)
-        assert len(store.leaf_hashes(5)) == 5
+        assert store.leaf_hashes(5) == leaves
+        store.append({"n": 5})
+    with sqlite3.connect(path) as db:
+        (saved,) = db.execute("SELECT tree FROM chain_head").fetchone()
+    assert len(saved) == 2 * 32  # 6 leaves: subtrees of 4 and 2
+
+
+def test_start_up_uses_the_saved_compact_range(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with AuditStore.open(path) as store:
+        store.append_many([{"n": i} for i in range(7)])
+        head = store.tree_head()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE leaves SET hash = x'00' WHERE seq = 3")  # a scan would refuse it
+    with AuditStore.open(path) as store:
+        assert store.tree_head() == head  # not re-read from the leaves
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE chain_head SET tree = NULL")
+    with pytest.raises(AuditWriteError, match="Merkle leaf 3 is missing or malformed"):
+        AuditStore.open(path)
 
 
 def test_lictor_signs_on_shutdown_and_keeps_a_private_key(start_lictor: StartLictor) -> None:

@@ -126,6 +126,17 @@ def test_compact_range_matches_reference_for_every_size() -> None:
             compact.append(leaves[n])
 
 
+def test_compact_range_round_trips_through_bytes() -> None:
+    compact = CompactRange()
+    for n, leaf in enumerate(leaves_of(130), start=1):
+        compact.append(leaf)
+        again = CompactRange.from_bytes(n, compact.to_bytes())
+        assert (again.size, again.root()) == (n, compact.root())
+        assert len(compact.to_bytes()) == 32 * bin(n).count("1")
+    with pytest.raises(ValueError):
+        CompactRange.from_bytes(131, compact.to_bytes())
+
+
 def test_proofs_match_reference_and_verify_for_all_small_sizes() -> None:
     leaves = leaves_of(70, seed=11)
     tree = MerkleTree(leaves)
