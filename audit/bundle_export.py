@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lictor.audit.bundle_views import render_view
 from lictor.audit.canonical_json import canonicalize
 from lictor.audit.checkpoints import Checkpointer, parse_checkpoint, sign_note
 from lictor.audit.merkle import MerkleTree
@@ -109,6 +111,7 @@ unchanged, in this order.
 | `checkpoints/*.txt` | signed checkpoints (C2SP tlog-checkpoint): tree size and root hash |
 | `consistency.json` | RFC 9162 consistency proofs between the checkpoints |
 | `keys.txt` | the Ed25519 public keys of the log (C2SP verifier keys) |
+| `records.ocsf.jsonl`, `records.csv` | if asked for: the records as OCSF events or CSV |
 | `manifest.json`, `manifest.sig` | SHA-256 of every file, signed with the log's key |
 
 ## Verify
@@ -131,9 +134,11 @@ matches the selection.
 
 
 def export_bundle(
-    store: AuditStore, checkpointer: Checkpointer, selection: Selection, out: Path
+    store: AuditStore, checkpointer: Checkpointer, selection: Selection, out: Path,
+    views: Sequence[str] = (),
 ) -> ExportSummary:
-    """Write the bundle for ``selection`` into the new or empty folder ``out``."""
+    """Write the bundle for ``selection`` into the new or empty folder ``out``, with the
+    ``views`` (``ocsf``, ``csv``) of its records too."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} exists and is not an empty folder; choose a new --out")
     chosen: list[tuple[int, str]] = []
@@ -171,6 +176,9 @@ def export_bundle(
         "keys.txt": "".join(f"{v}\n" for v in sorted(store.signing_keys().values())).encode(),
     }
     files.update({f"checkpoints/{cp.id}.txt": cp.note.encode() for cp in used})
+    for fmt in views:
+        name, data = render_view(fmt, [body.encode() for _, body in chosen])
+        files[name] = data
     origin = checkpointer.origin
     files["README.md"] = _README.format(
         count=len(chosen), origin=origin, first=chosen[0][0], last=last_seq,

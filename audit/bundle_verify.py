@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lictor.audit.bundle_export import BUNDLE_FORMAT, Selection, manifest_note_body
+from lictor.audit.bundle_views import VIEW_FILES, render_view
 from lictor.audit.canonical_json import canonicalize
 from lictor.audit.checkpoints import (
     CheckpointError,
@@ -199,6 +200,7 @@ def _records(folder: Path, report: FullReport, manifest: dict[str, Any],
         got, problem = _record_problem(line, proof_line, seq, selection, cps, used=used)
         if problem:
             problems.append(f"records.jsonl line {n} (record {got}): {problem}")
+    _views(folder, report, manifest, lines[:-1])
     if problems:
         more = len(problems) - _MAX_LISTED
         shown = "; ".join(problems[:_MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
@@ -207,6 +209,27 @@ def _records(folder: Path, report: FullReport, manifest: dict[str, Any],
         where = " or ".join(f"{c} (size {cps[c].size})" for c in sorted(used))
         report.add("records", True, f"OK ({len(seqs)} records, each proven in checkpoint "
                    f"{where})")
+
+
+def _views(folder: Path, report: FullReport, manifest: dict[str, Any], lines: list[bytes]
+           ) -> None:
+    """A view (OCSF, CSV) must be exactly what the proven records render to."""
+    listed = manifest.get("files") or {}
+    for fmt, (name, _) in VIEW_FILES.items():
+        if name not in listed:
+            continue
+        try:
+            expected = render_view(fmt, lines)[1]
+        except (ValueError, TypeError, AttributeError):
+            expected = b""
+        try:
+            same = (folder / name).read_bytes() == expected
+        except OSError:
+            same = False
+        if same:
+            report.add(name, True, f"OK (the {fmt} view of the {len(lines)} records)")
+        else:
+            report.add(name, False, f"is not the {fmt} view of records.jsonl (modified)")
 
 
 def verify_bundle(folder: Path, trusted_keys: Iterable[str] = ()) -> FullReport:

@@ -51,7 +51,7 @@ def export(config: Config, args: argparse.Namespace) -> int:
             agent=args.agent, verdict=args.verdict)
         with AuditStore.open(audit_path(config.data_dir)) as store:
             summary = export_bundle(store, make_checkpointer(config, store), selection,
-                                    args.out)
+                                    args.out, views=args.views)
     except ExportError as exc:
         print(f"lictor audit export: {exc}", file=sys.stderr)
         return 1

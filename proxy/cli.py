@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--agent", help="only this agent's records")
     export.add_argument("--verdict", help="only records with this verdict (allow, block, ...)")
     export.add_argument("--out", type=Path, required=True, help="new folder for the bundle")
+    export.add_argument("--format", dest="views", action="append", default=[],
+                        choices=["ocsf", "csv"], help="also write the records as OCSF API "
+                        "Activity events (records.ocsf.jsonl) or CSV (records.csv); repeatable")
     export.add_argument("--config", type=Path, help="config file, for data_dir and audit.*")
     export.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
     bundle = audit_sub.add_parser(

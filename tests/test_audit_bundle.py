@@ -3,6 +3,9 @@ byte in any file of the bundle fails verification."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -11,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from lictor.audit import AuditStore
+from lictor.audit import AuditStore, canonicalize
+from lictor.audit.bundle_export import manifest_note_body
 from lictor.audit.bundle_verify import verify_bundle
-from lictor.audit.checkpoints import Checkpointer
+from lictor.audit.checkpoints import Checkpointer, sign_note
 from lictor.audit.signing import create_key_file, load_signer
 from lictor.proxy.cli import main
 
@@ -162,3 +166,44 @@ def test_export_refuses_empty_selection_and_used_folder(
     assert "not an RFC 3339 time" in capsys.readouterr().err
     assert main(["audit", "verify-bundle", str(tmp_path)]) == 1
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_ocsf_and_csv_views_carry_record_hashes_and_are_checked(
+        store_dir: tuple[Path, str, str], tmp_path: Path) -> None:
+    data, since, until = store_dir
+    out = tmp_path / "bundle"
+    assert export(data, out, "--since", since, "--until", until, "--agent", "agent-2",
+                  "--format", "ocsf", "--format", "csv") == 0
+    lines = (out / "records.jsonl").read_bytes().splitlines()
+    hashes = [hashlib.sha256(line).hexdigest() for line in lines]
+    events = [json.loads(x) for x in (out / "records.ocsf.jsonl").read_text().splitlines()]
+    assert len(events) == len(lines) == 5
+    for event, digest, line in zip(events, hashes, lines, strict=True):
+        record = json.loads(line)
+        assert (event["class_uid"], event["category_uid"], event["type_uid"]) == (6003, 6, 600399)
+        assert event["metadata"]["uid"] == event["unmapped"]["record_hash"] == digest
+        assert event["metadata"]["sequence"] == record["seq"]
+        assert event["actor"]["user"]["uid"] == event["src_endpoint"]["name"] == "agent-2"
+        assert event["api"]["operation"] == "model_request"
+        assert event["action"] == ("Denied" if record["verdict"] == "block" else "Allowed")
+        assert isinstance(event["time"], int) and event["metadata"]["version"]
+    rows = list(csv.DictReader(io.StringIO((out / "records.csv").read_text())))
+    assert [r["record_hash"] for r in rows] == hashes
+    assert {r["agent"] for r in rows} == {"agent-2"}
+    report = verify_bundle(out)
+    assert report.ok, [str(c) for c in report.failures]
+    assert "records.ocsf.jsonl: OK (the ocsf view of the 5 records)" in map(str, report.checks)
+
+    # the operator's own key cannot make a view say something the records do not
+    signer = load_signer(data / "keys" / "audit-signing.pem", ORIGIN)
+    (out / "records.csv").write_text((out / "records.csv").read_text().replace(
+        "agent-2", "agent-9"))
+    manifest = json.loads((out / "manifest.json").read_bytes())
+    manifest["files"]["records.csv"] = hashlib.sha256(
+        (out / "records.csv").read_bytes()).hexdigest()
+    raw = canonicalize(manifest) + b"\n"
+    (out / "manifest.json").write_bytes(raw)
+    (out / "manifest.sig").write_text(sign_note(manifest_note_body(ORIGIN, raw), [signer]))
+    report = verify_bundle(out)
+    assert [str(c) for c in report.failures] == [
+        "records.csv: FAILED: is not the csv view of records.jsonl (modified)"]
