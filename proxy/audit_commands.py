@@ -44,6 +44,10 @@ def rotate_key(config: Config) -> int:
 
 def export(config: Config, args: argparse.Namespace) -> int:
     """`lictor audit export`: write an evidence bundle and say what it proves."""
+    if not audit_path(config.data_dir).is_file():
+        print(f"lictor audit export: no audit store at {audit_path(config.data_dir)}; "
+              "pass --data-dir or --config", file=sys.stderr)
+        return 1
     try:
         selection = Selection(
             since=normalize_time(args.since) if args.since else None,

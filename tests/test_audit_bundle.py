@@ -207,3 +207,10 @@ def test_ocsf_and_csv_views_carry_record_hashes_and_are_checked(
     report = verify_bundle(out)
     assert [str(c) for c in report.failures] == [
         "records.csv: FAILED: is not the csv view of records.jsonl (modified)"]
+
+
+def test_export_without_a_store_creates_nothing(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert export(tmp_path / "absent", tmp_path / "b") == 1
+    assert "no audit store at" in capsys.readouterr().err
+    assert not (tmp_path / "absent").exists() and not (tmp_path / "b").exists()
