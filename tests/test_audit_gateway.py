@@ -136,3 +136,18 @@ def test_export_of_real_traffic_verifies_offline(audited: Path, tmp_path: Path) 
     assert checked.returncode == 0, checked.stderr
     assert f"records: OK ({len(records)} records, each proven in checkpoint 1 (size 8))" \
         in checked.stdout
+
+
+def test_resealed_edit_of_real_traffic_is_caught_by_the_shutdown_checkpoint(
+        audited: Path) -> None:
+    """An attacker rewrites record 3 and re-seals every later link, leaf and the head."""
+    from test_audit_tamper import bodies, reseal
+
+    records = bodies(audited)
+    records[2]["verdict"] = "allow" if records[2]["verdict"] != "allow" else "block"
+    reseal(audited, records)
+    result = verify(audited)
+    assert result.returncode == 1
+    assert "chain: OK (8 records)" in result.stdout  # the chain alone is fooled
+    assert ("checkpoint 1 (size 8): FAILED: root does not match records 1 to 8"
+            in result.stderr), result.stderr
