@@ -123,10 +123,14 @@ def _checkpoints(
     previous: int | None = None  # id of the last checkpoint that verified
     origin: str | None = None
     covered = 0
-    for expected, (cid, size, note) in enumerate(rows, start=1):
+    expected = 1
+    for cid, size, note in rows:
         subject = f"checkpoint {cid} (size {size})"
         if cid != expected:
-            report.add(f"checkpoint {expected}", False, "missing (deleted)")
+            gap = (f"checkpoint {expected}" if cid == expected + 1
+                   else f"checkpoints {expected} to {cid - 1}")
+            report.add(gap, False, "missing (deleted)")
+        expected = cid + 1
         try:
             cp = parse_checkpoint(str(note))
             signed_by = check_signatures(cp, keys)

@@ -179,9 +179,21 @@ def test_replaced_key_and_resigned_checkpoints_fail_against_the_pinned_key(
 def test_deleted_checkpoint_is_named(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with sqlite3.connect(data_dir / "audit.sqlite3") as db:
         db.execute("DELETE FROM checkpoints WHERE id = 2")
-    code, _, err = verify(data_dir, capsys)
+    code, out, err = verify(data_dir, capsys)
     assert code == 1
     assert "checkpoint 2: FAILED: missing (deleted)" in err
+    assert len(out.splitlines()) == 7  # only the missing one fails: 1 and 3 still verify
+    assert "checkpoint 3 (size 30): signature OK" in out
+    assert err.count("FAILED") == 2  # the summary line and checkpoint 2
+
+
+def test_deleted_checkpoints_are_named_as_a_range(
+        data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with sqlite3.connect(data_dir / "audit.sqlite3") as db:
+        db.execute("DELETE FROM checkpoints WHERE id IN (1, 2)")
+    code, _, err = verify(data_dir, capsys)
+    assert code == 1
+    assert "checkpoints 1 to 2: FAILED: missing (deleted)" in err
 
 
 def test_rotated_key_keeps_old_checkpoints_verifiable(
