@@ -183,3 +183,22 @@ def test_lictor_signs_on_shutdown_and_keeps_a_private_key(start_lictor: StartLic
     with AuditStore.open(store.path) as reopened:
         assert [cp.size for cp in reopened.checkpoints()] == [4, 6]  # the rest at shutdown
         assert len(reopened.signing_keys()) == 1
+
+
+def test_lictor_refuses_a_loose_or_missing_configured_key(
+        start_lictor: StartLictor, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lictor.proxy.cli import main
+
+    key = tmp_path / "audit.pem"
+    create_key_file(key)
+    os.chmod(key, 0o644)
+    with pytest.raises(KeyFileError, match=r"mode 0644.*chmod 600"):
+        start_lictor(audit={"signing_key": str(key)})
+    config = tmp_path / "lictor.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'var'}\naudit: {{signing_key: {key}}}\n")
+    assert main(["audit", "rotate-key", "--config", str(config)]) == 2
+    assert f"audit signing key {key} is readable" in capsys.readouterr().err
+    assert stat.S_IMODE(key.stat().st_mode) == 0o644  # left alone, not replaced
+    missing = tmp_path / "absent.pem"
+    with pytest.raises(KeyFileError, match="does not exist; create one with"):
+        start_lictor(audit={"signing_key": str(missing)})
