@@ -228,3 +228,23 @@ def test_altered_leaf_is_named(data_dir: Path, capsys: pytest.CaptureFixture[str
     code, _, err = verify(data_dir, capsys)
     assert code == 1
     assert "tree: FAILED: leaf 12 does not match record 12 (leaves table altered)" in err
+
+
+@pytest.mark.parametrize(
+    ("sql", "where"),
+    [
+        ("UPDATE records SET body = replace(body, '\"n\":32', '\"n\":1') WHERE seq = 33",
+         "chain: FAILED: record 33: hash does not match its content (modified)"),
+        ("DELETE FROM records WHERE seq = 34", "chain: FAILED: record 34 is missing (deleted)"),
+        ("DELETE FROM records WHERE seq = 35",
+         "chain: FAILED: chain head says 35 records but the store ends at 34"),
+    ],
+)
+def test_records_after_the_last_checkpoint_are_protected_by_the_chain(
+        data_dir: Path, capsys: pytest.CaptureFixture[str], sql: str, where: str) -> None:
+    with sqlite3.connect(data_dir / "audit.sqlite3") as db:
+        db.execute(sql)
+    code, out, err = verify(data_dir, capsys)
+    assert code == 1
+    assert where in err, err
+    assert "checkpoint 3 (size 30): signature OK" in out  # the signed part is intact
