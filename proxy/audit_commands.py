@@ -1,5 +1,5 @@
-"""`lictor audit rotate-key`, `export` and `verify-bundle`: the audit commands that need
-the config (data dir, signing key, origin) or write files."""
+"""`lictor audit rotate-key`, `export` and `verify-bundle`, and where the audit store and
+its signing key live; kept free of the gateway's imports so the audit commands start fast."""
 
 from __future__ import annotations
 
@@ -11,9 +11,30 @@ from lictor.audit import AuditStore
 from lictor.audit.bundle_export import ExportError, Selection, export_bundle, normalize_time
 from lictor.audit.bundle_verify import verify_bundle
 from lictor.audit.checkpoints import Checkpointer
-from lictor.audit.signing import create_key_file, load_signer
+from lictor.audit.signing import Signer, create_key_file, load_signer
 from lictor.proxy.config import Config
-from lictor.proxy.server import audit_path, make_checkpointer, signing_key_path
+
+
+def audit_path(data_dir: Path) -> Path:
+    return data_dir / "audit.sqlite3"
+
+
+def signing_key_path(config: Config) -> Path:
+    return config.audit.signing_key or config.data_dir / "keys" / "audit-signing.pem"
+
+
+def open_signer(config: Config) -> Signer:
+    """The checkpoint signing key: the configured one, or the data dir's (made if missing)."""
+    path = signing_key_path(config)
+    if config.audit.signing_key is None and not path.exists():
+        create_key_file(path)
+    return load_signer(path, config.audit.origin)
+
+
+def make_checkpointer(config: Config, store: AuditStore) -> Checkpointer:
+    return Checkpointer(store, open_signer(config), config.audit.origin,
+                        every_records=config.audit.checkpoint_every_records,
+                        every_s=config.audit.checkpoint_every_s)
 
 
 def rotate_key(config: Config) -> int:

@@ -108,7 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     from lictor.audit.full_verify import verify_store
-    from lictor.proxy.server import audit_path
+    from lictor.proxy.audit_commands import audit_path
 
     config = load_config(args.config, _overrides(args))
     path = audit_path(config.data_dir)

@@ -19,14 +19,13 @@ from typing import Self
 from aiohttp import web
 
 from lictor.audit import AuditStore
-from lictor.audit.checkpoints import Checkpointer
-from lictor.audit.signing import Signer, create_key_file, load_signer
 from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine
 from lictor.enforcement.limits import kill_key
 from lictor.enforcement.session_state import MemoryStateStore
 from lictor.proxy.admin_api import AdminApi
 from lictor.proxy.agent_keys import AgentKeys
+from lictor.proxy.audit_commands import audit_path, make_checkpointer
 from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
 from lictor.proxy.mcp_admin import McpAdminApi
@@ -40,30 +39,8 @@ from lictor.rules.schema import duration_seconds
 log = logging.getLogger("lictor.server")
 
 
-def audit_path(data_dir: Path) -> Path:
-    return data_dir / "audit.sqlite3"
-
-
 def pins_path(data_dir: Path) -> Path:
     return data_dir / "mcp_pins.sqlite3"
-
-
-def signing_key_path(config: Config) -> Path:
-    return config.audit.signing_key or config.data_dir / "keys" / "audit-signing.pem"
-
-
-def open_signer(config: Config) -> Signer:
-    """The checkpoint signing key: the configured one, or the data dir's (made if missing)."""
-    path = signing_key_path(config)
-    if config.audit.signing_key is None and not path.exists():
-        create_key_file(path)
-    return load_signer(path, config.audit.origin)
-
-
-def make_checkpointer(config: Config, store: AuditStore) -> Checkpointer:
-    return Checkpointer(store, open_signer(config), config.audit.origin,
-                        every_records=config.audit.checkpoint_every_records,
-                        every_s=config.audit.checkpoint_every_s)
 
 
 def rule_paths(config: Config) -> list[Path]:
