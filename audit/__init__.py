@@ -1,4 +1,5 @@
-"""Tamper-evident audit log: canonical JSON, a hash-chained SQLite store, a verifier."""
+"""Tamper-evident audit log: canonical JSON, a hash-chained SQLite store, an RFC 9162 Merkle
+tree with signed checkpoints, verifiers, and evidence bundles (submodules)."""
 
 from lictor.audit.canonical_json import canonicalize
 from lictor.audit.store import (

@@ -3,6 +3,9 @@
 Every record carries ``seq`` and the SHA-256 of the previous record
 (``prev_hash``), so editing, deleting, reordering or inserting a record
 breaks the chain and ``lictor.audit.verify.verify_chain`` reports where.
+Each record is also a leaf of an RFC 9162 Merkle tree (``leaves`` table, same
+transaction), whose signed roots (``checkpoints``) let a third party check records
+and proofs without the whole log.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from lictor.audit.canonical_json import canonicalize
+from lictor.audit.merkle import CompactRange, leaf_hash
 
 __all__ = [
     "GENESIS_HASH",
@@ -26,6 +30,7 @@ __all__ = [
     "AppendedRecord",
     "AuditStore",
     "AuditWriteError",
+    "StoredCheckpoint",
 ]
 
 GENESIS_HASH = "0" * 64
@@ -38,20 +43,40 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records ("
     " seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS chain_head ("
-    " id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL)",
+    " id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL,"
+    " tree BLOB)",  # the Merkle compact range at seq, so start-up need not re-read leaves
+    # leaf hash of record seq (RFC 9162, leaf index seq - 1), written with the record
+    "CREATE TABLE IF NOT EXISTS leaves (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+    # signed C2SP tlog-checkpoint notes of the tree at `size` records
+    "CREATE TABLE IF NOT EXISTS checkpoints ("
+    " id INTEGER PRIMARY KEY, size INTEGER NOT NULL, time TEXT NOT NULL, note TEXT NOT NULL)",
+    # every public key that ever signed a checkpoint, as a C2SP verifier key
+    "CREATE TABLE IF NOT EXISTS signing_keys ("
+    " key_id TEXT PRIMARY KEY, vkey TEXT NOT NULL, added TEXT NOT NULL)",
 )
 # Constant SQL strings: sqlite3's statement cache keeps them prepared, so each
 # append re-binds parameters instead of re-parsing SQL.
 _INSERT_RECORD = "INSERT INTO records (seq, hash, body) VALUES (?, ?, ?)"
+_INSERT_LEAF = "INSERT INTO leaves (seq, hash) VALUES (?, ?)"
 _UPSERT_HEAD = (
-    "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+    "INSERT INTO chain_head (id, seq, hash, tree) VALUES (1, ?, ?, ?) ON CONFLICT (id)"
+    " DO UPDATE SET seq = excluded.seq, hash = excluded.hash, tree = excluded.tree"
 )
 _PAGE = 512
 
 
 class AuditWriteError(Exception):
     """The audit store could not durably record an entry; callers must fail closed."""
+
+
+@dataclass(slots=True, frozen=True)
+class StoredCheckpoint:
+    """A signed checkpoint as kept in the store: ``note`` is the full signed note text."""
+
+    id: int
+    size: int
+    time: str
+    note: str
 
 
 @dataclass(slots=True, frozen=True)
@@ -85,13 +110,17 @@ class AuditStore:
     One writer process: a second one would reuse a seq and get AuditWriteError.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, last_seq: int, last_hash: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, last_seq: int, last_hash: str,
+        tree: CompactRange,
+    ) -> None:
         """Use ``AuditStore.open``; this only wires up an already prepared connection."""
         self._conn = conn
         self._path = path
         self._lock = threading.Lock()
         self._last_seq = last_seq
         self._last_hash = last_hash
+        self._tree = tree
 
     @classmethod
     def open(cls, path: str | Path, synchronous: Literal["normal", "full"] = "normal") -> Self:
@@ -122,29 +151,79 @@ class AuditStore:
             conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            if "tree" not in {row[1] for row in conn.execute("PRAGMA table_info(chain_head)")}:
+                conn.execute("ALTER TABLE chain_head ADD COLUMN tree BLOB")  # older stores
             conn.execute("COMMIT")
-            last_seq, last_hash = cls._load_head(conn, db_path)
+            conn.execute("BEGIN")  # one snapshot: another process's appends cannot skew it
+            last_seq, last_hash, saved = cls._load_head(conn, db_path)
+            tree, missing = cls._load_tree(conn, db_path, last_seq, saved)
+            conn.execute("COMMIT")
+            if missing:  # a store written before the Merkle tree existed
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT_LEAF, missing)
+                conn.execute("COMMIT")
         except (sqlite3.Error, AuditWriteError) as exc:
             if conn is not None:
                 conn.close()
             if isinstance(exc, AuditWriteError):
                 raise
             raise AuditWriteError(f"cannot open audit store {db_path}: {exc}") from exc
-        return cls(conn, db_path, last_seq, last_hash)
+        return cls(conn, db_path, last_seq, last_hash, tree)
 
     @staticmethod
-    def _load_head(conn: sqlite3.Connection, path: Path) -> tuple[int, str]:
-        """Read the chain head and check it against the last stored record."""
-        head = conn.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+    def _load_head(conn: sqlite3.Connection, path: Path) -> tuple[int, str, bytes | None]:
+        """Read the chain head (and saved compact range); check it against the last record."""
+        head = conn.execute("SELECT seq, hash, tree FROM chain_head WHERE id = 1").fetchone()
         last = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
         if head is None and last is None:
-            return 0, GENESIS_HASH
-        if head is None or last is None or tuple(head) != tuple(last):
+            return 0, GENESIS_HASH, None
+        if head is None or last is None or tuple(head[:2]) != tuple(last):
             raise AuditWriteError(
-                f"{path}: chain head {head!r} does not match last record {last!r}; "
-                "run verify_chain before appending"
+                f"{path}: chain head {head and tuple(head[:2])!r} does not match last record "
+                f"{last!r}; run verify_chain before appending"
             )
-        return int(head[0]), str(head[1])
+        saved = head[2] if isinstance(head[2], bytes) else None
+        return int(head[0]), str(head[1]), saved
+
+    @staticmethod
+    def _load_tree(
+        conn: sqlite3.Connection, path: Path, last_seq: int, saved: bytes | None
+    ) -> tuple[CompactRange, list[tuple[int, bytes]]]:
+        """The tree's compact range: as saved with the chain head, else rebuilt from the
+        leaves (O(n), once).
+
+        Records without a leaf (a store written before the Merkle tree existed) get theirs
+        from the record hashes: returned, for the caller to write.
+        """
+        (max_leaf,) = conn.execute("SELECT coalesce(max(seq), 0) FROM leaves").fetchone()
+        if saved is not None and max_leaf <= last_seq:
+            try:
+                tree = CompactRange.from_bytes(last_seq, saved)
+            except ValueError:
+                pass
+            else:
+                rows = conn.execute(
+                    "SELECT seq, hash FROM records WHERE seq > ? ORDER BY seq", (max_leaf,)
+                ).fetchall()
+                return tree, [(int(s), leaf_hash(bytes.fromhex(d))) for s, d in rows]
+        tree = CompactRange()
+        for seq, digest in conn.execute("SELECT seq, hash FROM leaves ORDER BY seq"):
+            if seq != tree.size + 1 or not isinstance(digest, bytes) or len(digest) != 32:
+                raise AuditWriteError(
+                    f"{path}: Merkle leaf {seq} is missing or malformed; run `lictor audit "
+                    "verify` to see what was altered before appending")
+            tree.append(digest)
+        if tree.size > last_seq:
+            raise AuditWriteError(f"{path}: {tree.size} Merkle leaves but {last_seq} records; "
+                                  "run `lictor audit verify` before appending")
+        if tree.size < last_seq:
+            rows = conn.execute(
+                "SELECT seq, hash FROM records WHERE seq > ? ORDER BY seq", (tree.size,)
+            ).fetchall()
+            leaves = [(int(seq), leaf_hash(bytes.fromhex(digest))) for seq, digest in rows]
+            tree.extend(leaf for _, leaf in leaves)
+            return tree, leaves
+        return tree, []
 
     @property
     def path(self) -> Path:
@@ -177,6 +256,8 @@ class AuditStore:
             seq, prev = self._last_seq, self._last_hash
             now = _utc_now()
             rows: list[tuple[int, str, str]] = []
+            leaves: list[tuple[int, bytes]] = []
+            tree = self._tree.copy()
             out: list[AppendedRecord] = []
             for entry in entries:
                 seq += 1
@@ -185,8 +266,12 @@ class AuditStore:
                 record["time"] = now
                 record["prev_hash"] = prev
                 body = canonicalize(record)
-                prev = hashlib.sha256(body).hexdigest()
+                digest = hashlib.sha256(body).digest()
+                prev = digest.hex()
                 rows.append((seq, prev, body.decode("utf-8")))
+                leaf = leaf_hash(digest)
+                leaves.append((seq, leaf))
+                tree.append(leaf)
                 out.append(AppendedRecord(seq=seq, hash=prev, record=record))
             if not rows:
                 return out
@@ -195,7 +280,8 @@ class AuditStore:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(_INSERT_RECORD, rows)
-                    conn.execute(_UPSERT_HEAD, (seq, prev))
+                    conn.executemany(_INSERT_LEAF, leaves)
+                    conn.execute(_UPSERT_HEAD, (seq, prev, tree.to_bytes()))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -203,8 +289,59 @@ class AuditStore:
                     raise
             except sqlite3.Error as exc:
                 raise AuditWriteError(f"audit append of record {seq} failed: {exc}") from exc
-            self._last_seq, self._last_hash = seq, prev
+            self._last_seq, self._last_hash, self._tree = seq, prev, tree
         return out
+
+    def tree_head(self) -> tuple[int, bytes]:
+        """(size, RFC 9162 root) of the Merkle tree over all committed records."""
+        with self._lock:
+            return self._tree.size, self._tree.root()
+
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        """The first ``size`` leaf hashes, in order (for proofs)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT hash FROM leaves WHERE seq <= ? ORDER BY seq", (size,)).fetchall()
+        return [bytes(digest) for (digest,) in rows]
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        """One statement in its own transaction; AuditWriteError if SQLite fails."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(sql, params)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise AuditWriteError(f"{self._path}: write failed: {exc}") from exc
+
+    def add_checkpoint(self, size: int, note: str) -> StoredCheckpoint:
+        """Keep a signed checkpoint note of the tree at ``size`` records."""
+        now = _utc_now()
+        self._write("INSERT INTO checkpoints (size, time, note) VALUES (?, ?, ?)",
+                    (size, now, note))
+        with self._lock:
+            (cid,) = self._conn.execute("SELECT max(id) FROM checkpoints").fetchone()
+        return StoredCheckpoint(id=int(cid), size=size, time=now, note=note)
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, size, time, note FROM checkpoints ORDER BY id").fetchall()
+        return [StoredCheckpoint(int(i), int(n), str(t), str(note)) for i, n, t, note in rows]
+
+    def add_signing_key(self, key_id: str, vkey: str) -> None:
+        """Keep a public (verifier) key, so checkpoints it signed stay verifiable."""
+        self._write("INSERT OR IGNORE INTO signing_keys (key_id, vkey, added) VALUES (?, ?, ?)",
+                    (key_id, vkey, _utc_now()))
+
+    def signing_keys(self) -> dict[str, str]:
+        """key id (hex) -> C2SP verifier key, for every key that was ever used."""
+        with self._lock:
+            rows = self._conn.execute("SELECT key_id, vkey FROM signing_keys").fetchall()
+        return {str(k): str(v) for k, v in rows}
 
     def records(self) -> Iterator[tuple[int, str, str]]:
         """Yield (seq, hash, body) in seq order, paging so appends can interleave."""

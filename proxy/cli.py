@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lictor.audit.signing import KeyFileError
 from lictor.proxy import approval_commands, erasure_commands
 from lictor.proxy.config import ConfigError, load_config
 from lictor.rules.loader import RuleLoadError
@@ -27,10 +28,36 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the audit hash chain")
+    verify = audit_sub.add_parser(
+        "verify", help="check the hash chain, Merkle tree, signing keys and signed checkpoints")
     verify.add_argument("--config", type=Path, help="config file, for its data_dir")
     verify.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
     erasure_commands.add_parsers(audit_sub)
+    verify.add_argument("--key", dest="keys", action="append", default=[], metavar="VKEY",
+                        help="trust only this verifier key (name+id+key, as rotate-key "
+                             "prints it); repeat for old keys")
+    rotate = audit_sub.add_parser(
+        "rotate-key", help="make a new checkpoint signing key (old public keys are kept)")
+    rotate.add_argument("--config", type=Path, help="config file, for data_dir and audit.*")
+    rotate.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
+    export = audit_sub.add_parser(
+        "export", help="write an evidence bundle: selected records with inclusion proofs "
+        "against signed checkpoints")
+    export.add_argument("--since", help="records at or after this RFC 3339 time")
+    export.add_argument("--until", help="records before this RFC 3339 time")
+    export.add_argument("--agent", help="only this agent's records")
+    export.add_argument("--verdict", help="only records with this verdict (allow, block, ...)")
+    export.add_argument("--out", type=Path, required=True, help="new folder for the bundle")
+    export.add_argument("--format", dest="views", action="append", default=[],
+                        choices=["ocsf", "csv"], help="also write the records as OCSF API "
+                        "Activity events (records.ocsf.jsonl) or CSV (records.csv); repeatable")
+    export.add_argument("--config", type=Path, help="config file, for data_dir and audit.*")
+    export.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
+    bundle = audit_sub.add_parser(
+        "verify-bundle", help="check an evidence bundle offline (exit 1 on any problem)")
+    bundle.add_argument("bundle", type=Path, help="the bundle folder")
+    bundle.add_argument("--key", dest="keys", action="append", default=[], metavar="VKEY",
+                        help="trust only this verifier key; repeat for old keys")
     approval_commands.add_parser(sub)
     rules = sub.add_parser("rules", help="rule tooling")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -68,7 +95,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
                                 ("port", getattr(args, "port", None))) if v is not None}
     if server:
         out["server"] = server
-    if args.data_dir is not None:
+    if getattr(args, "data_dir", None) is not None:
         out["data_dir"] = str(args.data_dir)
     return out
 
@@ -81,16 +108,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from lictor.audit import verify_chain
-    from lictor.proxy.server import audit_path
+    from lictor.audit.full_verify import verify_store
+    from lictor.proxy.audit_commands import audit_path
 
     config = load_config(args.config, _overrides(args))
-    report = verify_chain(audit_path(config.data_dir))
+    path = audit_path(config.data_dir)
+    try:
+        report = verify_store(path, args.keys)
+    except ValueError as exc:  # a malformed --key
+        print(f"lictor: --key: {exc}", file=sys.stderr)
+        return 2
+    for check in report.checks:
+        print(check)
     if report.ok:
-        print(f"audit chain OK: {report.records} records verified "
-              f"({audit_path(config.data_dir)})")
+        print(f"audit verify: OK ({path})")
         return 0
-    print(f"audit chain FAILED: {report.problem}", file=sys.stderr)
+    print(f"audit verify FAILED ({path}), {len(report.failures)} problem(s):", file=sys.stderr)
+    for check in report.failures:
+        print(f"  {check}", file=sys.stderr)
     return 1
 
 
@@ -110,8 +145,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.audit_command in ("erase", "reveal"):
             config = load_config(args.config, _overrides(args))
             return erasure_commands.run(args, config.data_dir)
+        if args.audit_command == "rotate-key":
+            from lictor.proxy.audit_commands import rotate_key
+
+            return rotate_key(load_config(args.config, _overrides(args)))
+        if args.audit_command == "export":
+            from lictor.proxy.audit_commands import export
+
+            return export(load_config(args.config, _overrides(args)), args)
+        if args.audit_command == "verify-bundle":
+            from lictor.proxy.audit_commands import verify_bundle_command
+
+            return verify_bundle_command(args.bundle, args.keys)
         return _audit_verify(args)
-    except (ConfigError, RuleLoadError) as exc:
+    except (ConfigError, RuleLoadError, KeyFileError) as exc:
         print(f"lictor: configuration error:\n{exc}", file=sys.stderr)
         return 2
 

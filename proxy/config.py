@@ -107,6 +107,13 @@ class AuditConfig(Strict):
     # `lictor audit reveal`), erasable with `lictor audit erase --subject ID`.
     keep_originals: bool = False
     subject_header: str = "x-lictor-subject"  # who the data is about; else the session
+    # names the log in its checkpoints, and is the signing key's name (C2SP signed note)
+    origin: str = Field(default="lictor.local/audit", pattern=r"^[^\s+]+$")
+    # Ed25519 private key (PEM, mode 0600); default <data_dir>/keys/audit-signing.pem,
+    # created on first start
+    signing_key: Path | None = None
+    checkpoint_every_records: int = Field(default=1000, ge=1)
+    checkpoint_every_s: float = Field(default=60.0, gt=0)
 
 
 class ApprovalsConfig(Strict):

@@ -28,7 +28,7 @@ def add_parsers(audit_sub: Any) -> None:
 
 def run(args: argparse.Namespace, data_dir: Path) -> int:
     from lictor.audit.subject_keys import SubjectKeys
-    from lictor.proxy.server import audit_path, subject_keys_path
+    from lictor.proxy.audit_commands import audit_path, subject_keys_path
 
     keys = SubjectKeys(subject_keys_path(data_dir))
     try:

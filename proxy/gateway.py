@@ -23,6 +23,7 @@ from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_stream import ChatStream
 from lictor.adapters.sse import DONE, frame
 from lictor.audit import AuditStore, AuditWriteError
+from lictor.audit.checkpoints import Checkpointer
 from lictor.enforcement.approvals import ApprovalDesk
 from lictor.enforcement.engine import Engine, RequestOutcome
 from lictor.enforcement.types import (
@@ -129,6 +130,7 @@ class Gateway:
         subject_keys: SubjectKeys | None = None,
         subject_header: str = "x-lictor-subject",
         telemetry: Telemetry = NO_TELEMETRY,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.subject_keys = subject_keys  # set: originals are kept, sealed per subject
         self.subject_header = subject_header
@@ -137,6 +139,7 @@ class Gateway:
         self.approvals = ApprovalFlow(approvals, lambda: self.engine.policy.content_hash)
         self.router = router
         self.audit = audit
+        self.checkpointer = checkpointer
         self.max_body_bytes = max_body_bytes
         self.telemetry = telemetry
         self.ready = True
@@ -156,6 +159,11 @@ class Gateway:
                 error_type="server_error",
                 code="audit_unavailable",
             ) from None
+        if self.checkpointer is not None:
+            try:
+                self.checkpointer.after_append()
+            except Exception:  # the records are durable; the next checkpoint covers them
+                log.exception("audit checkpoint failed")
 
     def _reject(
         self, request: web.Request, rid: str, principal: Principal | None, err: ProtocolError

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from lictor.enforcement.limits import kill_key
 from lictor.enforcement.session_state import MemoryStateStore
 from lictor.proxy.admin_api import AdminApi
 from lictor.proxy.agent_keys import AgentKeys
+from lictor.proxy.audit_commands import audit_path, make_checkpointer, subject_keys_path
 from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
 from lictor.proxy.mcp_admin import McpAdminApi
@@ -35,17 +37,11 @@ from lictor.proxy.telemetry import Telemetry, telemetry_from_config
 from lictor.rules.loader import bundled_pack, load_policy
 from lictor.rules.schema import duration_seconds
 
-
-def audit_path(data_dir: Path) -> Path:
-    return data_dir / "audit.sqlite3"
+log = logging.getLogger("lictor.server")
 
 
 def pins_path(data_dir: Path) -> Path:
     return data_dir / "mcp_pins.sqlite3"
-
-
-def subject_keys_path(data_dir: Path) -> Path:
-    return data_dir / "subject_keys.sqlite3"
 
 
 def rule_paths(config: Config) -> list[Path]:
@@ -62,6 +58,11 @@ def build_gateway(config: Config, telemetry: Telemetry | None = None) -> Gateway
     engine = Engine(policy, keys.principals, state)
     router = Router(config)
     store = AuditStore.open(audit_path(config.data_dir), synchronous=config.audit.synchronous)
+    try:
+        checkpointer = make_checkpointer(config, store)
+    except Exception:
+        store.close()
+        raise
     desk = ApprovalDesk(config.data_dir / "approvals.sqlite3",
                         duration_seconds(config.approvals.pending_ttl),
                         duration_seconds(config.approvals.valid_for))
@@ -73,7 +74,8 @@ def build_gateway(config: Config, telemetry: Telemetry | None = None) -> Gateway
     return Gateway(keys, engine, router, store, config.server.max_body_bytes,
                    approvals=desk, subject_keys=subject_keys,
                    subject_header=config.audit.subject_header,
-                   telemetry=telemetry or telemetry_from_config(config.telemetry))
+                   telemetry=telemetry or telemetry_from_config(config.telemetry),
+                   checkpointer=checkpointer)
 
 
 def banner(config: Config, gateway: Gateway, url: str) -> str:
@@ -102,6 +104,14 @@ async def _cleanup(app: web.Application) -> None:
     gateway = app[GATEWAY_KEY]
     gateway.ready = False
     await gateway.router.aclose()
+    task = app.get(_CHECKPOINT_KEY)
+    if task is not None:
+        task.cancel()
+    if gateway.checkpointer is not None:
+        try:
+            gateway.checkpointer.checkpoint()  # the last records get a signed root too
+        except Exception:
+            log.exception("final audit checkpoint failed")
     gateway.audit.close()
     gateway.approvals.desk.close()
     if gateway.subject_keys is not None:
@@ -110,6 +120,13 @@ async def _cleanup(app: web.Application) -> None:
 
 RELOADER_KEY = web.AppKey("reloader", RuleReloader)
 _WATCH_KEY = web.AppKey("rule_watch", asyncio.Task[None])
+_CHECKPOINT_KEY = web.AppKey("checkpoint_timer", asyncio.Task[None])
+
+
+async def _start_checkpoints(app: web.Application) -> None:
+    checkpointer = app[GATEWAY_KEY].checkpointer
+    if checkpointer is not None:
+        app[_CHECKPOINT_KEY] = asyncio.create_task(checkpointer.run())
 
 
 async def _start_watching(app: web.Application) -> None:
@@ -146,6 +163,7 @@ def make_app(config: Config, telemetry: Telemetry | None = None) -> web.Applicat
     if config.rules.watch:
         app.on_startup.append(_start_watching)
         app.on_shutdown.append(_stop_watching)
+    app.on_startup.append(_start_checkpoints)
     app.on_cleanup.append(_cleanup)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -58,12 +59,13 @@ def audited(lictor: BackgroundServer, upstream: MockOpenAI, tmp_path: Path) -> P
 def test_verify_passes_after_traffic(audited: Path) -> None:
     result = verify(audited)
     assert result.returncode == 0, result.stderr
-    assert "audit chain OK" in result.stdout
+    assert "audit verify: OK" in result.stdout
     with sqlite3.connect(audited / "audit.sqlite3") as db:
         (count,) = db.execute("SELECT count(*) FROM records").fetchone()
     # 2 requests x (request + response), a tool call pair, one block, one 401
     assert count == 8
-    assert f"{count} records" in result.stdout
+    assert f"chain: OK ({count} records)" in result.stdout
+    assert "checkpoint 1 (size 8): signature OK" in result.stdout  # signed at shutdown
 
 
 def test_no_raw_secrets_or_pii_in_store(audited: Path) -> None:
@@ -92,7 +94,7 @@ def test_tampering_is_named(audited: Path, name: str, sql: str, expect: str) -> 
     tamper(audited / "audit.sqlite3", sql)
     result = verify(audited)
     assert result.returncode == 1
-    assert "audit chain FAILED" in result.stderr
+    assert "audit verify FAILED" in result.stderr
     assert expect in result.stderr, result.stderr
 
 
@@ -114,3 +116,38 @@ def test_verify_without_store(tmp_path: Path) -> None:
     result = verify(tmp_path / "nothing")
     assert result.returncode == 1
     assert "no audit store" in result.stderr
+
+
+def test_export_of_real_traffic_verifies_offline(audited: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    exported = subprocess.run(
+        [sys.executable, "-m", "lictor.proxy.cli", "audit", "export", "--data-dir",
+         str(audited), "--agent", "demo-agent", "--verdict", "mask", "--out", str(out)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert exported.returncode == 0, exported.stderr
+    assert "inclusion proof against checkpoint 1" in exported.stdout  # the shutdown one
+    lines = (out / "records.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records and all(r["principal"]["agent"] == "demo-agent" for r in records)
+    assert all(r["verdict"] == "mask" for r in records)
+    checked = subprocess.run(
+        [sys.executable, "-m", "lictor.proxy.cli", "audit", "verify-bundle", "."],
+        cwd=out, capture_output=True, text=True, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert f"records: OK ({len(records)} records, each proven in checkpoint 1 (size 8))" \
+        in checked.stdout
+
+
+def test_resealed_edit_of_real_traffic_is_caught_by_the_shutdown_checkpoint(
+        audited: Path) -> None:
+    """An attacker rewrites record 3 and re-seals every later link, leaf and the head."""
+    from test_audit_tamper import bodies, reseal
+
+    records = bodies(audited)
+    records[2]["verdict"] = "allow" if records[2]["verdict"] != "allow" else "block"
+    reseal(audited, records)
+    result = verify(audited)
+    assert result.returncode == 1
+    assert "chain: OK (8 records)" in result.stdout  # the chain alone is fooled
+    assert ("checkpoint 1 (size 8): FAILED: root does not match records 1 to 8"
+            in result.stderr), result.stderr

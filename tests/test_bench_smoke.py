@@ -67,3 +67,18 @@ def test_audit_append_bench_runs(tmp_path: Path) -> None:
     for mode in ("normal", "full"):
         assert figures[mode]["records_per_s"] > 0
         assert 0 < figures[mode]["request_p50_us"] <= figures[mode]["request_p99_us"]
+
+
+def test_audit_evidence_bench_runs(tmp_path: Path) -> None:
+    out = tmp_path / "audit.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "audit_evidence.py"), "--records", "3000",
+         "--rounds", "2", "--commits", "200", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False, cwd=ROOT / "bench",
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for name in ("chain_only", "with_merkle"):
+        assert figures["appends"][name]["records_per_s"] > 0
+    assert figures["evidence"]["export_records"] == 429  # agent-3: 1 record in 7
+    assert 0 < figures["evidence"]["checkpoint_ms"] < 1000
