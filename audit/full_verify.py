@@ -14,10 +14,12 @@ from pathlib import Path
 
 from lictor.audit.checkpoints import (
     CheckpointError,
+    check_note_signatures,
     check_signatures,
     parse_checkpoint,
 )
 from lictor.audit.merkle import CompactRange, leaf_hash
+from lictor.audit.prune import last_prune, parse_prune
 from lictor.audit.signing import VerifierKey, parse_vkey
 from lictor.audit.verify import verify_chain
 
@@ -54,7 +56,7 @@ class FullReport:
         self.checks.append(Check(subject, ok, detail))
 
 
-def _tree(conn: sqlite3.Connection, report: FullReport, sizes: set[int]
+def _tree(conn: sqlite3.Connection, report: FullReport, sizes: set[int], pruned: int = 0
           ) -> tuple[int, dict[int, bytes]]:
     """Recompute every leaf from its record's hash, compare with the stored leaves, and
     return (records, {size: root}) for the checkpoint ``sizes``, streaming in O(log n)."""
@@ -63,6 +65,14 @@ def _tree(conn: sqlite3.Connection, report: FullReport, sizes: set[int]
     compact = CompactRange()
     roots = {0: compact.root()}
     problem = ""
+    for _ in range(pruned):  # records removed under a signed prune: their leaves stand in
+        row = stored.fetchone()
+        if row is None:
+            problem = f"leaf {compact.size + 1} of a pruned record is missing"
+            break
+        compact.append(bytes(row[1]))
+        if compact.size in sizes:
+            roots[compact.size] = compact.root()
     for (digest,) in conn.execute("SELECT hash FROM records ORDER BY seq"):
         try:
             leaf = leaf_hash(bytes.fromhex(str(digest)))
@@ -166,6 +176,41 @@ def _checkpoints(
     return covered
 
 
+def _prune_rows(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    try:
+        return [(int(i), str(n)) for i, n in
+                conn.execute("SELECT id, note FROM prunes ORDER BY id")]
+    except sqlite3.OperationalError:  # a store from before retention existed
+        return []
+
+
+def _prunes(report: FullReport, rows: list[tuple[int, str]], roots: dict[int, bytes],
+            keys: dict[bytes, VerifierKey], conn: sqlite3.Connection) -> None:
+    """Each prune note: signed by a known key, cut from the tree the leaves still give,
+    and its last hash the leaf of the last record it removed (where the chain resumes)."""
+    for pid, note in rows:
+        subject = f"prune {pid}"
+        try:
+            parsed = parse_prune(note)
+            signed_by = check_note_signatures(parsed.body, parsed.signatures, keys)
+        except CheckpointError as exc:
+            report.add(subject, False, f"{exc} (records removed without a valid signed note)")
+            continue
+        leaf = conn.execute("SELECT hash FROM leaves WHERE seq = ?",
+                            (parsed.through,)).fetchone()
+        try:
+            bound = leaf is not None and bytes(leaf[0]) == leaf_hash(
+                bytes.fromhex(parsed.last_hash))
+        except ValueError:
+            bound = False
+        if roots.get(parsed.size) != parsed.root or not bound:
+            report.add(subject, False, f"does not match the tree (records 1 to "
+                       f"{parsed.through} cannot be shown to be the ones removed)")
+            continue
+        report.add(subject, True, f"records 1 to {parsed.through} (older than "
+                   f"{parsed.before}) removed under a note signed by {', '.join(signed_by)}")
+
+
 def verify_store(path: str | Path, trusted_keys: Iterable[str] = ()) -> FullReport:
     """Check the store at ``path`` read-only; ``trusted_keys`` pins the verifier keys."""
     report = FullReport()
@@ -186,9 +231,13 @@ def verify_store(path: str | Path, trusted_keys: Iterable[str] = ()) -> FullRepo
         conn.execute("BEGIN")
         rows = [(int(i), int(n), str(note)) for i, n, note in
                 conn.execute("SELECT id, size, note FROM checkpoints ORDER BY id")]
-        records, roots = _tree(conn, report, {n for _, n, _ in rows})
+        prunes = _prune_rows(conn)
+        pruned = last_prune(prunes)
+        sizes = {n for _, n, _ in rows} | ({pruned.size} if pruned else set())
+        records, roots = _tree(conn, report, sizes, pruned.through if pruned else 0)
         keys = _keys(conn, report, trusted_keys)
         covered = _checkpoints(report, rows, records, roots, keys)
+        _prunes(report, prunes, roots, keys, conn)
         if covered and records >= covered:
             report.add("head", True, f"OK (the store ends at record {records}; checkpoints "
                        f"cover 1 to {covered})")

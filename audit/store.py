@@ -53,6 +53,9 @@ _SCHEMA = (
     # every public key that ever signed a checkpoint, as a C2SP verifier key
     "CREATE TABLE IF NOT EXISTS signing_keys ("
     " key_id TEXT PRIMARY KEY, vkey TEXT NOT NULL, added TEXT NOT NULL)",
+    # signed prune notes: records 1..through were removed (retention); leaves are kept
+    "CREATE TABLE IF NOT EXISTS prunes ("
+    " id INTEGER PRIMARY KEY, through INTEGER NOT NULL, time TEXT NOT NULL, note TEXT NOT NULL)",
 )
 # Constant SQL strings: sqlite3's statement cache keeps them prepared, so each
 # append re-binds parameters instead of re-parsing SQL.
@@ -342,6 +345,37 @@ class AuditStore:
         with self._lock:
             rows = self._conn.execute("SELECT key_id, vkey FROM signing_keys").fetchall()
         return {str(k): str(v) for k, v in rows}
+
+    def pruned_through(self) -> int:
+        """The last record removed by retention (0: none)."""
+        with self._lock:
+            (through,) = self._conn.execute("SELECT max(through) FROM prunes").fetchone()
+        return int(through or 0)
+
+    def record_hashes(self, first: int, last: int) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT seq, hash FROM records WHERE seq BETWEEN ? AND ?"
+                                      " ORDER BY seq", (first, last)).fetchall()
+        return [(int(seq), str(digest)) for seq, digest in rows]
+
+    def prune(self, through: int, note: str) -> int:
+        """Delete records 1..through (never the newest) with their signed prune note, in
+        one transaction; the Merkle leaves stay. Returns how many records went."""
+        with self._lock:
+            if through >= self._last_seq:
+                raise ValueError("the newest record is never pruned: the chain needs a head")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                removed = self._conn.execute("DELETE FROM records WHERE seq <= ?",
+                                             (through,)).rowcount
+                self._conn.execute("INSERT INTO prunes (through, time, note) VALUES (?, ?, ?)",
+                                   (through, _utc_now(), note))
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise AuditWriteError(f"{self._path}: prune failed: {exc}") from exc
+        return int(removed)
 
     def records(self) -> Iterator[tuple[int, str, str]]:
         """Yield (seq, hash, body) in seq order, paging so appends can interleave."""

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from lictor.audit.signing import KeyFileError
-from lictor.proxy import approval_commands, erasure_commands
+from lictor.proxy import approval_commands, retention_commands
 from lictor.proxy.config import ConfigError, load_config
 from lictor.rules.loader import RuleLoadError
 
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="check the hash chain, Merkle tree, signing keys and signed checkpoints")
     verify.add_argument("--config", type=Path, help="config file, for its data_dir")
     verify.add_argument("--data-dir", type=Path, help="where the audit store is (default ./var)")
-    erasure_commands.add_parsers(audit_sub)
+    retention_commands.add_parsers(audit_sub)
     verify.add_argument("--key", dest="keys", action="append", default=[], metavar="VKEY",
                         help="trust only this verifier key (name+id+key, as rotate-key "
                              "prints it); repeat for old keys")
@@ -142,9 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             from lictor.proxy.rules_commands import run_rules_command
 
             return run_rules_command(args)
-        if args.audit_command in ("erase", "reveal"):
-            config = load_config(args.config, _overrides(args))
-            return erasure_commands.run(args, config.data_dir)
+        if args.audit_command in ("erase", "reveal", "prune"):
+            return retention_commands.run(args, load_config(args.config, _overrides(args)))
         if args.audit_command == "rotate-key":
             from lictor.proxy.audit_commands import rotate_key
 
