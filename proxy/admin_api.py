@@ -26,7 +26,8 @@ from lictor.enforcement.limits import kill_key
 from lictor.enforcement.types import Principal
 from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
-from lictor.proxy.gateway import Gateway, error_response
+from lictor.proxy.gateway import Gateway
+from lictor.proxy.openai_errors import error_response
 from lictor.proxy.rule_reload import RuleReloader
 
 AdminHandler = Callable[[web.Request, Principal, str], Awaitable[web.StreamResponse]]

@@ -41,6 +41,7 @@ from lictor.enforcement.types import (
 from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.approval_flow import APPROVAL_HEADER, ApprovalFlow
+from lictor.proxy.openai_errors import error_response, openai_errors_middleware, policy_error
 from lictor.proxy.routing import Router
 from lictor.proxy.telemetry import NO_TELEMETRY, Telemetry
 
@@ -53,39 +54,6 @@ JSON_TYPES = ("application/json",)
 KEEPALIVE_S = 10.0  # SSE comment interval while a streamed answer waits for an approval
 CLIENT_GONE = ProtocolError(499, "the client disconnected mid-stream", code="client_disconnected")
 SESSION_HEADER = "x-lictor-session"
-
-
-def error_response(err: ProtocolError, request_id: str) -> web.Response:
-    headers = {"x-lictor-request-id": request_id, **err.headers}
-    return web.json_response(openai_error_body(err), status=err.status, headers=headers)
-
-
-def policy_error(finding: Finding, stage: str) -> ProtocolError:
-    """403 naming the rule; 429 with Retry-After when the rule is a limit that was reached;
-    403 `approval_required` when a human must approve first."""
-    what = "request" if stage == "request" else "model response"
-    if finding.verdict is Verdict.APPROVE:
-        return ProtocolError(
-            403,
-            f"lictor holds this {what} for human approval: rule {finding.rule_id}: "
-            f"{finding.message}",
-            error_type="policy_violation",
-            code="approval_required",
-        )
-    if finding.retry_after is not None:
-        return ProtocolError(
-            429,
-            f"lictor refused this {what}: limit {finding.rule_id} reached: {finding.message}",
-            error_type="rate_limit_exceeded",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(int(finding.retry_after + 0.999))},
-        )
-    return ProtocolError(
-        403,
-        f"lictor blocked this {what}: rule {finding.rule_id}: {finding.message}",
-        error_type="policy_violation",
-        code="policy_violation",
-    )
 
 
 def usage_tokens(usage: Any) -> int:
@@ -496,29 +464,6 @@ class Gateway:
         finally:
             await upstream.aclose()  # type: ignore[attr-defined]
         return None, usage
-
-
-@web.middleware
-async def openai_errors_middleware(
-    request: web.Request, handler: Any
-) -> web.StreamResponse:
-    """aiohttp's own 404/405 pages, and any unexpected failure, become OpenAI-format errors.
-
-    A bug inside lictor answers 500 and releases nothing (fail closed).
-    """
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        err = ProtocolError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
-        return web.json_response(openai_error_body(err), status=exc.status)
-    except Exception:
-        log.exception("unexpected failure handling %s %s", request.method, request.path)
-        err = ProtocolError(500, "lictor failed while handling this request; nothing was "
-                            "passed on", error_type="server_error", code="internal_error")
-        return web.json_response(openai_error_body(err), status=500)
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
