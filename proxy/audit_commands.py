@@ -1,11 +1,13 @@
-"""`lictor audit rotate-key`, `export` and `verify-bundle`, and where the audit store and
-its signing key live; kept free of the gateway's imports so the audit commands start fast."""
+"""`lictor audit verify`, `rotate-key`, `export` and `verify-bundle`, and where the audit store
+and its signing key live; kept free of the gateway's imports so the audit commands start fast."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lictor.audit import AuditStore
 from lictor.audit.bundle_export import ExportError, Selection, export_bundle, normalize_time
@@ -99,18 +101,30 @@ def export(config: Config, args: argparse.Namespace) -> int:
 
 def verify_bundle_command(folder: Path, keys: list[str]) -> int:
     """`lictor audit verify-bundle`: one line per check; exit 1 on any problem."""
+    return _report("bundle verify", folder, lambda: verify_bundle(folder, keys))
+
+
+def verify_command(config: Config, keys: list[str]) -> int:
+    """`lictor audit verify`: chain, tree, keys, checkpoints, prunes; one line per check."""
+    from lictor.audit.full_verify import verify_store
+
+    path = audit_path(config.data_dir)
+    return _report("audit verify", path, lambda: verify_store(path, keys))
+
+
+def _report(what: str, where: Path, run: Callable[[], Any]) -> int:
+    """Print every check, then OK, or the failures again on stderr (exit 1)."""
     try:
-        report = verify_bundle(folder, keys)
+        report = run()
     except ValueError as exc:  # a malformed --key
         print(f"lictor: --key: {exc}", file=sys.stderr)
         return 2
     for check in report.checks:
         print(check)
     if report.ok:
-        print(f"bundle verify: OK ({folder})")
+        print(f"{what}: OK ({where})")
         return 0
-    print(f"bundle verify FAILED ({folder}), {len(report.failures)} problem(s):",
-          file=sys.stderr)
+    print(f"{what} FAILED ({where}), {len(report.failures)} problem(s):", file=sys.stderr)
     for check in report.failures:
         print(f"  {check}", file=sys.stderr)
     return 1

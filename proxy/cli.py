@@ -108,25 +108,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from lictor.audit.full_verify import verify_store
-    from lictor.proxy.audit_commands import audit_path
+    from lictor.proxy.audit_commands import verify_command
 
-    config = load_config(args.config, _overrides(args))
-    path = audit_path(config.data_dir)
-    try:
-        report = verify_store(path, args.keys)
-    except ValueError as exc:  # a malformed --key
-        print(f"lictor: --key: {exc}", file=sys.stderr)
-        return 2
-    for check in report.checks:
-        print(check)
-    if report.ok:
-        print(f"audit verify: OK ({path})")
-        return 0
-    print(f"audit verify FAILED ({path}), {len(report.failures)} problem(s):", file=sys.stderr)
-    for check in report.failures:
-        print(f"  {check}", file=sys.stderr)
-    return 1
+    return verify_command(load_config(args.config, _overrides(args)), args.keys)
 
 
 def main(argv: list[str] | None = None) -> int:
