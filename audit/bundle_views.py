@@ -84,6 +84,10 @@ def _ocsf(record: dict[str, Any], record_hash: str) -> dict[str, Any]:
     }
     if principal.get("tenant"):
         event["metadata"]["tenant_uid"] = principal["tenant"]
+    if action.get("model"):  # the AI Operation profile: which model the action invoked
+        event["metadata"]["profiles"] = ["ai_operation"]
+        event["ai_model"] = {"name": str(action["model"]),
+                             "ai_provider": str(action.get("backend") or "unknown")}
     return event
 
 

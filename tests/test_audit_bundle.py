@@ -214,3 +214,17 @@ def test_export_without_a_store_creates_nothing(tmp_path: Path,
     assert export(tmp_path / "absent", tmp_path / "b") == 1
     assert "no audit store at" in capsys.readouterr().err
     assert not (tmp_path / "absent").exists() and not (tmp_path / "b").exists()
+
+
+def test_ocsf_events_of_model_calls_carry_the_ai_operation_profile() -> None:
+    from lictor.audit.bundle_views import render_view
+
+    record = {"seq": 7, "time": "2026-11-21T20:00:00.000000Z", "kind": "model_request",
+              "request_id": "req_1", "principal": {"agent": "billing-bot"},
+              "action": {"kind": "model_request", "model": "gpt-4o", "backend": "passthrough"},
+              "verdict": "mask", "findings": [{"rule": "pii.mask-outbound"}]}
+    _, rendered = render_view("ocsf", [canonicalize(record)])
+    event = json.loads(rendered)
+    assert event["metadata"]["profiles"] == ["ai_operation"]
+    assert event["ai_model"] == {"name": "gpt-4o", "ai_provider": "passthrough"}
+    assert event["unmapped"]["rules"] == ["pii.mask-outbound"]
