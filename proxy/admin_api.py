@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from lictor.enforcement.types import Principal
 from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.gateway import Gateway
+from lictor.proxy.kill_switches import KillSwitches
 from lictor.proxy.openai_errors import error_response
 from lictor.proxy.rule_reload import RuleReloader
 
@@ -36,10 +38,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class AdminApi:
     def __init__(self, gateway: Gateway, admin_keys: AgentKeys,
-                 reloader: RuleReloader) -> None:
+                 reloader: RuleReloader, kill_switches: KillSwitches) -> None:
         self.gateway = gateway
         self.admin_keys = admin_keys
         self.reloader = reloader
+        self.kill_switches = kill_switches
 
     def _admin(self, request: web.Request) -> Principal:
         admin = self.admin_keys.authenticate(request.headers.get("Authorization"))
@@ -84,7 +87,16 @@ class AdminApi:
                       on: bool) -> web.Response:
         agent = self._agent(request)
         reason = await read_reason(request)
-        self.gateway.engine.limits.state.set_switch(kill_key(agent.agent_id), on)
+        state = self.gateway.engine.limits.state
+        if on:  # stop at once, in memory first: a failure after this still leaves it stopped
+            state.set_switch(kill_key(agent.agent_id), True)
+        try:
+            self.kill_switches.record(agent.agent_id, on, reason, admin.agent_id)
+        except sqlite3.Error as exc:
+            raise ProtocolError(503, f"lictor cannot keep the kill switch: {exc}",
+                                error_type="server_error", code="state_unavailable") from None
+        if not on:
+            state.set_switch(kill_key(agent.agent_id), False)
         self.gateway.append_records(audit_entries.admin_action(
             request_id=rid, admin=admin, action="kill" if on else "revive", agent=agent,
             reason=reason, policy_hash=self.gateway.engine.policy.content_hash))

@@ -28,6 +28,7 @@ from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.audit_commands import audit_path, make_checkpointer, subject_keys_path
 from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
+from lictor.proxy.kill_switches import KillSwitches
 from lictor.proxy.mcp_admin import McpAdminApi
 from lictor.proxy.mcp_pins import PinStore
 from lictor.proxy.mcp_proxy import McpProxy
@@ -114,11 +115,13 @@ async def _cleanup(app: web.Application) -> None:
             log.exception("final audit checkpoint failed")
     gateway.audit.close()
     gateway.approvals.desk.close()
+    app[SWITCHES_KEY].close()
     if gateway.subject_keys is not None:
         gateway.subject_keys.close()
 
 
 RELOADER_KEY = web.AppKey("reloader", RuleReloader)
+SWITCHES_KEY = web.AppKey("kill_switches", KillSwitches)
 _WATCH_KEY = web.AppKey("rule_watch", asyncio.Task[None])
 _CHECKPOINT_KEY = web.AppKey("checkpoint_timer", asyncio.Task[None])
 
@@ -155,7 +158,12 @@ def make_app(config: Config, telemetry: Telemetry | None = None) -> web.Applicat
     reloader = RuleReloader(gateway, rule_paths(config), gateway.keys.principals,
                             config.rules.watch_interval_s)
     app[RELOADER_KEY] = reloader
-    admin = AdminApi(gateway, admin_keys, reloader)
+    switches = KillSwitches(config.data_dir / "kill_switches.sqlite3")
+    state = gateway.engine.limits.state
+    for agent_id in switches.stopped():  # operators' stops outlive a restart
+        state.set_switch(kill_key(agent_id), True)
+    app[SWITCHES_KEY] = switches
+    admin = AdminApi(gateway, admin_keys, reloader, switches)
     admin.routes(app)
     pins = PinStore(pins_path(config.data_dir))
     McpProxy(gateway, config, pins).routes(app)

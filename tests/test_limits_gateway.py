@@ -160,3 +160,17 @@ def test_tainted_session_cannot_call_high_impact_tools(server: BackgroundServer)
                                       messages=[{"role": "user",
                                                  "content": 'CALL send_email {"to": "a@b.c"}'}])
     assert other.choices[0].message.tool_calls  # another session is not tainted
+
+
+def test_a_kill_switch_survives_a_restart(start_lictor: Any, tmp_path: Path) -> None:
+    admins = {"keys": [{"id": "ops", "key": ADMIN_KEY}]}
+    first = start_lictor(admin=admins)
+    assert admin(first, "POST", "/admin/agents/demo-agent/kill").status_code == 200
+    first.stop()
+    second = start_lictor(admin=admins)  # same data dir
+    with pytest.raises(openai.PermissionDeniedError, match="kill switch"):
+        client(second).chat.completions.create(model="lictor-local", messages=HELLO)
+    assert admin(second, "DELETE", "/admin/agents/demo-agent/kill").status_code == 200
+    second.stop()
+    third = start_lictor(admin=admins)
+    client(third).chat.completions.create(model="lictor-local", messages=HELLO)
