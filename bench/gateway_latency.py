@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -34,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from measure import free_port, percentile, write_json
+from measure import free_port, percentile, run_header, write_json
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-agent"
@@ -166,9 +164,7 @@ def main() -> int:
                 proc.wait(10)
 
     result: dict[str, Any] = {
-        "machine": f"{platform.node()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d %H:%M"),
+        **run_header(),
         "requests_each": args.requests,
         "request_bytes": len(payload(0)),
         "lictor_ready_s": round(ready_s, 2),

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from typing import Any
 
 import aiohttp
 from gateway_latency import wait_ready
-from measure import free_port, percentile, write_json
+from measure import free_port, percentile, run_header, write_json
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-agent"
@@ -124,9 +122,7 @@ def main() -> int:
                 proc.wait(10)
 
     result: dict[str, Any] = {
-        "machine": f"{platform.node()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d %H:%M"),
+        **run_header(),
         "requests_each": args.requests,
     }
     for name, values in zip(ROUTES, samples, strict=True):

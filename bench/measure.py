@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +29,10 @@ def write_json(path: Path | None, data: Any) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2))
+
+
+def run_header() -> dict[str, Any]:
+    """Where and when a benchmark ran, for its JSON result."""
+    return {"machine": f"{platform.node()}, {os.cpu_count()} cores, "
+                       f"Python {platform.python_version()}",
+            "date": time.strftime("%Y-%m-%d %H:%M")}

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lictor.enforcement.approvals import APPROVED, DENIED, Approval, ApprovalDesk
+from lictor.enforcement.approvals import APPROVED, DENIED, PENDING, Approval, ApprovalDesk
 from lictor.enforcement.types import (
     ApprovalNeed,
     Decision,
@@ -100,7 +100,7 @@ class ApprovalFlow:
         for approval_id in presented:
             approval = self.desk.get(approval_id)
             if approval is not None and approval.binding in bindings and approval.status in (
-                    APPROVED, "pending"):
+                    APPROVED, PENDING):
                 continue
             why = ("is not known" if approval is None
                    else f"was given for another action ({approval.agent}, {approval.tool}, "
@@ -112,6 +112,19 @@ class ApprovalFlow:
                 evidence=approval_id))
             if approval is not None:
                 out.events.append(self._event("approval_refused", out, approval))
+
+    async def settle(self, principal: Principal, request_id: str, calls: list[ToolCall],
+                     decision: Decision, *, restore: Callable[[str], str], presented: str,
+                     audit: Callable[..., object]) -> tuple[Decision, Settlement]:
+        """`open`, then `audit` what was asked for before anyone can see it or wait on it
+        (it raises to stop), then `hold` and `close`. The events left in the settlement
+        (approvals used after waiting) are the caller's to audit with its answer."""
+        out = self.open(principal, request_id, calls, decision, restore=restore,
+                        presented=presented)
+        audit(*out.events)
+        out.events.clear()
+        await self.hold(out)
+        return self.close(decision, out), out
 
     async def hold(self, out: Settlement) -> None:
         """Wait for people on calls whose rules say `hold`, each up to its timeout."""

@@ -116,11 +116,17 @@ def admin_action(
     policy_hash: str,
 ) -> dict[str, Any]:
     """An operator acted on an agent (kill switch): who, on whom, and why."""
+    return _admin_entry(request_id, admin, {"kind": action, "agent": agent.agent_id}, reason,
+                        policy_hash)
+
+
+def _admin_entry(request_id: str, admin: Principal, action: dict[str, Any], reason: str,
+                 policy_hash: str) -> dict[str, Any]:
     return {
         "kind": "admin_action",
         "request_id": request_id,
         "principal": {"admin": admin.agent_id},
-        "action": {"kind": action, "agent": agent.agent_id},
+        "action": action,
         "reason": reason,
         "verdict": "allow",
         "findings": [],
@@ -219,14 +225,6 @@ def mcp_tool_approval(
     policy_hash: str,
 ) -> dict[str, Any]:
     """An operator pinned an MCP tool's definition: who, which definition, and why."""
-    return {
-        "kind": "admin_action",
-        "request_id": request_id,
-        "principal": {"admin": admin.agent_id},
-        "action": {"kind": "approve_mcp_tool", "server": server, "tool": tool,
-                   "digest": digest, "previous_digest": previous},
-        "reason": reason,
-        "verdict": "allow",
-        "findings": [],
-        "policy_hash": policy_hash,
-    }
+    return _admin_entry(request_id, admin, {"kind": "approve_mcp_tool", "server": server,
+                                            "tool": tool, "digest": digest,
+                                            "previous_digest": previous}, reason, policy_hash)

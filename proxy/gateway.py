@@ -351,14 +351,12 @@ class Gateway:
                                 decision: Decision) -> tuple[Decision, dict[str, str]]:
         """Release approved calls; ask (and in hold mode, wait) for the others. What was
         asked for is audited before anyone can see it or wait on it."""
-        settlement = self.approvals.open(ex.principal, ex.rid, action.tool_calls, decision,
-                                         restore=ex.outcome.vault.restore,
-                                         presented=ex.approval_ids)
-        self.append_records(*settlement.events)
-        settlement.events.clear()
-        await self.approvals.hold(settlement)
-        ex.events.extend(settlement.events)
-        return self.approvals.close(decision, settlement), settlement.headers
+        settled, settlement = await self.approvals.settle(
+            ex.principal, ex.rid, action.tool_calls, decision,
+            restore=ex.outcome.vault.restore, presented=ex.approval_ids,
+            audit=self.append_records)
+        ex.events.extend(settlement.events)  # audited with the response
+        return settled, settlement.headers
 
     def _chat_stream(self, ex: Exchange) -> ChatStream:
         engine, principal, timed = self.engine, ex.principal, self.telemetry.timed

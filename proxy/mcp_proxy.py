@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any
 
 from aiohttp import web
 
 from lictor.adapters import mcp
+from lictor.adapters.errors import ProtocolError
 from lictor.adapters.mcp import JsonRpcError, Kind, Message
 from lictor.enforcement.types import Finding, Principal, Verdict
 from lictor.proxy import audit_entries
@@ -35,6 +35,7 @@ from lictor.proxy.mcp_relay import (
     McpRelay,
     Upstream,
     audit_failure,
+    audit_unavailable,
     audited,
     json_response,
     request_headers,
@@ -182,18 +183,16 @@ class McpProxy:
         mode, wait) and refuse it with the approval id. Asks are audited before anyone
         sees them; an audit failure is returned, to answer instead."""
         assert checked.call is not None
-        flow = self.gateway.approvals
-        settlement = flow.open(caller.principal, caller.request_id, [checked.call],
-                               checked.decision, restore=lambda text: text,
-                               presented=request.headers.get(APPROVAL_HEADER, "")[:1024])
-        failed = self._audit_events(settlement.events, message)
-        if failed is not None:
-            return failed
-        await flow.hold(settlement)
-        decision = flow.close(checked.decision, settlement)
-        failed = self._audit_events(settlement.events, message)
-        if failed is not None:
-            return failed
+        gateway = self.gateway
+        try:
+            decision, settlement = await gateway.approvals.settle(
+                caller.principal, caller.request_id, [checked.call], checked.decision,
+                restore=lambda text: text,
+                presented=request.headers.get(APPROVAL_HEADER, "")[:1024],
+                audit=gateway.append_records)
+            gateway.append_records(*settlement.events)
+        except ProtocolError as exc:
+            return audit_unavailable(exc, message)
         checked.decision = decision
         held = next((f for f in decision.findings if f.rule_id == HELD_RULE), None)
         if decision.removed_tool_calls and held is not None:
@@ -203,16 +202,6 @@ class McpProxy:
         else:
             checked.refusal = self.guard.refusal(decision, "tool call", message,
                                                  caller.request_id)
-        return None
-
-    def _audit_events(self, events: list[dict[str, Any]],
-                      message: Message) -> JsonRpcError | None:
-        """Audit approval events (then forget them); the error to answer if audit failed."""
-        for event in events:
-            failed = audit_failure(self.gateway, event, message)
-            if failed is not None:
-                return failed
-        events.clear()
         return None
 
     async def _session_call(self, request: web.Request, rid: str, principal: Principal,

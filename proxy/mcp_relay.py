@@ -70,17 +70,23 @@ def request_headers(rid: str) -> dict[str, str]:
     return {"x-lictor-request-id": rid}
 
 
+def audit_unavailable(exc: ProtocolError, message: Message | None) -> JsonRpcError:
+    """The error to answer when the log cannot be written (for a request, a JSON-RPC error
+    the client's SDK raises; else 503)."""
+    request = message is not None and message.kind is Kind.REQUEST
+    return JsonRpcError(mcp.AUDIT_UNAVAILABLE, exc.message,
+                        id=message.id if request and message else None,
+                        status=200 if request else 503)
+
+
 def audit_failure(gateway: Gateway, entry: dict[str, object],
                   message: Message | None) -> JsonRpcError | None:
     """Audit before anything moves on; if the log cannot be written, nothing does: the error
-    to answer instead (for a request, a JSON-RPC error the client's SDK raises; else 503)."""
+    to answer instead."""
     try:
         gateway.append_records(entry)
     except ProtocolError as exc:
-        request = message is not None and message.kind is Kind.REQUEST
-        return JsonRpcError(mcp.AUDIT_UNAVAILABLE, exc.message,
-                            id=message.id if request and message else None,
-                            status=200 if request else 503)
+        return audit_unavailable(exc, message)
     return None
 
 

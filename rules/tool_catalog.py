@@ -24,10 +24,16 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(slots=True, frozen=True)
-class ToolInfo:
+class ServerInfo:
+    """An MCP server as Cedar's entity attributes see it."""
+
     risk: str
     owner: str
-    amount_argument: str
+
+
+@dataclass(slots=True, frozen=True)
+class ToolInfo(ServerInfo):
+    amount_argument: str  # the argument Cedar sees as `context.amount`
 
 
 @dataclass(slots=True, frozen=True)
@@ -44,7 +50,7 @@ class CatalogSnapshot:
     tools: dict[str, ToolInfo] = field(default_factory=dict)
     teams: dict[str, str] = field(default_factory=dict)  # team -> tenant
     agents: dict[str, tuple[str, str]] = field(default_factory=dict)  # agent -> team, tenant
-    mcp_servers: dict[str, ToolInfo] = field(default_factory=dict)  # risk and owner
+    mcp_servers: dict[str, ServerInfo] = field(default_factory=dict)
     argument_types: dict[str, str] = field(default_factory=dict)  # name -> Cedar type
     argument_rules: tuple[CatalogTools, ...] = ()
 
@@ -58,7 +64,7 @@ class CatalogBuilder:
         self.tools: dict[str, ToolInfo] = {}
         self.teams: dict[str, str] = {}
         self.agents: dict[str, tuple[str, str]] = {}
-        self.mcp_servers: dict[str, ToolInfo] = {}
+        self.mcp_servers: dict[str, ServerInfo] = {}
         self.rules: list[CatalogTools] = []
 
     def _first(self, kind: str, name: str, where: str, problems: list[str]) -> bool:
@@ -80,7 +86,7 @@ class CatalogBuilder:
                 self.agents[name] = (agent.team, agent.tenant)
         for name, server in catalog.mcp_servers.items():
             if self._first("MCP server", name, where("mcp_servers", name), problems):
-                self.mcp_servers[name] = ToolInfo(server.risk, server.owner, "")
+                self.mcp_servers[name] = ServerInfo(server.risk, server.owner)
         for name, tool in catalog.tools.items():
             at = where("tools", name)
             if not self._first("tool", name, at, problems):
