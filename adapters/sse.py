@@ -15,7 +15,10 @@ async def read_events(lines: AsyncIterable[bytes]) -> AsyncIterator[str]:
     """Yield each event's `data` (multi-line data joined by newlines); stop at `[DONE]`."""
     data: list[str] = []
     async for raw in lines:
-        line = raw.decode("utf-8").rstrip("\r\n")
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise SseFormatError("upstream sent an event stream that is not UTF-8") from None
         if not line:
             if data:
                 event = "\n".join(data)
