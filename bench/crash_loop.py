@@ -28,7 +28,7 @@ from measure import free_port, run_header, write_json
 
 KEY = "sk-lictor-demo"
 NEEDED = {"model_request", "model_response"}
-BODIES = [
+BODIES: list[dict[str, Any]] = [
     {"model": "lictor-local",
      "messages": [{"role": "user", "content": "Email the invoice to jane.doe@example.com"}]},
     {"model": "lictor-local", "stream": True,

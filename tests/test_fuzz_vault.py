@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from lictor.enforcement.pii.placeholder_vault import PLACEHOLDER_RE, PlaceholderVault
+from lictor.enforcement.pii.placeholder_vault import PlaceholderVault
 from lictor.enforcement.pii.scanner import PiiMatch
 from lictor.enforcement.pii.stream_restorer import StreamRestorer
 
