@@ -108,7 +108,7 @@ class PassthroughBackend:
                 url, data=payload, headers=headers, timeout=timeout
             ) as resp:
                 await _raise_for_status(resp)
-                async for event in read_json_events(resp.content):
+                async for event in read_json_events(resp.content, until_done=True):
                     if isinstance(event.get("error"), dict):
                         raise _upstream_error(500, event, None)
                     yield event
