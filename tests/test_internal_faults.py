@@ -1,5 +1,6 @@
-"""Internal faults on a real filesystem: the audit store's disk fills up. lictor refuses traffic with a 503 that says why (fail closed, nothing released unaudited),
-and serves again by itself once the fault clears; the chain still verifies."""
+"""Internal faults on a real filesystem: the audit store's disk fills up. lictor refuses
+traffic with a 503 that says why (fail closed, nothing released unaudited), and serves again
+by itself once the fault clears; the chain still verifies."""
 
 from __future__ import annotations
 
