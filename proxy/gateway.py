@@ -20,6 +20,7 @@ from aiohttp import web
 from lictor.adapters import openai_chat
 from lictor.adapters.backends.base import Backend, Route
 from lictor.adapters.errors import ProtocolError, openai_error_body
+from lictor.adapters.json_body import JsonBodyError, parse_json_bytes
 from lictor.adapters.openai_stream import ChatStream
 from lictor.adapters.sse import DONE, frame
 from lictor.audit import AuditStore, AuditWriteError
@@ -171,10 +172,9 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid UTF-8"
-            raise ProtocolError(400, f"request body is not valid JSON: {reason}",
+            return parse_json_bytes(raw)
+        except JsonBodyError as exc:
+            raise ProtocolError(400, f"request body is not valid JSON: {exc}",
                                 code="invalid_json") from None
 
     def _authenticate(self, request: web.Request) -> Principal:
