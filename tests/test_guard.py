@@ -177,3 +177,29 @@ def test_guard_imports_no_server_and_serve_no_framework() -> None:
             "bad = [m for m in ('agents', 'langgraph', 'langchain_core') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_approval_decided_by_another_process_releases_the_call(guard: Guard,
+                                                                config: Config) -> None:
+    """An approver deciding through `lictor serve` on the same data dir (here: its own
+    approval desk, as that process opens it) releases the held call once."""
+    from lictor.enforcement.approvals import ApprovalDesk
+    from lictor.enforcement.types import Principal
+
+    transfer = {"amount": 25000, "currency": "EUR", "to": "acct-9"}
+    with pytest.raises(Blocked) as info:
+        guard.authorize_tool("bank_transfer", transfer)
+    approval_id = info.value.finding.evidence if info.value.finding else ""
+    assert approval_id.startswith("apr_")
+    other = ApprovalDesk(config.data_dir / "approvals.sqlite3", 3600, 3600)
+    try:
+        other.vote(approval_id, Principal("alice", "finance"), True, "checked the invoice")
+    finally:
+        other.close()
+    decision = guard.authorize_tool("bank_transfer", transfer)
+    assert decision.verdict == "flag"
+    assert [f.rule_id for f in decision.findings] == ["lictor.approval-granted"]
+    with pytest.raises(Blocked):  # an approval covers one call, once
+        guard.authorize_tool("bank_transfer", transfer)
+    assert [r["kind"] for r in records(config)][-4:] == [
+        "approval_used", "tool_call", "approval_requested", "tool_call"]
