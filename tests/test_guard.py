@@ -203,3 +203,24 @@ def test_approval_decided_by_another_process_releases_the_call(guard: Guard,
         guard.authorize_tool("bank_transfer", transfer)
     assert [r["kind"] for r in records(config)][-4:] == [
         "approval_used", "tool_call", "approval_requested", "tool_call"]
+
+
+def test_gateway_and_guard_share_one_audit_chain(start_lictor: Any, tmp_path: Path) -> None:
+    """`lictor serve` and an in-process guard on one data dir append to one chain, each
+    after the other's records, and it verifies."""
+    from test_openai_sdk import client
+
+    server = start_lictor(models=[{"name": "lictor-local", "backend": "local"}])
+    config = load_config(None, {"data_dir": str(tmp_path / "var")})
+    with Guard.open("demo-agent", config) as guard:
+        for i in range(3):
+            client(server).chat.completions.create(
+                model="lictor-local", messages=[{"role": "user", "content": f"hi {i}"}])
+            guard.check_input([{"role": "user", "content": f"hello {i}"}])
+            guard.authorize_tool("get_weather", {"city": "Oslo"})
+    server.stop()
+    rows = records(config)
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    backends = [r["action"]["backend"] for r in rows if r["kind"] == "model_request"]
+    assert backends == ["local", "in-process"] * 3
+    assert verify_command(config, []) == 0
