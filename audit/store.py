@@ -276,9 +276,8 @@ class AuditStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    (head,) = conn.execute(
-                        "SELECT coalesce(max(seq), 0) FROM chain_head").fetchone()
-                    if head != self._last_seq:  # another process appended (a guard, serve)
+                    row = conn.execute("SELECT seq FROM chain_head WHERE id = 1").fetchone()
+                    if (row[0] if row else 0) != self._last_seq:  # another process appended
                         last_seq, last_hash, saved = self._load_head(conn, self._path)
                         tree, missing = self._load_tree(conn, self._path, last_seq, saved)
                         conn.executemany(_INSERT_LEAF, missing)
