@@ -4,8 +4,8 @@ as `lictor serve` (`proxy.components`), keeps the agent's session state (taint, 
 budgets), and writes the same audit records; every refusal raises `Blocked`.
 
 Synchronous and thread-safe (one lock: the engine's caches and the audit chain are shared);
-async frameworks call it directly, each check takes well under a millisecond plus the
-audit append. Imports no aiohttp and no framework.
+async frameworks call it directly (bench/guard_latency.py measures what it costs). Imports
+no aiohttp and no framework.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from lictor.adapters import openai_chat
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.in_process import Blocked, CheckedInput, CheckedOutput
 from lictor.audit import AuditWriteError
+from lictor.enforcement.limits import kill_key
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
     STOPS,
@@ -58,13 +59,16 @@ def _refusal(rule: str, message: str) -> Decision:
 class Guard:
     """lictor's engine in-process, for one agent and one session."""
 
-    def __init__(self, parts: Components, principal: Principal, session: str = "",
+    def __init__(self, parts: Components, principal: Principal, session: str = "", *,
+                 switches: KillSwitches | None = None, disabled: bool = False,
                  lock: threading.RLock | None = None) -> None:
         self._parts = parts
         self.principal = principal
         self.session = session[:128]  # per-session limits and taint, as x-lictor-session
         self.engine = parts.engine
         self.approvals = ApprovalFlow(parts.approvals, lambda: self.engine.policy.content_hash)
+        self._switches = switches  # operators' stops, read before each check
+        self._disabled = disabled  # `disabled: true` in the config: only a config change lifts
         self._lock = lock or threading.RLock()
 
     @classmethod
@@ -78,21 +82,18 @@ class Guard:
         if agent not in agents:
             raise ConfigError(f"agent {agent!r} is not in the config's agents "
                               f"({', '.join(agents) or 'none'})")
-        principals = [Principal(a.id, a.team, a.tenant) for a in config.agents]
-        disabled = [a.id for a in config.agents if a.disabled]
-        switches = KillSwitches(config.data_dir / "kill_switches.sqlite3")
-        try:
-            disabled += switches.stopped()  # operators' stops outlive a restart
-        finally:
-            switches.close()
         found = agents[agent]
-        return cls(open_components(config, principals, disabled),
-                   Principal(found.id, found.team, found.tenant), session)
+        principals = [Principal(a.id, a.team, a.tenant) for a in config.agents]
+        parts = open_components(config, principals, [a.id for a in config.agents if a.disabled])
+        switches = KillSwitches(config.data_dir / "kill_switches.sqlite3")
+        return cls(parts, Principal(found.id, found.team, found.tenant), session,
+                   switches=switches, disabled=found.disabled)
 
     def for_session(self, session: str) -> Guard:
         """The same agent in another session (its own taint, loops and budgets), sharing
         this guard's engine and stores; close only the guard that was opened."""
-        return Guard(self._parts, self.principal, session, self._lock)
+        return Guard(self._parts, self.principal, session, switches=self._switches,
+                     disabled=self._disabled, lock=self._lock)
 
     def close(self) -> None:
         """A last signed checkpoint over what this guard wrote, then close the stores."""
@@ -102,6 +103,8 @@ class Guard:
             except Exception:
                 log.exception("final audit checkpoint failed")
             self._parts.close()
+            if self._switches is not None:
+                self._switches.close()
 
     def __enter__(self) -> Self:
         return self
@@ -124,6 +127,22 @@ class Guard:
         except Exception:  # the records are durable; the next checkpoint covers them
             log.exception("audit checkpoint failed")
 
+    def _follow_kill_switch(self) -> None:
+        """An operator's stop (the admin API of `lictor serve` on this data dir) reaches
+        this agent at its next check, and so does a revive."""
+        if self._switches is not None:
+            stopped = self._disabled or self.principal.agent_id in self._switches.stopped()
+            self.engine.limits.state.set_switch(kill_key(self.principal.agent_id), stopped)
+
+    def _stopped(self, decision: Decision) -> Decision:
+        """`decision`, refused when the agent is stopped (model requests check it already;
+        tool calls and results a guarded agent makes by itself are checked here)."""
+        stop: list[Finding] = []
+        self.engine.limits.check_kill_switch(self.principal, stop)
+        if not stop:
+            return decision
+        return replace(decision, verdict=Verdict.BLOCK, findings=stop + decision.findings)
+
     def _refuse_invalid(self, stage: str, rid: str, err: ProtocolError) -> Blocked:
         self._append(stage, rid, audit_entries.refused(
             kind="rejected_request", request_id=rid, principal=self.principal,
@@ -142,6 +161,7 @@ class Guard:
         if tools is not None:
             body["tools"] = tools
         with self._lock:
+            self._follow_kill_switch()
             try:
                 action = openai_chat.parse_request(body)
             except ProtocolError as err:
@@ -208,7 +228,9 @@ class Guard:
             {"id": call_id or rid, "function": {"name": name, "arguments": raw}}, rid)
         action = Action(ActionKind.TOOL_CALL, Direction.RESPONSE, PROTOCOL, tool_calls=[call])
         with self._lock:
-            decision = self.engine.evaluate_response(self.principal, action, self.session)
+            self._follow_kill_switch()
+            decision = self._stopped(
+                self.engine.evaluate_response(self.principal, action, self.session))
             events: list[dict[str, Any]] = []
             if decision.approvals:
                 settlement = self.approvals.open(self.principal, rid, [call], decision,
@@ -251,8 +273,9 @@ class Guard:
         action = Action(ActionKind.TOOL_RESULT, Direction.REQUEST, PROTOCOL,
                         segments=[Segment(result, Trust.TOOL, ("result",))])
         with self._lock:
+            self._follow_kill_switch()
             outcome = self.engine.evaluate_request(self.principal, action, self.session)
-            decision = outcome.decision
+            decision = self._stopped(outcome.decision)
             stops = decision.verdict in STOPS
             self._append("tool_result", rid, audit_entries.tool_result(
                 request_id=rid, principal=self.principal, protocol=PROTOCOL, tool=name,

@@ -224,3 +224,23 @@ def test_gateway_and_guard_share_one_audit_chain(start_lictor: Any, tmp_path: Pa
     backends = [r["action"]["backend"] for r in rows if r["kind"] == "model_request"]
     assert backends == ["local", "in-process"] * 3
     assert verify_command(config, []) == 0
+
+
+def test_kill_switch_reaches_the_guard(guard: Guard, config: Config) -> None:
+    """An operator's stop, persisted by `lictor serve` on the same data dir, refuses the
+    agent's next input, tool call and tool result; a revive lets it go on."""
+    from lictor.proxy.kill_switches import KillSwitches
+
+    switches = KillSwitches(config.data_dir / "kill_switches.sqlite3")
+    try:
+        switches.record("demo-agent", True, "incident 12", "ops")
+        for check in (lambda: guard.check_input([{"role": "user", "content": "hi"}]),
+                      lambda: guard.authorize_tool("get_weather", {"city": "Oslo"}),
+                      lambda: guard.check_tool_result("get_weather", "Sunny")):
+            with pytest.raises(Blocked) as info:
+                check()
+            assert info.value.rule_ids[0] == "lictor.kill-switch"
+        switches.record("demo-agent", False, "resolved", "ops")
+        assert guard.authorize_tool("get_weather", {"city": "Oslo"}).verdict == "allow"
+    finally:
+        switches.close()
