@@ -85,7 +85,11 @@ class Guard:
         found = agents[agent]
         principals = [Principal(a.id, a.team, a.tenant) for a in config.agents]
         parts = open_components(config, principals, [a.id for a in config.agents if a.disabled])
-        switches = KillSwitches(config.data_dir / "kill_switches.sqlite3")
+        try:
+            switches = KillSwitches(config.data_dir / "kill_switches.sqlite3")
+        except Exception:
+            parts.close()
+            raise
         return cls(parts, Principal(found.id, found.team, found.tenant), session,
                    switches=switches, disabled=found.disabled)
 

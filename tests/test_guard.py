@@ -244,3 +244,19 @@ def test_kill_switch_reaches_the_guard(guard: Guard, config: Config) -> None:
         assert guard.authorize_tool("get_weather", {"city": "Oslo"}).verdict == "allow"
     finally:
         switches.close()
+
+
+def test_guard_signs_checkpoints_on_time_without_a_timer(tmp_path: Path) -> None:
+    """No event loop runs a checkpoint timer in-process: the append path signs when due."""
+    import time
+
+    from lictor.audit import AuditStore
+
+    config = load_config(None, {"data_dir": str(tmp_path / "var"),
+                                "audit": {"checkpoint_every_s": 0.05}})
+    with Guard.open("demo-agent", config) as guard:
+        guard.authorize_tool("get_weather", {"city": "Oslo"})
+        time.sleep(0.1)
+        guard.authorize_tool("get_weather", {"city": "Bergen"})
+        with AuditStore.open(audit_path(config.data_dir)) as store:
+            assert [c.size for c in store.checkpoints()] == [2]
