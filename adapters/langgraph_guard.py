@@ -1,5 +1,6 @@
-"""LangGraph, governed in-process: a node that checks the conversation before the model
-node runs, and a `ToolNode` wrapper that authorizes each tool call and judges its result.
+"""LangGraph, governed in-process: a model wrapper that masks what the model is sent and
+restores what it answers (like the gateway), a node that only checks the conversation, and
+a `ToolNode` wrapper that authorizes each tool call and judges its result.
 
 A refused tool call or result becomes an error `ToolMessage` naming the rule, which the
 model reads; refused input raises `Blocked` out of the graph. Imported only by agents that
@@ -12,7 +13,14 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from langchain_core.messages import BaseMessage, ToolMessage, convert_to_openai_messages
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ToolMessage,
+    convert_to_messages,
+    convert_to_openai_messages,
+)
+from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import BaseTool
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import ToolCallRequest
@@ -38,6 +46,27 @@ def guard_node(guard: GuardApi, key: str = "messages") -> Callable[[dict[str, An
         return {}
 
     return lictor_guard
+
+
+def guarded_model(guard: GuardApi, model: Runnable[Any, Any]) -> Runnable[Any, AIMessage]:
+    """`model` (a chat model, or any runnable from messages to an AI message) behind lictor:
+    personal data masked before it is sent, placeholders restored in its answer, proposed
+    calls a policy forbids dropped with a note. Refusals raise `Blocked`."""
+
+    def call(messages: Sequence[BaseMessage]) -> AIMessage:
+        checked = check_messages(guard, messages)
+        reply = model.invoke(convert_to_messages(checked.messages))
+        text = reply.content if isinstance(reply.content, str) else ""
+        calls = [{"id": c["id"], "type": "function", "function": {
+            "name": c["name"], "arguments": json.dumps(c["args"])}}
+            for c in getattr(reply, "tool_calls", None) or []]
+        out = guard.check_output(text, calls, checked)
+        restored = convert_to_messages([{"role": "assistant", "content": out.text or "",
+                                         "tool_calls": out.tool_calls}])[0]
+        assert isinstance(restored, AIMessage)
+        return restored
+
+    return RunnableLambda(call, name="lictor_guarded_model")
 
 
 def _refused(request: ToolCallRequest, err: Blocked) -> ToolMessage:

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
@@ -52,6 +53,19 @@ INVALID_INPUT_RULE = "lictor.invalid-input"
 AUDIT_UNAVAILABLE_RULE = "lictor.audit-unavailable"
 
 
+MAX_RELEASED = 1024
+
+
+def _released_key(call: dict[str, Any]) -> tuple[str, Any]:
+    fn = call.get("function") or {}
+    raw = fn.get("arguments") or ""
+    try:
+        arguments = json.loads(raw) if raw else {}
+    except ValueError:
+        arguments = raw
+    return str(fn.get("name") or ""), arguments
+
+
 def _refusal(rule: str, message: str) -> Decision:
     return Decision(Verdict.BLOCK, [Finding(rule, Verdict.BLOCK, (), "high", message)])
 
@@ -70,6 +84,9 @@ class Guard:
         self._switches = switches  # operators' stops, read before each check
         self._disabled = disabled  # `disabled: true` in the config: only a config change lifts
         self._lock = lock or threading.RLock()
+        # call id -> (tool, arguments) of calls check_output released: authorize_tool of the
+        # same call then neither counts it twice (caps, loops) nor audits it twice
+        self._released: OrderedDict[str, tuple[str, Any]] = OrderedDict()
 
     @classmethod
     def open(cls, agent: str, config: Config | Path | None = None, *,
@@ -219,7 +236,13 @@ class Guard:
         if decision.verdict in STOPS:
             raise Blocked("output", decision, rid)
         out = openai_chat.apply_response(resp, decision, vault)["choices"][0]["message"]
-        return CheckedOutput(out.get("content"), out.get("tool_calls") or [], decision, rid)
+        released = out.get("tool_calls") or []
+        with self._lock:
+            for call in released:
+                self._released[call["id"]] = _released_key(call)
+                while len(self._released) > MAX_RELEASED:
+                    self._released.popitem(last=False)
+        return CheckedOutput(out.get("content"), released, decision, rid)
 
     def authorize_tool(self, name: str, arguments: dict[str, Any] | str,
                        call_id: str = "") -> Decision:
@@ -233,6 +256,13 @@ class Guard:
         action = Action(ActionKind.TOOL_CALL, Direction.RESPONSE, PROTOCOL, tool_calls=[call])
         with self._lock:
             self._follow_kill_switch()
+            released = self._released.pop(call_id, None) if call_id else None
+            if released is not None and released == _released_key(
+                    {"function": {"name": name, "arguments": raw}}):
+                decision = self._stopped(Decision(Verdict.ALLOW, [],
+                                                  self.engine.policy.content_hash))
+                if decision.verdict is Verdict.ALLOW:
+                    return decision  # authorized and audited with the model's answer
             decision = self._stopped(
                 self.engine.evaluate_response(self.principal, action, self.session))
             events: list[dict[str, Any]] = []

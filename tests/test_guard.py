@@ -261,3 +261,19 @@ def test_guard_signs_checkpoints_on_time_without_a_timer(tmp_path: Path) -> None
         with AuditStore.open(audit_path(config.data_dir)) as store:
             sizes = [c.size for c in store.checkpoints()]  # [1, 2] on a slow start
             assert sizes[-1] == 2, sizes
+
+
+def test_call_released_by_check_output_is_counted_once(guard: Guard, config: Config) -> None:
+    """A framework that checks the model's answer and then each call it runs (LangGraph:
+    guarded_model and guarded_tool_node) counts and audits each call once."""
+    call = {"id": "c7", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    out = guard.check_output(None, [call])
+    assert [c["id"] for c in out.tool_calls] == ["c7"]
+    before = len(records(config))
+    assert guard.authorize_tool("get_weather", {"city": "Oslo"}, "c7").verdict == "allow"
+    assert len(records(config)) == before  # audited with the answer already
+    # other arguments under the same id are a new call: judged and audited in full
+    with pytest.raises(Blocked):
+        guard.authorize_tool("shell", {"cmd": "id"}, "c7")
+    assert records(config)[-1]["kind"] == "tool_call"

@@ -60,14 +60,21 @@ def test_openai_agents_example(tmp_path: Path) -> None:
 
 def test_langgraph_example(tmp_path: Path) -> None:
     steps, rows = run_example("langgraph_guard.py", tmp_path / "var")
+    # the model saw a placeholder; the agent got the real address back
+    assert steps["personal data"] == "Please write to jane.doe@example.com today."
+    assert "jane.doe@example.com" not in json.dumps(rows)
+    assert rows[0]["content"][0]["text"] == "Please write to <EMAIL_1> today."
     assert steps["allowed tool"] == "The tool said: Sunny and 21 C in Oslo."
-    assert "rule cedar:no-destructive-db-tools" in steps["forbidden tool"]
-    assert "rule catalog.refund_order.arguments" in steps["bad arguments"]
+    assert steps["forbidden tool"].startswith(
+        "REFUSED lictor blocked this model output: rule cedar:no-destructive-db-tools")
+    assert steps["bad arguments"].startswith(
+        "REFUSED lictor blocked this model output: rule catalog.refund_order.arguments")
     assert steps["prompt injection"].startswith(
         "REFUSED lictor blocked this input: rule injection.instruction-override")
-    assert rules(rows, "tool_call") == [
-        ("get_weather", "allow", []),
-        ("drop_table", "block", ["cedar:no-destructive-db-tools"]),
-        ("refund_order", "block", ["catalog.refund_order.arguments"]),
-    ]
+    answers = [(r["verdict"], [f["rule"] for f in r["findings"]])
+               for r in rows if r["kind"] == "model_response"]
+    assert ("block", ["cedar:no-destructive-db-tools"]) in answers
+    assert ("block", ["catalog.refund_order.arguments"]) in answers
+    # get_weather was authorized with the model's answer: not counted or audited twice
+    assert rules(rows, "tool_call") == []
     assert rules(rows, "tool_result") == [("get_weather", "allow", [])]
