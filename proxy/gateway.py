@@ -281,18 +281,7 @@ class Gateway:
         return error_response(err, ex.rid)
 
     def _audit_choices(self, choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        redact = self.engine.redact
-        return [
-            {
-                **c,
-                "content": redact(c["content"]) if isinstance(c.get("content"), str) else None,
-                "tool_calls": [
-                    {"name": t["name"], "arguments": redact(t["arguments"])}
-                    for t in c.get("tool_calls", [])
-                ],
-            }
-            for c in choices
-        ]
+        return audit_entries.redacted_choices(choices, self.engine.redact)
 
     async def _complete(self, ex: Exchange) -> web.Response:
         try:
