@@ -228,3 +228,49 @@ def mcp_tool_approval(
     return _admin_entry(request_id, admin, {"kind": "approve_mcp_tool", "server": server,
                                             "tool": tool, "digest": digest,
                                             "previous_digest": previous}, reason, policy_hash)
+
+
+def http_request(
+    *,
+    request_id: str,
+    principal: Principal,
+    method: str,
+    host: str,
+    path: str,
+    decision: Decision,
+    content: list[str],
+    scanned: bool,
+) -> dict[str, Any]:
+    """An outbound HTTP request seen by the egress proxy, as decided before it leaves:
+    where to (the path without its query, which may carry secrets), and its body (masked
+    and redacted). Headers are never kept: they carry credentials."""
+    return {
+        "kind": "http_request",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "http_request", "protocol": "http", "method": method,
+                   "host": host, "path": path.split("?", 1)[0], "body_scanned": scanned},
+        **_decision(decision),
+        "content": [{"trust": "user", "path": ["body"], "text": t} for t in content],
+    }
+
+
+def http_response(
+    *,
+    request_id: str,
+    principal: Principal,
+    status: int,
+    decision: Decision,
+    content: list[str],
+    scanned: bool,
+) -> dict[str, Any]:
+    """What the host answered, as judged before the agent sees it (redacted)."""
+    return {
+        "kind": "http_response",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "tool_result", "protocol": "http", "status": status,
+                   "body_scanned": scanned},
+        **_decision(decision),
+        "content": [{"trust": "tool", "path": ["body"], "text": t} for t in content],
+    }
