@@ -261,16 +261,17 @@ def http_response(
     principal: Principal,
     status: int,
     decision: Decision,
-    content: list[str],
+    body_bytes: int,
     scanned: bool,
 ) -> dict[str, Any]:
-    """What the host answered, as judged before the agent sees it (redacted)."""
+    """What the host answered, as judged before the agent sees it: status, size, findings
+    (evidence redacted). The body itself is not kept."""
     return {
         "kind": "http_response",
         "request_id": request_id,
         "principal": _principal(principal),
         "action": {"kind": "tool_result", "protocol": "http", "status": status,
-                   "body_scanned": scanned},
+                   "body_bytes": body_bytes, "body_scanned": scanned},
         **_decision(decision),
-        "content": [{"trust": "tool", "path": ["body"], "text": t} for t in content],
+        "content": [],
     }

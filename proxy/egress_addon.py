@@ -94,11 +94,17 @@ class EgressAddon:
         self._connected.pop(client.id, None)
 
     def _ask_for_auth(self, flow: http.HTTPFlow) -> None:
-        _refuse(flow, Refusal(407, "proxy_auth_required",
-                              "lictor needs the agent's key: send Proxy-Authorization: Basic "
-                              "with the agent key as the password (e.g. "
-                              "HTTPS_PROXY=http://agent:KEY@host:port)"),
-                {"Proxy-Authenticate": 'Basic realm="lictor"'})
+        self._reject(flow, None, Refusal(
+            407, "proxy_auth_required", "lictor needs the agent's key: send "
+            "Proxy-Authorization: Basic with the agent key as the password (e.g. "
+            "HTTPS_PROXY=http://agent:KEY@host:port)"),
+            {"Proxy-Authenticate": 'Basic realm="lictor"'})
+
+    def _reject(self, flow: http.HTTPFlow, principal: Principal | None, refusal: Refusal,
+                headers: dict[str, str] | None = None) -> None:
+        req = flow.request
+        where = host_key(req.pretty_host, req.port) + req.path.split("?", 1)[0]
+        _refuse(flow, self.guard.rejected(principal, where, refusal), headers)
 
     # -- requests ------------------------------------------------------------------
 
@@ -133,15 +139,19 @@ class EgressAddon:
             return
         try:
             body = req.content or b""
-        except ValueError:  # an unknown content encoding: not scannable
-            body = None
-        if body is not None and len(body) > self.gateway.max_body_bytes:
-            _refuse(flow, Refusal(413, "request_too_large", "the request body is larger than "
-                                  f"lictor's limit of {self.gateway.max_body_bytes} bytes"))
+        except ValueError:  # an unknown content encoding: it cannot be judged (fail closed)
+            self._reject(flow, principal, Refusal(
+                415, "undecodable_request", "lictor cannot decode this request body "
+                "(Content-Encoding), so it does not send it"))
             return
-        content_type = req.headers.get("content-type", "") if body is not None else "binary"
+        if len(body) > self.gateway.max_body_bytes:
+            self._reject(flow, principal, Refusal(
+                413, "request_too_large", "the request body is larger than lictor's limit "
+                f"of {self.gateway.max_body_bytes} bytes"))
+            return
         refusal, ex = self.guard.check_request(principal, req.method, key, req.path,
-                                               content_type=content_type, body=body or b"")
+                                               content_type=req.headers.get("content-type", ""),
+                                               body=body)
         if refusal is not None:  # audited already
             _refuse(flow, refusal)
             return
@@ -183,7 +193,7 @@ class EgressAddon:
             self.guard.upstream_failed(ex, "undecodable content encoding")
             return
         content_type = resp.headers.get("content-type", "")
-        refusal = self.guard.check_response(ex, resp.status_code, content_type, body)
+        refusal = self.guard.check_response(ex, resp.status_code, content_type, body or b"")
         if refusal is not None:
             _refuse(flow, refusal)
 

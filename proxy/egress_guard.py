@@ -19,7 +19,7 @@ from typing import Any
 from lictor.adapters import http_request
 from lictor.adapters.errors import ProtocolError
 from lictor.enforcement.engine import RequestOutcome
-from lictor.enforcement.types import STOPS, Decision, Finding, Principal, Verdict
+from lictor.enforcement.types import STOPS, Action, Decision, Finding, Principal, combine
 from lictor.proxy import audit_entries
 from lictor.proxy.gateway import Gateway
 
@@ -54,6 +54,9 @@ def _policy_refusal(finding: Finding, host: str, what: str) -> Refusal:
     rule = finding.rule_id
     hint = (" Outbound hosts are allowed by Cedar `http_request` policies in lictor's rule "
             "packs." if rule.startswith("cedar:") else "")
+    if finding.retry_after is not None:  # a rate limit: try again later
+        return Refusal(429, "rate_limited", f"lictor refused {what}: {finding.message} "
+                       f"(rule {rule})", {"rule": rule, "retry_after": finding.retry_after})
     return Refusal(403, "policy_violation",
                    f"lictor refused {what}: {finding.message} (rule {rule}).{hint}",
                    {"rule": rule, "host": host})
@@ -71,7 +74,7 @@ class HttpGuard:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway  # its engine is swapped on rule reload: read it per request
 
-    def _judge(self, principal: Principal, action: Any) -> RequestOutcome:
+    def _judge(self, principal: Principal, action: Action) -> RequestOutcome:
         engine = self.gateway.engine
         return self.gateway.telemetry.timed(engine.evaluate_request, principal, action, "")
 
@@ -82,11 +85,14 @@ class HttpGuard:
         gateway = self.gateway
         rid = "req_" + secrets.token_hex(12)
         engine = gateway.engine
+        gate: list[Finding] = []  # the kill switch and request rates, as for MCP requests
+        engine.limits.check_request(principal, "", gate)
         denied = engine.authorize_http(principal, method, host, path.split("?", 1)[0])
+        gate += [denied] if denied is not None else []
         text = http_request.body_text(content_type, body)
-        if denied is not None:
-            outcome = RequestOutcome(Decision(Verdict.BLOCK, [denied],
-                                              engine.policy.content_hash), [], [])
+        if any(f.verdict in STOPS and not f.shadow for f in gate):
+            outcome = RequestOutcome(Decision(combine(gate), gate, engine.policy.content_hash),
+                                     [], [])
         else:
             outcome = self._judge(principal, http_request.parse_request(text or ""))
         record = audit_entries.http_request(
@@ -104,18 +110,23 @@ class HttpGuard:
         return _policy_refusal(blocking, host, f"{method} {host}{path.split('?', 1)[0]}"), ex
 
     def check_response(self, ex: HttpExchange, status: int, content_type: str,
-                       body: bytes | None) -> Refusal | None:
-        """Scan what came back (None: streamed, not scanned whole) and audit the exchange."""
-        text = http_request.body_text(content_type, body) if body is not None else None
-        if text:
-            outcome = self._judge(ex.principal, http_request.parse_response(text))
-            decision, content = outcome.decision, outcome.audit_texts
-        else:
-            decision = Decision(Verdict.ALLOW, [], self.gateway.engine.policy.content_hash)
-            content = []
+                       body: bytes) -> Refusal | None:
+        """Scan what came back and audit the exchange, before the agent sees anything.
+
+        The answer is untrusted content headed for the agent's context: the pattern rules
+        (injection, smuggled characters, secrets) judge it as a tool result. Its text is
+        not kept in the audit record (only findings, with redacted evidence, and its size):
+        tool answers are large, and are the tool's data, not the agent's."""
+        engine = self.gateway.engine
+        text = http_request.body_text(content_type, body)
+        findings: list[Finding] = []
+        for segment in http_request.parse_response(text or "").segments:
+            findings += self.gateway.telemetry.timed(
+                engine.scan_text, segment.text, "request", segment.trust.value)
+        decision = Decision(combine(findings), findings, engine.policy.content_hash)
         entry = audit_entries.http_response(
             request_id=ex.rid, principal=ex.principal, status=status, decision=decision,
-            content=content, scanned=text is not None)
+            body_bytes=len(body), scanned=text is not None)
         try:
             self.gateway.append_records(ex.request_record, entry)
         except ProtocolError as err:
@@ -125,6 +136,18 @@ class HttpGuard:
             assert blocking is not None
             return _policy_refusal(blocking, ex.host, f"the answer of {ex.host}")
         return None
+
+    def rejected(self, principal: Principal | None, where: str, refusal: Refusal) -> Refusal:
+        """A request refused before any check ran (proxy auth, size, encoding), audited like
+        the gateway's rejected requests; the refusal itself, or 503 if the audit fails."""
+        try:
+            self.gateway.append_records(audit_entries.refused(
+                kind="rejected_request", request_id="req_" + secrets.token_hex(12),
+                principal=principal, path=where, status=refusal.status, code=refusal.code,
+                reason=refusal.message, policy_hash=self.gateway.engine.policy.content_hash))
+        except ProtocolError as err:
+            return _audit_failure(err)
+        return refusal
 
     def upstream_failed(self, ex: HttpExchange, reason: str) -> None:
         """The host could not be reached: the request and the failure are audited."""

@@ -47,13 +47,13 @@ def write_policy(folder: Path, allowed_hosts: list[str]) -> Path:
 
 @contextmanager
 def running_egress(tmp_path: Path, test_ca: CertAuthority, allowed_hosts: list[str],
-                   **egress: Any) -> Iterator[Egress]:
+                   max_body_bytes: int = 4 * 1024 * 1024, **egress: Any) -> Iterator[Egress]:
     """lictor (gateway + egress proxy, sidecar agent `demo-agent` unless `agent=None`)."""
     settings: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "agent": "demo-agent",
                                 "upstream_ca": str(test_ca.ca_cert)}
     settings.update(egress)
     config = load_config(None, {
-        "server": {"host": "127.0.0.1", "port": 0},
+        "server": {"host": "127.0.0.1", "port": 0, "max_body_bytes": max_body_bytes},
         "data_dir": str(tmp_path / "var"),
         "rules": {"paths": [str(write_policy(tmp_path / "policy", allowed_hosts))],
                   "watch": False},

@@ -111,6 +111,16 @@ def test_injection_in_answer_is_withheld(proxy_env: Egress, tools: ToolServer) -
     assert row["kind"] == "http_response" and row["verdict"] == "block"
 
 
+def test_kill_switch_stops_egress_too(proxy_env: Egress, tools: ToolServer) -> None:
+    """An agent an operator stopped reaches nothing, model or not."""
+    from lictor.enforcement.limits import kill_key
+
+    proxy_env.server.gateway.engine.limits.state.set_switch(kill_key("demo-agent"), True)
+    status, body, _ = _get("httpx", f"{tools.base}/weather")
+    assert status == 403 and "lictor.kill-switch" in body
+    assert tools.seen == []
+
+
 def test_request_body_scanned_pii_never_audited(proxy_env: Egress, tools: ToolServer) -> None:
     """The tool gets the real values it needs; the audit keeps them redacted."""
     payload = '{"to": "jane.doe@example.com", "key": "AKIAIOSFODNN7EXAMPLE"}'
@@ -197,6 +207,20 @@ def test_regular_mode_proxy_auth_names_the_agent(tmp_path: Path, test_ca: CertAu
     assert tools.seen and all("proxy-authorization" not in {k.lower() for k in s.headers}
                               for s in tools.seen)
     assert rows[-1]["principal"]["agent"] == "demo-agent"
+
+
+def test_oversized_body_refused_and_audited(tmp_path: Path, test_ca: CertAuthority,
+                                            tools: ToolServer) -> None:
+    with running_egress(tmp_path, test_ca, [tools.host], max_body_bytes=2048) as running:
+        with httpx.Client(proxy=running.proxy_url, verify=str(running.ca_cert),
+                          timeout=30) as client:
+            r = client.post(f"{tools.base}/echo", content=b"x" * 5000,
+                            headers={"Content-Type": "text/plain"})
+        rows = audit_rows(running.server)
+    assert r.status_code == 413 and "2048 bytes" in r.text
+    assert tools.seen == []
+    assert rows[-1]["kind"] == "rejected_request" and rows[-1]["status"] == 413
+    assert rows[-1]["path"] == f"{tools.host}/echo"
 
 
 def test_upstream_certificate_is_verified(tmp_path: Path, tools: ToolServer) -> None:
