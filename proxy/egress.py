@@ -85,6 +85,8 @@ class EgressProxy:
 
         from lictor.proxy.egress_addon import EgressAddon
 
+        # mitmproxy logs every connection at INFO (URLs too); lictor prints its own banner
+        logging.getLogger("mitmproxy").setLevel(logging.WARNING)
         self.gateway.egress = self.link
         gateway_address, served = await self._start_internal()
         self.ca_dir.mkdir(parents=True, exist_ok=True)

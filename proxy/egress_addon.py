@@ -80,15 +80,21 @@ class EgressAddon:
         return self.gateway.keys.authenticate(f"Bearer {key}") if key else None
 
     def _principal(self, flow: http.HTTPFlow) -> Principal | None:
-        found = self._connected.get(flow.client_conn.id) or self._proxy_auth(flow.request.headers)
-        return found or self.agent
+        """The agent a CONNECT named, else the request's own proxy credential, else the
+        sidecar's agent. A credential that names no agent is refused, never ignored."""
+        found = self._connected.get(flow.client_conn.id)
+        if found is not None:
+            return found
+        if "proxy-authorization" in flow.request.headers:
+            return self._proxy_auth(flow.request.headers)
+        return self.agent
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        principal = self._proxy_auth(flow.request.headers)
-        if principal is not None:
-            self._connected[flow.client_conn.id] = principal
-        elif self.agent is None:
+        principal = self._principal(flow)
+        if principal is None:
             self._ask_for_auth(flow)
+        elif "proxy-authorization" in flow.request.headers:
+            self._connected[flow.client_conn.id] = principal
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._connected.pop(client.id, None)

@@ -207,6 +207,21 @@ def test_regular_mode_proxy_auth_names_the_agent(tmp_path: Path, test_ca: CertAu
     assert tools.seen and all("proxy-authorization" not in {k.lower() for k in s.headers}
                               for s in tools.seen)
     assert rows[-1]["principal"]["agent"] == "demo-agent"
+    refused = [r for r in rows if r["kind"] == "rejected_request"]
+    assert [(r["status"], r["principal"]) for r in refused] == [(407, None), (407, None)]
+    stored = running.server.gateway.audit.path.parent
+    assert b"sk-wrong" not in b"".join(p.read_bytes() for p in stored.iterdir() if p.is_file())
+
+
+def test_wrong_proxy_key_is_refused_even_with_a_sidecar_agent(
+        tmp_path: Path, test_ca: CertAuthority, tools: ToolServer) -> None:
+    with running_egress(tmp_path, test_ca, [tools.host]) as running:
+        host = running.proxy_url.removeprefix("http://")
+        with (httpx.Client(proxy=f"http://agent:sk-wrong@{host}", verify=str(running.ca_cert),
+                           timeout=30) as client,
+              pytest.raises(httpx.ProxyError, match="407")):
+            client.get(f"{tools.base}/weather")
+    assert tools.seen == []
 
 
 def test_oversized_body_refused_and_audited(tmp_path: Path, test_ca: CertAuthority,
