@@ -107,6 +107,7 @@ class EgressProxy:
             ssl_insecure=False,  # upstream certificates are verified
             ssl_verify_upstream_trusted_ca=str(upstream_ca) if upstream_ca else None,
             connection_strategy="lazy",  # refusals never wait on (or dial) the upstream
+            rawtcp=False,  # what is not TLS or HTTP is parsed as HTTP, and fails: never relayed
             body_size_limit=str(self.gateway.max_body_bytes * 4),
         )
         self._master = master

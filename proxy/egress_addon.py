@@ -10,7 +10,7 @@ import base64
 import logging
 from dataclasses import dataclass
 
-from mitmproxy import connection, http
+from mitmproxy import connection, dns, http, tcp, udp
 
 from lictor.adapters.backends.base import Route
 from lictor.enforcement.types import Principal
@@ -202,6 +202,44 @@ class EgressAddon:
         refusal = self.guard.check_response(ex, resp.status_code, content_type, body or b"")
         if refusal is not None:
             _refuse(flow, refusal)
+
+    # -- everything that is not an HTTP exchange -----------------------------------
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        """Raw TCP, UDP, DNS: nothing to judge them by, so they never reach their
+        destination (fail closed). With `rawtcp` off mitmproxy parses unknown TCP as HTTP,
+        which fails; these hooks are the second lock."""
+        self._close_stream(flow, "tcp")
+
+    def udp_start(self, flow: udp.UDPFlow) -> None:
+        self._close_stream(flow, "udp")
+
+    def dns_request(self, flow: dns.DNSFlow) -> None:
+        self._close_stream(flow, "dns")
+
+    def _close_stream(self, flow: tcp.TCPFlow | udp.UDPFlow | dns.DNSFlow, kind: str) -> None:
+        flow.kill()
+        address = flow.server_conn.address
+        where = f"{kind}://{address[0]}:{address[1]}" if address else kind
+        self.guard.rejected(self._connected.get(flow.client_conn.id) or self.agent, where,
+                            Refusal(403, "not_http", "lictor governs HTTP only; other "
+                                    "protocols are closed"))
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """WebSocket messages (after a handshake Cedar allowed): text is judged like the
+        bodies, going out as the agent's and coming back as a tool's; a message a finding
+        blocks is replaced by lictor's refusal (JSON, naming the rule), audited."""
+        assert flow.websocket is not None
+        message = flow.websocket.messages[-1]
+        if not message.is_text:
+            return
+        principal = self._principal(flow) or self.agent
+        refusal = self.guard.check_message(principal, message.text, message.from_client)
+        if refusal is not None:
+            message.text = refusal.body().decode()
+            req = flow.request
+            self.guard.rejected(principal, host_key(req.pretty_host, req.port) +
+                                req.path.split("?", 1)[0], refusal)
 
     def error(self, flow: http.HTTPFlow) -> None:
         ex = flow.metadata.get(_META)

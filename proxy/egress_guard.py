@@ -137,6 +137,20 @@ class HttpGuard:
             return _policy_refusal(blocking, ex.host, f"the answer of {ex.host}")
         return None
 
+    def check_message(self, principal: Principal | None, text: str,
+                      outbound: bool) -> Refusal | None:
+        """One WebSocket text message: the pattern rules, as for a body going out (the
+        agent's) or coming back (a tool's); the refusal when a finding blocks it."""
+        engine = self.gateway.engine
+        trust = "user" if outbound else "tool"
+        findings = self.gateway.telemetry.timed(engine.scan_text, text, "request", trust)
+        blocking = Decision(combine(findings), findings,
+                            engine.policy.content_hash).blocking_finding
+        if blocking is None:
+            return None
+        what = "a WebSocket message " + ("to" if outbound else "from") + " the host"
+        return _policy_refusal(blocking, "", what)
+
     def rejected(self, principal: Principal | None, where: str, refusal: Refusal) -> Refusal:
         """A request refused before any check ran (proxy auth, size, encoding), audited like
         the gateway's rejected requests; the refusal itself, or 503 if the audit fails."""

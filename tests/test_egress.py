@@ -9,13 +9,18 @@ versions the overrides keep.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 import requests
@@ -250,6 +255,55 @@ def test_upstream_certificate_is_verified(tmp_path: Path, tools: ToolServer) -> 
     assert r.status_code == 502
     assert tools.seen == []
     assert rows[-1]["kind"] == "upstream_error"
+
+
+def test_raw_tcp_is_closed_even_to_an_allowed_host(tmp_path: Path, test_ca: CertAuthority,
+                                                   tools: ToolServer) -> None:
+    """Not HTTP, nothing to judge: a CONNECT tunnel carrying another protocol is refused
+    before a byte reaches the destination."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(3)
+        port = listener.getsockname()[1]
+        with running_egress(tmp_path, test_ca, [f"localhost:{port}"]) as running:
+            assert running.proxy.address is not None
+            with socket.create_connection(running.proxy.address, timeout=10) as agent:
+                agent.sendall(f"CONNECT localhost:{port} HTTP/1.1\r\n"
+                              f"Host: localhost:{port}\r\n\r\n".encode())
+                assert agent.recv(1024).startswith(b"HTTP/1.1 200")
+                agent.sendall(b"SSH-2.0-OpenSSH_9.0\r\n\r\n")
+                answer = agent.recv(1024)  # parsed as HTTP (rawtcp off): refused
+                assert answer.startswith(b"HTTP/1.1 400")
+            received = b""
+            with contextlib.suppress(TimeoutError):
+                conn, _ = listener.accept()
+                conn.settimeout(1)
+                with conn, contextlib.suppress(TimeoutError):
+                    received = conn.recv(1024)
+    assert received == b""
+
+
+def test_websocket_messages_are_judged(proxy_env: Egress, tools: ToolServer) -> None:
+    async def talk() -> list[str]:
+        ctx = ssl.create_default_context(cafile=str(proxy_env.ca_cert))
+        got: list[str] = []
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                tools.base.replace("https", "wss") + "/ws", proxy=proxy_env.proxy_url,
+                ssl=ctx) as ws:
+            await ws.send_str("hello")
+            got.append((await ws.receive(timeout=10)).data)
+            await ws.send_str("page")
+            got.append((await ws.receive(timeout=10)).data)
+            await ws.send_str("again")
+            got.append((await ws.receive(timeout=10)).data)
+        return got
+
+    got = asyncio.run(talk())
+    assert got[0] == "echo: hello"
+    assert "injection." in got[1] and "Ignore all previous" not in got[1]  # replaced
+    assert got[2] == "echo: again"
+    assert tools.ws_received == ["hello", "page", "again"]
+    row = audit_rows(proxy_env.server)[-1]
+    assert row["kind"] == "rejected_request" and "injection." in row["reason"]
 
 
 def test_plain_serve_does_not_import_mitmproxy() -> None:

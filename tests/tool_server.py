@@ -11,7 +11,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from lictor.proxy.server import AppThread
 
@@ -32,6 +32,7 @@ class ToolServer(AppThread):
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
         super().__init__(self._app, "127.0.0.1", 0, ssl_context)
         self.seen: list[Seen] = []
+        self.ws_received: list[str] = []
 
     @property
     def host(self) -> str:
@@ -49,6 +50,7 @@ class ToolServer(AppThread):
         app.router.add_get("/chunked", self._chunked)
         app.router.add_get("/events", self._events)
         app.router.add_get("/admin/users", self._weather)
+        app.router.add_get("/ws", self._ws)
         return app
 
     @web.middleware
@@ -76,6 +78,16 @@ class ToolServer(AppThread):
             await asyncio.sleep(0.01)
         await resp.write_eof()
         return resp
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        """Echoes text messages; `page` is answered with the injected page."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                self.ws_received.append(msg.data)
+                await ws.send_str(INJECTED_PAGE if msg.data == "page" else f"echo: {msg.data}")
+        return ws
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
