@@ -6,9 +6,11 @@ direct to the upstream; the gateway (base_url mode); the egress proxy carrying t
 chat completion to a declared model host (it re-enters the gateway's adapters); and the
 egress proxy carrying it as a plain `http_request` (Cedar, body scans both ways, audit).
 Then each target's throughput at concurrency 10. Same payload as bench/gateway_latency.py,
-default packs, audit on. Plain HTTP on every leg, so TLS interception is not in the figure.
+default packs, audit on. Plain HTTP on every leg by default; `--tls` serves the upstream
+over HTTPS (a throwaway CA that lictor and the client trust), so the egress targets pay
+TLS interception as they would in a pod (connections are kept alive, as clients do).
 
-    python bench/egress_latency.py [--requests 1000] [--json bench/results/egress.json]
+    python bench/egress_latency.py [--requests 1000] [--tls] [--json bench/results/egress.json]
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -40,10 +44,11 @@ class Target:
 
     def __init__(self, url: str, proxy: str | None, headers: dict[str, str]) -> None:
         self.url, self.proxy, self.headers = url, proxy, headers
+        self.tls: ssl.SSLContext | bool = True
 
     async def send(self, session: aiohttp.ClientSession, body: bytes) -> None:
         async with session.post(self.url, data=body, headers=self.headers,
-                                proxy=self.proxy) as resp:
+                                proxy=self.proxy, ssl=self.tls) as resp:
             await resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"{self.url}: HTTP {resp.status}: {await resp.text()}")
@@ -78,13 +83,36 @@ async def throughput(target: Target, n: int, concurrency: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
+def make_certs(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA (mitmproxy's own CA code) and a certificate for 127.0.0.1 and
+    localhost from it:
+    the CA file, the server certificate and its key (PEM)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from mitmproxy.certs import CertStore
+
+    store = CertStore.from_store(folder, "bench", 2048)
+    entry = store.get_cert("127.0.0.1", [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                         x509.DNSName("localhost")])
+    cert, key = folder / "upstream.pem", folder / "upstream-key.pem"
+    cert.write_bytes(entry.cert.to_pem())
+    key.write_bytes(entry.privatekey.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return folder / "bench-ca-cert.pem", cert, key
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--tls", action="store_true", help="HTTPS upstream (see above)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    scheme = "https" if args.tls else "http"
 
     up_port, lictor_port, egress_port = free_port(), free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
@@ -92,35 +120,49 @@ def main() -> int:
         rules = Path(tmp) / "rules"
         rules.mkdir()
         (rules / "bench.cedar").write_text(POLICY.format(port=up_port))
+        upstream_cmd = [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(up_port)]
+        env = dict(os.environ)
+        egress: dict[str, Any] = {"port": egress_port, "agent": "bench-agent",
+                                  "model_hosts": [{"host": f"127.0.0.1:{up_port}"}]}
+        if args.tls:
+            ca, cert, key = make_certs(Path(tmp) / "ca")
+            upstream_cmd += ["--cert", str(cert), "--key", str(key)]
+            env["SSL_CERT_FILE"] = str(ca)  # the gateway's passthrough trusts it
+            egress["upstream_ca"] = str(ca)
         config = Path(tmp) / "lictor.yaml"
         config.write_text(json.dumps({
             "data_dir": str(Path(tmp) / "var"),
             "agents": [{"id": "bench-agent", "team": "bench", "key": KEY}],
             "models": [{"name": "bench-gpt", "backend": "passthrough",
-                        "base_url": f"http://127.0.0.1:{up_port}/v1"}],
+                        "base_url": f"{scheme}://127.0.0.1:{up_port}/v1"}],
             "rules": {"paths": [str(rules)], "watch": False},
-            "egress": {"port": egress_port, "agent": "bench-agent",
-                       "model_hosts": [{"host": f"127.0.0.1:{up_port}"}]},
+            "egress": egress,
         }))
         proxy = f"http://127.0.0.1:{egress_port}"
         json_type = {"Content-Type": "application/json"}
+        upstream = f"{scheme}://127.0.0.1:{up_port}/v1/chat/completions"
         targets = [
-            Target(f"http://127.0.0.1:{up_port}/v1/chat/completions", None, json_type),
+            Target(upstream, None, json_type),
             Target(f"http://127.0.0.1:{lictor_port}/v1/chat/completions", None,
                    {**json_type, "Authorization": f"Bearer {KEY}"}),
-            Target(f"http://127.0.0.1:{up_port}/v1/chat/completions", proxy, json_type),
-            Target(f"http://localhost:{up_port}/v1/chat/completions", proxy, json_type),
+            Target(upstream, proxy, json_type),
+            Target(upstream.replace("127.0.0.1", "localhost"), proxy, json_type),
         ]
         try:
-            procs.append(subprocess.Popen(
-                [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(up_port)]))
+            procs.append(subprocess.Popen(upstream_cmd))
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
                  "--port", str(lictor_port), "--egress", "regular"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
             wait_ready(up_port, procs[0])
             wait_ready(lictor_port, procs[1])
             wait_ready(egress_port, procs[1])
+            if args.tls:  # the client trusts the upstream's CA and lictor's
+                trust = ssl.create_default_context(cafile=str(ca))
+                trust.load_verify_locations(Path(tmp) / "var" / "egress-ca" /
+                                            "mitmproxy-ca-cert.pem")
+                for target in targets:
+                    target.tls = trust
             samples = asyncio.run(latency(targets, args.requests, args.warmup))
             rates = [asyncio.run(throughput(t, args.requests, args.concurrency))
                      for t in targets]
@@ -130,7 +172,7 @@ def main() -> int:
                 proc.wait(10)
 
     result: dict[str, Any] = {**run_header(), "requests_each": args.requests,
-                              "concurrency": args.concurrency,
+                              "concurrency": args.concurrency, "upstream": scheme,
                               "request_bytes": len(payload(0))}
     for name, values, rate in zip(NAMES, samples, rates, strict=True):
         result[name] = {"p50_ms": round(percentile(values, 0.50), 3),
@@ -143,7 +185,8 @@ def main() -> int:
     result["ratio_egress_model_over_gateway_p50"] = round(
         result["egress_model"]["p50_ms"] / result["gateway"]["p50_ms"], 2)
 
-    print(f"egress vs gateway, {args.requests} requests each, {result['request_bytes']} B "
+    print(f"egress vs gateway, {scheme} upstream, {args.requests} requests each, "
+          f"{result['request_bytes']} B "
           f"requests, default packs, audit on; throughput at concurrency {args.concurrency}")
     print(f"{'':18} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for name in NAMES:
