@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -304,6 +305,28 @@ def test_websocket_messages_are_judged(proxy_env: Egress, tools: ToolServer) -> 
     assert tools.ws_received == ["hello", "page", "again"]
     row = audit_rows(proxy_env.server)[-1]
     assert row["kind"] == "rejected_request" and "injection." in row["reason"]
+
+
+@pytest.mark.parametrize(("egress", "message"), [
+    ({"mode": "transparent"}, "transparent mode needs `egress.agent`"),
+    ({"credentials": [{"host": "api.openai.com", "env": "LICTOR_TEST_UNSET_KEY"}]},
+     "LICTOR_TEST_UNSET_KEY is not set"),
+])
+def test_egress_config_errors_stop_start_up(tmp_path: Path, egress: dict[str, object],
+                                            message: str) -> None:
+    from lictor.proxy.config import ConfigError, load_config
+    from lictor.proxy.server import make_app
+
+    config = load_config(None, {"data_dir": str(tmp_path / "var"), "egress": egress})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_app(config, egress=True)
+
+
+def test_unknown_sidecar_agent_is_a_config_error() -> None:
+    from lictor.proxy.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=re.escape("egress.agent 'ghost' is not one of")):
+        load_config(None, {"egress": {"agent": "ghost"}})
 
 
 def test_plain_serve_does_not_import_mitmproxy() -> None:
