@@ -29,7 +29,7 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
 def test_egress_latency_bench_runs(tmp_path: Path) -> None:
     out = tmp_path / "egress.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "egress_latency.py"), "--requests", "10",
+        [sys.executable, str(ROOT / "bench" / "egress_latency.py"), "--requests", "10", "--tls",
          "--warmup", "2", "--concurrency", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=180, check=False, cwd=ROOT / "bench",
     )
