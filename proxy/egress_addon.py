@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from mitmproxy import connection, dns, http, tcp, udp
 
+from lictor.adapters import http_request
 from lictor.adapters.backends.base import Route
 from lictor.enforcement.types import Principal
 from lictor.proxy.egress_credentials import Credentials, host_key
@@ -143,18 +144,17 @@ class EgressAddon:
         if target is not None:
             self._to_gateway(flow, principal, key, target)
             return
+        limit = self.gateway.max_body_bytes
         try:
-            body = req.content or b""
-        except ValueError:  # an unknown content encoding: it cannot be judged (fail closed)
+            body = http_request.decode_body(req.raw_content or b"",
+                                            req.headers.get("content-encoding", ""), limit)
+        except http_request.BodyError as exc:  # not judged, so not sent (fail closed)
             self._reject(flow, principal, Refusal(
-                415, "undecodable_request", "lictor cannot decode this request body "
-                "(Content-Encoding), so it does not send it"))
+                413 if exc.too_large else 415, "request_body_refused",
+                f"lictor does not send this request: {exc} (limit: server.max_body_bytes)"))
             return
-        if len(body) > self.gateway.max_body_bytes:
-            self._reject(flow, principal, Refusal(
-                413, "request_too_large", "the request body is larger than lictor's limit "
-                f"of {self.gateway.max_body_bytes} bytes"))
-            return
+        if "accept-encoding" in req.headers:  # answers lictor can decode with a bound
+            req.headers["accept-encoding"] = http_request.ACCEPT_ENCODING
         refusal, ex = self.guard.check_request(principal, req.method, key, req.path,
                                                content_type=req.headers.get("content-type", ""),
                                                body=body)
@@ -192,11 +192,13 @@ class EgressAddon:
             return
         resp = flow.response
         try:
-            body = resp.content
-        except ValueError:  # an unknown content encoding: withheld (fail closed)
-            _refuse(flow, Refusal(502, "undecodable_response", f"lictor cannot decode the "
-                                  f"answer of {ex.host} (Content-Encoding), so it withholds it"))
-            self.guard.upstream_failed(ex, "undecodable content encoding")
+            body = http_request.decode_body(resp.raw_content or b"",
+                                            resp.headers.get("content-encoding", ""),
+                                            4 * self.gateway.max_body_bytes)
+        except http_request.BodyError as exc:  # not judged, so withheld (fail closed)
+            _refuse(flow, Refusal(502, "response_withheld",
+                                  f"lictor withholds the answer of {ex.host}: {exc}"))
+            self.guard.upstream_failed(ex, str(exc), "response_withheld")
             return
         content_type = resp.headers.get("content-type", "")
         refusal = self.guard.check_response(ex, resp.status_code, content_type, body or b"")

@@ -163,11 +163,13 @@ class HttpGuard:
             return _audit_failure(err)
         return refusal
 
-    def upstream_failed(self, ex: HttpExchange, reason: str) -> None:
-        """The host could not be reached: the request and the failure are audited."""
+    def upstream_failed(self, ex: HttpExchange, reason: str,
+                        code: str = "upstream_unreachable") -> None:
+        """The host could not be reached, or its answer cannot be judged: the request and
+        the failure are audited."""
         # an audit failure is logged by append_records; the agent gets an error either way
         with contextlib.suppress(ProtocolError):
             self.gateway.append_records(ex.request_record, audit_entries.refused(
                 kind="upstream_error", request_id=ex.rid, principal=ex.principal,
-                status=502, code="upstream_unreachable", reason=reason,
+                status=502, code=code, reason=reason,
                 policy_hash=self.gateway.engine.policy.content_hash))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import re
 import shutil
@@ -140,6 +141,36 @@ def test_request_body_scanned_pii_never_audited(proxy_env: Egress, tools: ToolSe
     stored = proxy_env.server.gateway.audit.path.parent
     blobs = b"".join(p.read_bytes() for p in stored.iterdir() if p.is_file())
     assert b"jane.doe@example.com" not in blobs and b"AKIAIOSFODNN7EXAMPLE" not in blobs
+
+
+def test_compressed_bodies_are_decoded_with_a_bound(proxy_env: Egress,
+                                                    tools: ToolServer) -> None:
+    """What is compressed is judged decoded; what lictor cannot decode, or what expands past
+    its limits, is neither sent nor released."""
+    zipped = gzip.compress(b'{"to": "jane.doe@example.com"}')
+    r = httpx.post(f"{tools.base}/echo", content=zipped, timeout=30,
+                   headers={"Content-Type": "application/json", "Content-Encoding": "gzip",
+                            "Accept-Encoding": "br, zstd, gzip"})
+    assert r.status_code == 200
+    assert tools.seen[-1].headers["Content-Encoding"] == "gzip"  # sent as the agent encoded it
+    assert tools.seen[-1].body == gzip.decompress(zipped)  # (aiohttp decodes what it reads)
+    assert tools.seen[-1].headers["Accept-Encoding"] == "gzip, deflate"  # answers lictor reads
+    assert "pii.mask-outbound" in [f["rule"] for f in audit_rows(proxy_env.server)[-2]["findings"]]
+
+    bomb = gzip.compress(b"\0" * (8 << 20))  # 8 MiB decoded, over the 4 MiB limit
+    r = httpx.post(f"{tools.base}/echo", content=bomb, timeout=30,
+                   headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    r = httpx.post(f"{tools.base}/echo", content=b"\x1b\x00", timeout=30,
+                   headers={"Content-Type": "text/plain", "Content-Encoding": "br"})
+    assert r.status_code == 415
+    assert len(tools.seen) == 1
+
+    r = httpx.get(f"{tools.base}/zipped", timeout=30)  # an injection, gzip-encoded
+    assert r.status_code == 403 and "injection." in r.text
+    r = httpx.get(f"{tools.base}/bomb", timeout=30)  # 64 MiB once decoded: withheld
+    assert r.status_code == 502 and "larger than" in r.text
+    assert audit_rows(proxy_env.server)[-1]["error_code"] == "response_withheld"
 
 
 def test_chunked_keepalive_sse_and_http2(proxy_env: Egress, tools: ToolServer) -> None:
