@@ -12,7 +12,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -42,6 +42,7 @@ from lictor.enforcement.types import (
 from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.approval_flow import APPROVAL_HEADER, ApprovalFlow
+from lictor.proxy.egress_link import EgressLink
 from lictor.proxy.openai_errors import error_response, openai_errors_middleware, policy_error
 from lictor.proxy.routing import Router
 from lictor.proxy.telemetry import NO_TELEMETRY, Telemetry
@@ -112,6 +113,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.telemetry = telemetry
         self.ready = True
+        self.egress: EgressLink | None = None  # set by `serve --egress`: see proxy/egress_link
 
     # -- helpers -------------------------------------------------------------------
 
@@ -177,7 +179,18 @@ class Gateway:
             raise ProtocolError(400, f"request body is not valid JSON: {exc}",
                                 code="invalid_json") from None
 
+    def resolve(self, request: web.Request, model: str) -> tuple[Route, Backend] | None:
+        """The route of a model call: the original destination for a call the egress proxy
+        forwarded, else the configured model routes."""
+        ticket = EgressLink.taken(request) if self.egress is not None else None
+        if ticket is not None and self.egress is not None:
+            return replace(ticket.route, name=model, upstream_model=model), self.egress.backend
+        return self.router.resolve(model)
+
     def _authenticate(self, request: web.Request) -> Principal:
+        ticket = self.egress.take(request) if self.egress is not None else None
+        if ticket is not None:  # forwarded by the egress proxy, which named the agent
+            return ticket.principal
         principal = self.keys.authenticate(request.headers.get("Authorization"))
         if principal is None:
             missing = not request.headers.get("Authorization")
@@ -222,7 +235,7 @@ class Gateway:
             principal = self._authenticate(request)
             body = await self._read_json(request)
             action = openai_chat.parse_request(body)
-            resolved = self.router.resolve(action.model)
+            resolved = self.resolve(request, action.model)
             if resolved is None:
                 raise ProtocolError(
                     404,
