@@ -49,6 +49,8 @@ def derive(result: dict[str, Any]) -> None:
               lictor.get(stream_cell, {}).get("added_ttfb_p50_ms"), 1.0, False),
         check("RSS after the run, MB", result["rss_mb"].get("lictor"), 150, False),
         check("ready, s", result["systems"].get("lictor", {}).get("ready_s"), 1.0, False),
+        check("ready, CPU s", result["systems"].get("lictor", {}).get("ready_cpu_s"), 1.0,
+              False),
     ]
     probe = result["buffering_probe"].get("lictor", {})
     result["targets"].append({"target": "stream relayed, not buffered", "value": probe,
@@ -65,7 +67,7 @@ def report(result: dict[str, Any]) -> None:
     cells: dict[str, dict[str, Any]] = result["cells"]
     print(f"\n{result['machine']}, {result['date']}, {result['seconds_per_cell']} s per cell, "
           f"load from {result['loader']}")
-    head = (f"{'cell':16} {'system':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    head = (f"{'cell':16} {'system':13} {'answers':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
             f"{'+p50 ms':>8} {'+p99 ms':>8} {'ttfb50':>8} {'err':>4}")
     print(head)
     print("-" * len(head))
@@ -76,11 +78,14 @@ def report(result: dict[str, Any]) -> None:
                 continue
             numbers = " ".join(_ms(f.get(k)) for k in (
                 "p50_ms", "p99_ms", "added_p50_ms", "added_p99_ms", "ttfb_p50_ms"))
-            print(f"{cell:16} {system:12} {f['rps']:9.0f} {numbers} {f['errors']:4}")
-    print("\nready s / RSS MB after the run / buffering probe (upstream pauses 200 ms):")
+            print(f"{cell:16} {system:13} {f['requests']:7} {f['rps']:8.0f} {numbers} "
+                  f"{f['errors']:4}")
+    print("\nready (wall s, CPU s) / RSS MB after the run / buffering probe "
+          "(the upstream pauses 200 ms):")
     for name, info in result["systems"].items():
         probe = result["buffering_probe"].get(name, {})
-        print(f"  {name:12} {info['ready_s']:6.2f} s {result['rss_mb'].get(name, 0):7.1f} MB  "
+        print(f"  {name:13} {info['ready_s']:6.2f} s {info['ready_cpu_s']:6.2f} s "
+              f"{result['rss_mb'].get(name, 0):7.1f} MB  "
               f"first byte {probe.get('ttfb_ms')} ms of {probe.get('total_ms')} ms")
     print("\nratios (throughput):")
     for cell, r in result["ratios"].items():
