@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,17 @@ def run_cell(system: System, tmpl: Path, *, conc: int, seconds: int, stream: boo
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
 
 
+def median_of(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell's figures from its turns: answers and errors summed, the rest the median."""
+    out: dict[str, Any] = {"requests": sum(t["requests"] for t in turns),
+                           "errors": sum(t["errors"] for t in turns), "turns": len(turns)}
+    for key in ("rps", "p50_ms", "p99_ms", "ttfb_p50_ms", "ttfb_p99_ms"):
+        values = [t[key] for t in turns if t.get(key) is not None]
+        out[key] = round(statistics.median(values), 4) if values else None
+    out["rps"] = out["rps"] or 0.0
+    return out
+
+
 def probe_buffering(system: System, body: bytes) -> dict[str, float]:
     """One streamed answer whose upstream pauses 200 ms after its first chunk: a proxy that
     relays chunks shows the first byte long before the end; one that buffers does not."""
@@ -117,9 +129,11 @@ def cells(quick: bool) -> list[tuple[bool, int, int]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=3, help="per cell and system")
+    parser.add_argument("--seconds", type=int, default=1, help="per turn of a cell")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="turns per cell and system (the median is reported)")
     parser.add_argument("--quick", action="store_true",
-                        help="CI smoke: 3 cells, 1 s each, no LiteLLM, no lictor-full")
+                        help="CI smoke: 3 cells, one 1 s turn each, no LiteLLM, no lictor_full")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--baseline", metavar="REV",
                         help="also run lictor as of this git revision (before/after)")
@@ -127,6 +141,7 @@ def main() -> int:
     parser.add_argument("--png", type=Path, default=HERE / "results" / "compare.png")
     args = parser.parse_args()
     seconds = 1 if args.quick else args.seconds
+    turns = 1 if args.quick else args.rounds
     with_litellm = not (args.quick or args.no_litellm)
     wrk = ensure_wrk()
     started = time.monotonic()
@@ -169,22 +184,26 @@ def main() -> int:
             for system in targets:  # warm-up, not recorded
                 run_cell(system, templates[False, 1], conc=4, seconds=1, stream=False,
                          tag=f"warm{system.name}", wrk=wrk)
-            results: dict[str, dict[str, Any]] = {s.name: {} for s in targets}
+            rounds: dict[str, dict[str, list[dict[str, Any]]]] = {s.name: {} for s in targets}
             for n, (stream, kb, conc) in enumerate(cells(args.quick)):
                 key = f"{'stream' if stream else 'plain'}_{kb}k_c{conc}"
                 print(f"cell {key}...", flush=True)
-                for k in range(len(targets)):
-                    system = targets[(n + k) % len(targets)]
-                    results[system.name][key] = run_cell(
-                        system, templates[stream, kb], conc=conc, seconds=seconds,
-                        stream=stream, tag=f"{key}-{system.name}", wrk=wrk)
+                for r in range(turns):  # short turns in rotation: a burst of other
+                    for k in range(len(targets)):  # work on the machine hits one turn
+                        system = targets[(n + r + k) % len(targets)]
+                        rounds[system.name].setdefault(key, []).append(run_cell(
+                            system, templates[stream, kb], conc=conc, seconds=seconds,
+                            stream=stream, tag=f"{key}-{system.name}-{r}", wrk=wrk))
+            results = {name: {key: median_of(turns) for key, turns in by_cell.items()}
+                       for name, by_cell in rounds.items()}
             slow = template(1, True, model="bench-slow")
             probes = {s.name: probe_buffering(s, slow) for s in targets}
             rss = {s.name: round(s.rss_mb(), 1) for s in targets if s.proc}
         finally:
             for system in reversed(running):
                 system.stop()
-    result = {**run_header(), "seconds_per_cell": seconds, "loader": "wrk" if wrk else "aiohttp",
+    result = {**run_header(), "seconds_per_cell": seconds, "rounds": turns,
+              "loader": "wrk" if wrk else "aiohttp",
               "upstream_alone_c32_1k": check, "systems": systems.describe(targets),
               "cells": results, "buffering_probe": probes, "rss_mb": rss,
               "baseline": args.baseline, "litellm_presidio_guardrail": (
