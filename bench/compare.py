@@ -129,7 +129,8 @@ def cells(quick: bool) -> list[tuple[bool, int, int]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=1, help="per turn of a cell")
+    parser.add_argument("--seconds", type=int, default=1,
+                        help="per turn of a cell at concurrency 1 (twice that above)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="turns per cell and system (the median is reported)")
     parser.add_argument("--quick", action="store_true",
@@ -192,7 +193,8 @@ def main() -> int:
                     for k in range(len(targets)):  # work on the machine hits one turn
                         system = targets[(n + r + k) % len(targets)]
                         rounds[system.name].setdefault(key, []).append(run_cell(
-                            system, templates[stream, kb], conc=conc, seconds=seconds,
+                            system, templates[stream, kb], conc=conc,
+                            seconds=seconds if conc == 1 else 2 * seconds,
                             stream=stream, tag=f"{key}-{system.name}-{r}", wrk=wrk))
             results = {name: {key: median_of(turns) for key, turns in by_cell.items()}
                        for name, by_cell in rounds.items()}

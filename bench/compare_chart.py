@@ -39,7 +39,8 @@ def main(result_path: str, png_path: str) -> None:
         ax.grid(axis="y", alpha=0.3)
     top.legend(ncol=len(names), fontsize=8)
     top.set_title(f"bench/compare: {result['machine']}, {result['date']}, "
-                  f"{result['rounds']} x {result['seconds_per_cell']} s per cell", fontsize=10)
+                  f"{result['rounds']} x {result['seconds_per_cell']} s (c=1) or "
+                  f"{2 * result['seconds_per_cell']} s per cell", fontsize=10)
     fig.tight_layout()
     Path(png_path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path, dpi=90)

@@ -66,7 +66,8 @@ def report(result: dict[str, Any]) -> None:
     derive(result)
     cells: dict[str, dict[str, Any]] = result["cells"]
     print(f"\n{result['machine']}, {result['date']}, {result['rounds']} x "
-          f"{result['seconds_per_cell']} s per cell and system, "
+          f"{result['seconds_per_cell']} s (c=1) or {2 * result['seconds_per_cell']} s "
+          "per cell and system, "
           f"load from {result['loader']}")
     head = (f"{'cell':16} {'system':13} {'answers':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
             f"{'+p50 ms':>8} {'+p99 ms':>8} {'ttfb50':>8} {'err':>4}")
