@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -58,7 +59,7 @@ def template(size_kb: int, stream: bool, model: str = "bench-gpt") -> bytes:
 def ensure_wrk() -> str | None:
     """wrk's path, installed from Debian packages when missing and we may; else None."""
     path = shutil.which("wrk")
-    if path is None and shutil.which("apt-get") and Path("/proc/self").stat().st_uid == 0:
+    if path is None and shutil.which("apt-get") and os.geteuid() == 0:
         subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         path = shutil.which("wrk")
@@ -134,7 +135,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="turns per cell and system (the median is reported)")
     parser.add_argument("--quick", action="store_true",
-                        help="CI smoke: 3 cells, one 1 s turn each, no LiteLLM, no lictor_full")
+                        help="CI smoke: 3 cells, one turn each, no LiteLLM, no lictor_full")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--baseline", metavar="REV",
                         help="also run lictor as of this git revision (before/after)")
