@@ -426,10 +426,8 @@ class Gateway:
             tail = [frame(openai_error_body(failure))]
         else:
             tail = [frame(out) for out in finals] + [DONE]
-        try:
-            for data in tail:
-                await resp.write(data)
-            await resp.write_eof()
+        try:  # the last frames and the end of the stream in one write
+            await resp.write_eof(b"".join(tail))
         except ConnectionError:
             log.info("client of %s went away before the end of the stream", ex.rid)
         return resp
@@ -452,8 +450,8 @@ class Gateway:
                 outs = chat.feed(chunk)
                 if chat.held:
                     outs += await self._release_held(resp, chat, ex)
-                for out in outs:
-                    await resp.write(frame(out))
+                if outs:  # one write for what one upstream chunk released
+                    await resp.write(b"".join(map(frame, outs)))
                 if chat.blocked is not None:
                     break
                 chunk = await anext(upstream, None)
