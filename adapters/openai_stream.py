@@ -66,6 +66,7 @@ class ChatStream:
         self.removed_tool_calls: list[str] = []
         self.blocked: Finding | None = None
         self.held: list[HeldCalls] = []  # calls that need approval, to settle, then release
+        self.usage: Any = None  # the last usage the upstream reported
 
     def _choice(self, index: int) -> _Choice:
         state = self._choices.get(index)
@@ -85,6 +86,8 @@ class ChatStream:
 
     def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         """Process one upstream chunk; return what may be released now."""
+        if chunk.get("usage") is not None:
+            self.usage = chunk["usage"]
         if self.blocked is not None:
             return []
         if not self._base:
