@@ -1,6 +1,7 @@
 """A minimal, fast OpenAI-compatible upstream for benchmarks (its own process).
 
-It answers every chat completion with the same small reply, so the benchmark measures
+It answers every chat completion (and Responses, Messages, embeddings request) with the
+same small reply, so the benchmark measures
 the proxy, not the model. It is also an OTLP/HTTP sink (`/v1/traces`, `/v1/metrics`:
 accepted and counted, `GET /otlp` tells how many), so telemetry can be measured with its
 real exporter. Run: python bench/mock_upstream.py --port 9100
@@ -27,12 +28,36 @@ REPLY = json.dumps({
 }).encode()
 
 
+RESPONSES_REPLY = json.dumps({
+    "id": "resp_bench", "object": "response", "created_at": 0, "status": "completed",
+    "model": "bench-upstream",
+    "output": [{"id": "msg_bench", "type": "message", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "annotations": [],
+                             "text": "Done: the report was sent to <EMAIL_1>."}]}],
+    "usage": {"input_tokens": 200, "output_tokens": 10, "total_tokens": 210},
+}).encode()
+MESSAGES_REPLY = json.dumps({
+    "id": "msg_bench", "type": "message", "role": "assistant", "model": "bench-upstream",
+    "content": [{"type": "text", "text": "Done: the report was sent to <EMAIL_1>."}],
+    "stop_reason": "end_turn", "stop_sequence": None,
+    "usage": {"input_tokens": 200, "output_tokens": 10},
+}).encode()
+EMBEDDINGS_REPLY = json.dumps({
+    "object": "list", "model": "bench-upstream",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.125] * 256}],
+    "usage": {"prompt_tokens": 200, "total_tokens": 200},
+}).encode()
+REPLIES = {"/v1/chat/completions": REPLY, "/v1/responses": RESPONSES_REPLY,
+           "/v1/messages": MESSAGES_REPLY, "/v1/embeddings": EMBEDDINGS_REPLY}
+
+
 OTLP_RECEIVED = {"traces": 0, "metrics": 0, "bytes": 0}
 
 
 async def chat(request: web.Request) -> web.Response:
+    """The same small reply for each protocol (chat, Responses, Messages, embeddings)."""
     await request.read()
-    return web.Response(body=REPLY, content_type="application/json")
+    return web.Response(body=REPLIES[request.path], content_type="application/json")
 
 
 async def otlp(request: web.Request) -> web.Response:
@@ -51,7 +76,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
+    for path in REPLIES:
+        app.router.add_post(path, chat)
     app.router.add_post("/v1/traces", otlp)
     app.router.add_post("/v1/metrics", otlp)
     app.router.add_get("/otlp", otlp_received)
