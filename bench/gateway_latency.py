@@ -12,8 +12,9 @@ Prints p50/p99 for each, the latency each proxy adds over direct, and lictor's o
 
     python bench/gateway_latency.py [--requests 2000] [--json bench/results/latency.json]
 
-After Chat Completions it measures the Responses API, Anthropic Messages and embeddings
-the same way (`--protocols`), each with the same content as the chat request.
+The Responses API, Anthropic Messages and embeddings (`--protocols`) join the same
+rotation, each with the same content as the chat request, each through its own endpoint of
+the same three targets.
 
 `--telemetry` adds a fourth target in the same rotation: a second lictor with telemetry on,
 exporting over OTLP/HTTP (batched spans, metrics every 30 s) to the mock upstream, which
@@ -115,15 +116,17 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) ->
 
 
 async def measure(urls: list[str], n: int, warmup: int,
-                  make: Callable[[int], bytes] = payload) -> list[list[float]]:
-    """Milliseconds per request for each URL; the order rotates every round."""
+                  makes: list[Callable[[int], bytes]] | None = None) -> list[list[float]]:
+    """Milliseconds per request for each URL (its body from `makes`, default the chat
+    payload); the order rotates every round, so drift hits every target alike."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    makes = makes or [payload] * len(urls)
     out: list[list[float]] = [[] for _ in urls]
     async with aiohttp.ClientSession() as session:
         for i in range(warmup + n):
-            body = make(i)
             for k in range(len(urls)):
                 j = (i + k) % len(urls)
+                body = makes[j](i)
                 t0 = time.perf_counter()
                 async with session.post(urls[j], data=body, headers=headers) as resp:
                     await resp.read()
@@ -210,12 +213,14 @@ def main() -> int:
             for port, proc in zip(ports[3:], procs[3:], strict=True):
                 wait_ready(port, proc)
             urls = [f"http://127.0.0.1:{p}/v1/chat/completions" for p in ports]
-            samples = asyncio.run(measure(urls, args.requests, args.warmup))
-            per_protocol = {  # the same three targets, side by side, one protocol at a time
-                name: asyncio.run(measure(
-                    [f"http://127.0.0.1:{p}/v1/{PROTOCOLS[name][0]}" for p in ports[:3]],
-                    args.requests, args.warmup, PROTOCOLS[name][1]))
-                for name in others}
+            makes: list[Callable[[int], bytes]] = [payload] * len(urls)
+            for name in others:  # the other protocols join the same rotation
+                urls += [f"http://127.0.0.1:{p}/v1/{PROTOCOLS[name][0]}" for p in ports[:3]]
+                makes += [PROTOCOLS[name][1]] * 3
+            samples = asyncio.run(measure(urls, args.requests, args.warmup, makes))
+            per_protocol = {name: samples[len(ports) + 3 * k: len(ports) + 3 * k + 3]
+                            for k, name in enumerate(others)}
+            samples = samples[:len(ports)]
             if args.telemetry:
                 for proc in procs[3:]:  # its last spans are flushed while it stops
                     proc.terminate()
