@@ -133,8 +133,7 @@ def apply_request(
     doc = _CopyOnWrite(body)
     for segment, text in zip(action.segments, masked_texts, strict=True):
         if text != segment.text:
-            value = json.loads(text) if segment.path[-1] == JSON_KEY else text
-            doc.set(segment.path, value)
+            doc.set(segment.path, _masked_input(text) if segment.path[-1] == JSON_KEY else text)
     if decision.removed_offered_tools:
         removed = set(decision.removed_offered_tools)
         kept = [t for t in body["tools"] if t["name"] not in removed]
@@ -144,6 +143,28 @@ def apply_request(
             doc.root.pop("tools", None)
             doc.root.pop("tool_choice", None)
     return doc.root
+
+
+def _masked_input(text: str) -> Any:
+    """A tool_use `input` back from its masked JSON text; refused if masking broke it
+    (personal data outside a JSON string), rather than sent unmasked."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ProtocolError(400, "a tool_use input holds personal data outside a JSON string, "
+                            "which lictor cannot mask in place", param="messages",
+                            code="unmaskable_input") from None
+
+
+def restore_json(value: Any, vault: PlaceholderVault) -> Any:
+    """A JSON value with the placeholders in its strings put back (quotes stay valid)."""
+    if isinstance(value, str):
+        return vault.restore(value)
+    if isinstance(value, dict):
+        return {k: restore_json(v, vault) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore_json(v, vault) for v in value]
+    return value
 
 
 def tool_call(block: dict[str, Any]) -> ToolCall:
@@ -191,11 +212,6 @@ def usage_tokens(usage: Any) -> int:
                if isinstance(v := usage.get(k), int))
 
 
-def restore_input(value: Any, vault: PlaceholderVault) -> Any:
-    """A tool_use `input` object with its placeholders put back."""
-    return json.loads(vault.restore(json.dumps(value, ensure_ascii=False)))
-
-
 def apply_response(
     resp: dict[str, Any], decision: Decision, vault: PlaceholderVault
 ) -> dict[str, Any]:
@@ -213,7 +229,7 @@ def apply_response(
         elif kind == "tool_use":
             if str(block.get("id") or "") in removed:
                 continue
-            out.append({**block, "input": restore_input(block.get("input"), vault)})
+            out.append({**block, "input": restore_json(block.get("input"), vault)})
         else:
             out.append(block)
     if notes:

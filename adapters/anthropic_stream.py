@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lictor.adapters.anthropic_messages import error_body
+from lictor.adapters.anthropic_messages import error_body, restore_json
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.openai_stream import AuthorizeCalls, CheckText, HeldCalls
@@ -143,11 +143,11 @@ class MessagesStream(Findings):
                          "delta": {"type": "text_delta", "text": note}}]
             else:
                 start = self._tools[item][0]
+                restored = json.dumps(restore_json(call.arguments, self._vault))
                 out += [{"type": "content_block_start", "index": item,
                          "content_block": {**start, "input": {}}},
                         {"type": "content_block_delta", "index": item,
-                         "delta": {"type": "input_json_delta",
-                                   "partial_json": self._vault.restore(call.raw_arguments)}}]
+                         "delta": {"type": "input_json_delta", "partial_json": restored}}]
             out.append({"type": "content_block_stop", "index": item})
         delta = self._delta
         if finish == "tool_use" and all(c.call_id in removed for c in calls):

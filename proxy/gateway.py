@@ -244,7 +244,10 @@ class Gateway:
             except ProtocolError as err:
                 return ex.error(err)
             return ex.error(policy_error(blocking(decision), "request"))
-        ex.body = wire.adapter.apply_request(body, action, outcome.masked_texts, decision)
+        try:
+            ex.body = wire.adapter.apply_request(body, action, outcome.masked_texts, decision)
+        except ProtocolError as err:  # masked text that no longer fits its place
+            return self._reject(request, rid, principal, err, wire)
         if stream:
             return await gateway_stream.relay(self, request, ex)
         return await model_exchange.complete(self, ex)

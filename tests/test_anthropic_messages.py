@@ -211,3 +211,14 @@ def test_messages_through_litellm_router(start_lictor, stream: bool) -> None:
         assert [(u.name, u.input) for u in uses] == [("get_weather", {"city": "Rome"})]
         assert provider.received[-1].path == "/v1/chat/completions"
         assert EMAIL not in provider.last_text() and "<EMAIL_1>" in provider.last_text()
+
+
+def test_unknown_fields_pass_through(server: BackgroundServer, claude: MockAnthropic) -> None:
+    client(server).messages.create(
+        model="mock-claude", max_tokens=8, metadata={"user_id": "u-1"},
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}],
+        extra_body={"x_vendor_option": [1, 2]})
+    sent = claude.received[-1].body
+    assert sent["x_vendor_option"] == [1, 2] and sent["metadata"] == {"user_id": "u-1"}
+    assert sent["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
