@@ -15,15 +15,10 @@ from lictor.adapters.anthropic_messages import error_body, restore_json
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.openai_stream import AuthorizeCalls, CheckText, HeldCalls
+from lictor.adapters.sse import named_frame as frame
 from lictor.adapters.stream_text import Findings, TextGate
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, ToolCall
-
-
-def frame(event: dict[str, Any]) -> bytes:
-    """An event as Anthropic frames it: `event: <type>` then its JSON `data`."""
-    data = json.dumps(event, separators=(",", ":")).encode()
-    return b"event: " + str(event.get("type", "message")).encode() + b"\ndata: " + data + b"\n\n"
 
 
 def error_frame(err: ProtocolError) -> bytes:

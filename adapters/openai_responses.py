@@ -170,11 +170,6 @@ def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
              "finish_reason": resp.get("status")}]
 
 
-def usage_tokens(usage: Any) -> int:
-    total = usage.get("total_tokens") if isinstance(usage, dict) else None
-    return total if isinstance(total, int) else 0
-
-
 def note_item(notes: list[str], seed: str) -> dict[str, Any]:
     """An assistant message item telling the agent which calls lictor withheld and why."""
     return {

@@ -9,23 +9,18 @@ numbers are renumbered in the order events reach the agent.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.openai_responses import apply_response, function_call, note_item, restore_item
 from lictor.adapters.openai_stream import AuthorizeCalls, CheckText, HeldCalls
+from lictor.adapters.sse import named_frame as frame
 from lictor.adapters.stream_text import Findings, TextGate
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, ToolCall, Verdict
 
 FINAL = ("response.completed", "response.incomplete", "response.failed")
-
-
-def frame(event: dict[str, Any]) -> bytes:
-    data = json.dumps(event, separators=(",", ":")).encode()
-    return b"event: " + str(event.get("type", "message")).encode() + b"\ndata: " + data + b"\n\n"
 
 
 def error_frame(err: ProtocolError) -> bytes:

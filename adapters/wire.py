@@ -97,7 +97,7 @@ CHAT = Wire(
 RESPONSES_WIRE = Wire(
     openai_responses,
     complete=RESPONSES.complete, error_body=openai_error_body,
-    usage_tokens=openai_responses.usage_tokens, open_stream=responses_stream.ResponsesStream,
+    open_stream=responses_stream.ResponsesStream,
     stream=RESPONSES.stream, frame=responses_stream.frame,
     error_frame=responses_stream.error_frame,
 )

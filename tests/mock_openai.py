@@ -14,11 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from lictor.adapters import anthropic_stream
 from lictor.adapters.backends import responses_via_chat
 from lictor.adapters.backends.base import Route
 from lictor.adapters.backends.local_model import LocalModelBackend
-from lictor.adapters.sse import DONE, frame
+from lictor.adapters.sse import DONE, frame, named_frame
 from lictor.proxy.server import AppThread
 
 
@@ -87,7 +86,7 @@ class MockOpenAI(AppThread):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         async for event in events:
-            await resp.write(anthropic_stream.frame(event))
+            await resp.write(named_frame(event))
         await resp.write_eof()
         return resp
 
