@@ -204,7 +204,7 @@ def test_messages_through_litellm_router(start_lictor, stream: bool) -> None:
             models=[{"name": "smart", "backend": "litellm", "upstream_model": "backup"}],
             litellm=router_config(provider.base_url, provider.base_url))
         # no `tools` offered: litellm 1.106.2 with tools imports its MCP client, which fails
-        # against the mcp SDK the dev lock pins (a litellm/mcp incompatibility)
+        # against the mcp SDK the dev lock pins (chat alike; the serve lock has no mcp)
         text, uses, _ = run(server, stream, model="smart", messages=[
             {"role": "user", "content": f'Mail {EMAIL}.\nCALL get_weather {{"city": "Rome"}}'}])
         assert text == f"Mail {EMAIL}."
