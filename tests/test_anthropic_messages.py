@@ -222,3 +222,15 @@ def test_unknown_fields_pass_through(server: BackgroundServer, claude: MockAnthr
     sent = claude.received[-1].body
     assert sent["x_vendor_option"] == [1, 2] and sent["metadata"] == {"user_id": "u-1"}
     assert sent["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_failure_is_anthropic_error_and_audited(start_lictor, stream: bool) -> None:
+    with MockAnthropic(fail_status=500) as failing:
+        server = start_lictor(models=[{"name": "c", "backend": "passthrough",
+                                       "base_url": failing.base_url}])
+        with pytest.raises(anthropic.InternalServerError) as info:
+            run(server, stream, model="c", messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 502
+    assert info.value.body["error"]["type"] == "api_error"
+    assert [r["kind"] for r in audit_rows(server)] == ["model_request", "upstream_error"]
