@@ -39,6 +39,7 @@ class MessagesStream(Findings):
         self._waiting: list[dict[str, Any] | int] = []  # events (or tool indexes) held back
         self._delta: dict[str, Any] = {}  # the held message_delta
         self.stop_reason: str | None = None
+        self._stopped = False  # message_stop seen: the stream is whole
         self.usage: dict[str, Any] = {}
         self.removed_tool_calls: list[str] = []
         self._audit_calls: list[dict[str, str]] = []  # every tool use, masked, for the audit
@@ -86,6 +87,8 @@ class MessagesStream(Findings):
             tail = [{"type": "content_block_delta", "index": index,
                      "delta": {"type": "text_delta", "text": rest}}] if rest else []
             return self._out([*tail, event])
+        elif kind == "message_stop":
+            self._stopped = True
         elif kind == "message_delta":
             self.usage.update(event.get("usage") or {})
             self.stop_reason = (event.get("delta") or {}).get("stop_reason")
@@ -152,7 +155,11 @@ class MessagesStream(Findings):
         return [*out, delta]
 
     def finish(self) -> list[dict[str, Any]]:
-        """End of the upstream stream: nothing is released that was not decided."""
+        """End of the upstream stream; one cut short (no `message_stop`) is a 502, so a
+        truncated answer is never passed off as whole."""
+        if not self._stopped:
+            raise ProtocolError(502, "the upstream stream ended before message_stop "
+                                "(truncated)", error_type="upstream_error")
         return []
 
     def audit_content(self) -> list[dict[str, Any]]:

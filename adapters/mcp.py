@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from lictor.adapters.json_body import JsonBodyError, parse_json_bytes
 from lictor.enforcement.types import (
     Action,
     ActionKind,
@@ -94,17 +95,12 @@ def id_key(value: Any) -> str:
     return json.dumps(value)
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_body(raw: bytes) -> Message:
     """A POST body from an agent: one JSON-RPC message. Batches are refused."""
     try:
-        value = json.loads(raw, parse_constant=_no_constants)
-    except (ValueError, UnicodeDecodeError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise JsonRpcError(PARSE_ERROR, f"parse error: the body is not valid JSON ({reason})",
+        value = parse_json_bytes(raw)
+    except JsonBodyError as exc:
+        raise JsonRpcError(PARSE_ERROR, f"parse error: the body is not valid JSON ({exc})",
                            status=400) from None
     if isinstance(value, list):
         raise JsonRpcError(INVALID_REQUEST, "JSON-RPC batches are not accepted: send one "

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import refusal_notes, tool_call_from_wire
 from lictor.enforcement.pii import PlaceholderVault, StreamRestorer
 from lictor.enforcement.types import STOPS, Decision, Finding, ToolCall
@@ -51,6 +52,49 @@ class HeldCalls:
     finish: str | None
 
 
+MAX_INDEX = 1024  # choices and tool calls per chunk: far above what any provider sends
+
+
+def _malformed(why: str) -> ProtocolError:
+    return ProtocolError(502, f"the upstream sent a malformed stream chunk: {why}",
+                         error_type="upstream_error", code="bad_upstream_stream")
+
+
+def _index(value: Any, what: str) -> None:
+    if type(value) is not int or not 0 <= value < MAX_INDEX:
+        raise _malformed(f"{what} `index` must be a small non-negative integer")
+
+
+def _checked_choices(chunk: Any) -> list[dict[str, Any]]:
+    """The chunk's choices, after checking every field the stream reads has its wire type."""
+    if not isinstance(chunk, dict):
+        raise _malformed("it is not a JSON object")
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise _malformed("`choices` must be an array")
+    for raw in choices:
+        if not isinstance(raw, dict):
+            raise _malformed("each choice must be an object")
+        _index(raw.get("index", 0), "a choice's")
+        delta = raw.get("delta") or {}
+        reason = raw.get("finish_reason")
+        if not isinstance(delta, dict) or not isinstance(delta.get("content") or "", str):
+            raise _malformed("`delta` must be an object with string `content`")
+        if reason is not None and not isinstance(reason, str):
+            raise _malformed("`finish_reason` must be a string")
+        calls = delta.get("tool_calls") or []
+        if not isinstance(calls, list):
+            raise _malformed("`delta.tool_calls` must be an array")
+        for call in calls:
+            fn = call.get("function") or {} if isinstance(call, dict) else None
+            if not isinstance(fn, dict):
+                raise _malformed("each tool call must be an object with a `function` object")
+            _index(call.get("index", 0), "a tool call's")
+            if not all(isinstance(fn.get(k) or "", str) for k in ("name", "arguments")):
+                raise _malformed("a tool call's `function.name` and `arguments` must be strings")
+    return choices
+
+
 class ChatStream:
     """Feed upstream chunks in; get the chunks to send to the agent out."""
 
@@ -85,17 +129,21 @@ class ChatStream:
         return {**self._base, "choices": choices}
 
     def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
-        """Process one upstream chunk; return what may be released now."""
-        if chunk.get("usage") is not None:
-            self.usage = chunk["usage"]
+        """Process one upstream chunk; return what may be released now.
+
+        A chunk that is not shaped like a chat completion chunk raises a 502 `ProtocolError`:
+        the stream ends with an error event, never with half-checked text."""
         if self.blocked is not None:
             return []
+        choices = _checked_choices(chunk)
+        if chunk.get("usage") is not None:
+            self.usage = chunk["usage"]
         if not self._base:
             self._base = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
         out_choices: list[dict[str, Any]] = []
         finals: list[dict[str, Any]] = []
-        for raw in chunk.get("choices") or []:
-            index = int(raw.get("index", 0))
+        for raw in choices:
+            index = raw.get("index", 0)
             state = self._choice(index)
             delta = dict(raw.get("delta") or {})
             text = delta.get("content")
@@ -124,7 +172,7 @@ class ChatStream:
 
     @staticmethod
     def _collect_call(state: _Choice, wire_call: dict[str, Any]) -> None:
-        pending = state.calls.setdefault(int(wire_call.get("index", 0)), _PendingCall())
+        pending = state.calls.setdefault(wire_call.get("index", 0), _PendingCall())
         if wire_call.get("id"):
             pending.call_id = str(wire_call["id"])
         fn = wire_call.get("function") or {}

@@ -184,7 +184,11 @@ class ResponsesStream(Findings):
         return self._out([*out, self._finish_final(decision)], wait=False)
 
     def finish(self) -> list[dict[str, Any]]:
-        """End of the upstream stream: nothing is released that was not decided."""
+        """End of the upstream stream; one cut short (no final `response.*` event) is a 502,
+        so a truncated answer is never passed off as whole."""
+        if not self._final:
+            raise ProtocolError(502, "the upstream stream ended before its final response "
+                                "event (truncated)", error_type="upstream_error")
         return []
 
     def audit_content(self) -> list[dict[str, Any]]:

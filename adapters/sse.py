@@ -11,11 +11,18 @@ class SseFormatError(ValueError):
     pass
 
 
-async def read_events(lines: AsyncIterable[bytes]) -> AsyncIterator[str]:
-    """Yield each event's `data` (multi-line data joined by newlines); stop at `[DONE]`."""
+async def read_events(lines: AsyncIterable[bytes], *, until_done: bool = False
+                      ) -> AsyncIterator[str]:
+    """Yield each event's `data` (multi-line data joined by newlines); stop at `[DONE]`.
+
+    With `until_done`, a stream that ends without `[DONE]` was cut short (OpenAI always sends
+    it): that is an `SseFormatError`, so a truncated answer is never passed off as whole."""
     data: list[str] = []
     async for raw in lines:
-        line = raw.decode("utf-8").rstrip("\r\n")
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise SseFormatError("upstream sent an event stream that is not UTF-8") from None
         if not line:
             if data:
                 event = "\n".join(data)
@@ -29,12 +36,17 @@ async def read_events(lines: AsyncIterable[bytes]) -> AsyncIterator[str]:
         field, _, value = line.partition(":")
         if field == "data":
             data.append(value.removeprefix(" "))
-    if data and "\n".join(data) != "[DONE]":
+    if data and "\n".join(data) == "[DONE]":
+        return
+    if until_done:
+        raise SseFormatError("the upstream stream ended before `data: [DONE]` (truncated)")
+    if data:
         yield "\n".join(data)
 
 
-async def read_json_events(lines: AsyncIterable[bytes]) -> AsyncIterator[dict[str, Any]]:
-    async for event in read_events(lines):
+async def read_json_events(lines: AsyncIterable[bytes], *, until_done: bool = False
+                           ) -> AsyncIterator[dict[str, Any]]:
+    async for event in read_events(lines, until_done=until_done):
         try:
             value = json.loads(event)
         except ValueError as exc:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from measure import free_port, percentile, run_header, write_json
+from measure import free_port, percentile, run_header, write_config, write_json
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-agent"
@@ -183,11 +183,10 @@ def main() -> int:
                        {"name": "bench-claude", "backend": "passthrough",
                         "base_url": upstream_url}],
         }
-        config.write_text(json.dumps(settings))
-        otel_config = Path(tmp) / "lictor-otel.yaml"
-        otel_config.write_text(json.dumps({**settings, "data_dir": str(Path(tmp) / "var-otel"),
-                                           "telemetry": {"exporter": "otlp",
-                                                         "endpoint": upstream_url[:-3]}}))
+        write_config(config, settings)
+        otel_config = write_config(Path(tmp) / "lictor-otel.yaml", {
+            **settings, "data_dir": str(Path(tmp) / "var-otel"),
+            "telemetry": {"exporter": "otlp", "endpoint": upstream_url[:-3]}})
         try:
             procs.append(subprocess.Popen(
                 [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(up_port)]))

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 from gateway_latency import wait_ready
-from measure import free_port, percentile, run_header, write_json
+from measure import free_port, percentile, run_header, write_config, write_json
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-agent"
@@ -97,12 +97,12 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "lictor.yaml"
-        config.write_text(json.dumps({
+        write_config(config, {
             "data_dir": str(Path(tmp) / "var"),
             "agents": [{"id": "bench-agent", "team": "bench", "key": KEY}],
             "mcp_servers": [{"name": "sse", "url": sse_url, "pin": "first_use"},
                             {"name": "json", "url": json_url, "pin": "first_use"}],
-        }))
+        })
         try:
             for port, extra in ((sse_port, []), (json_port, ["--json"])):
                 procs.append(subprocess.Popen(

@@ -36,3 +36,11 @@ def run_header() -> dict[str, Any]:
     return {"machine": f"{platform.node()}, {os.cpu_count()} cores, "
                        f"Python {platform.python_version()}",
             "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def write_config(path: Path, settings: dict[str, Any]) -> Path:
+    """A lictor config file only its owner can read: `lictor serve` refuses keys in the
+    clear in a file others may read."""
+    path.write_text(json.dumps(settings))
+    path.chmod(0o600)
+    return path

@@ -14,14 +14,15 @@ audited with who did it and why.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from lictor.adapters.errors import ProtocolError
+from lictor.adapters.json_body import JsonBodyError, parse_json_bytes
 from lictor.enforcement.approvals import ApprovalError
 from lictor.enforcement.limits import kill_key
 from lictor.enforcement.types import Principal
@@ -155,14 +156,24 @@ class AdminApi:
         add("DELETE", "/admin/agents/{agent_id}/kill", wrap(self.revive))
 
 
-async def read_reason(request: web.Request) -> str:
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """An admin request's JSON object body (strict JSON; empty means {})."""
     raw = await request.read()
+    if raw and request.content_type != "application/json":
+        raise ProtocolError(415, "Content-Type must be application/json, not "
+                            f"{request.content_type or 'absent'}", code="unsupported_media_type")
     try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        raise ProtocolError(400, "the body must be JSON: {\"reason\": \"...\"}",
+        body = parse_json_bytes(raw) if raw else {}
+    except JsonBodyError as exc:
+        raise ProtocolError(400, f"the body must be a JSON object: {exc}",
                             code="invalid_json") from None
-    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise ProtocolError(400, "the body must be a JSON object", code="invalid_request")
+    return body
+
+
+async def read_reason(request: web.Request) -> str:
+    reason = (await read_body(request)).get("reason")
     if not isinstance(reason, str) or not reason.strip():
         raise ProtocolError(400, "say why: {\"reason\": \"...\"} is required",
                             code="reason_required")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -102,8 +103,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def _serve(args: argparse.Namespace) -> int:
     from lictor.proxy.server import serve
+    from lictor.proxy.startup_checks import check_safe_to_serve
 
-    serve(load_config(args.config, _overrides(args)))
+    config = load_config(args.config, _overrides(args))
+    env_path = os.environ.get("LICTOR_CONFIG")
+    check_safe_to_serve(config, args.config or (Path(env_path) if env_path else None))
+    serve(config)
     return 0
 
 

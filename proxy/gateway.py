@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from lictor.adapters.errors import ProtocolError
+from lictor.adapters.json_body import JsonBodyError, parse_json_bytes
 from lictor.adapters.wire import CHAT, EMBEDDINGS, MESSAGES_WIRE, RESPONSES_WIRE, Wire
 from lictor.audit import AuditStore, AuditWriteError
 from lictor.audit.checkpoints import Checkpointer
@@ -130,10 +131,9 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid UTF-8"
-            raise ProtocolError(400, f"request body is not valid JSON: {reason}",
+            return parse_json_bytes(raw)
+        except JsonBodyError as exc:
+            raise ProtocolError(400, f"request body is not valid JSON: {exc}",
                                 code="invalid_json") from None
 
     def _authenticate(self, request: web.Request) -> Principal:

@@ -94,7 +94,12 @@ async def relay(gw: Gateway, request: web.Request, ex: Exchange) -> web.StreamRe
     })
     await resp.prepare(request)
     failure = await pump(gw, resp, gov, upstream, first=first, ex=ex)
-    finals = gov.finish() if failure is None and gov.blocked is None else []
+    finals: list[dict[str, Any]] = []
+    if failure is None and gov.blocked is None:
+        try:
+            finals = gov.finish()
+        except ProtocolError as err:  # the upstream stream was cut short
+            failure = err
     if gov.held and failure is None:
         try:
             finals += await release_held(gw, resp, gov, ex)

@@ -10,7 +10,6 @@ definition the reviewer read. Admin keys only; every approval is audited with wh
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ from aiohttp import web
 from lictor.adapters.errors import ProtocolError
 from lictor.enforcement.types import Principal
 from lictor.proxy import audit_entries
-from lictor.proxy.admin_api import AdminApi, read_reason
+from lictor.proxy.admin_api import AdminApi, read_body, read_reason
 from lictor.proxy.mcp_pins import PinConflict, PinStore, ToolPin
 
 
@@ -60,7 +59,7 @@ class McpAdminApi:
         server, tool = request.match_info["server"], request.match_info["tool"]
         gateway = self.admin.gateway
         reason = await read_reason(request)
-        digest = json.loads(await request.read()).get("digest")
+        digest = (await read_body(request)).get("digest")
         if digest is not None and not isinstance(digest, str):
             raise ProtocolError(400, "`digest` must be a string", code="invalid_request")
         try:

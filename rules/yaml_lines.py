@@ -49,12 +49,24 @@ class YamlSyntaxError(ValueError):
         self.line = line
 
 
+def _forbidden_character(text: str, exc: yaml.reader.ReaderError) -> YamlSyntaxError:
+    """A character YAML does not allow (NUL, most controls), with its line."""
+    line = text.count("\n", 0, max(exc.position, 0)) + 1
+    char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
+    return YamlSyntaxError(line, f"character U+{char:04X} is not allowed in YAML: remove it")
+
+
 def load_located(text: str) -> LocatedYaml:
     """Parse one YAML document with the safe loader, keeping the node tree."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _forbidden_character(text, exc) from exc
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
+    except yaml.reader.ReaderError as exc:
+        raise _forbidden_character(text, exc) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1

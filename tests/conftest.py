@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from mock_openai import MockOpenAI
 
 from lictor.proxy.config import load_config
@@ -17,6 +18,15 @@ from lictor.proxy.server import BackgroundServer
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 DEMO_KEY = "sk-lictor-demo"
+
+# Fuzz targets (tests/test_fuzz_*.py): a short bounded run in CI, a long one with
+# `scripts/fuzz` (HYPOTHESIS_PROFILE=long). No example database: runs stay reproducible
+# from the seed hypothesis prints on failure, and nothing is written into the repo.
+settings.register_profile("ci", max_examples=150, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=20_000, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

@@ -85,3 +85,31 @@ def test_audit_evidence_bench_runs(tmp_path: Path) -> None:
         assert figures["appends"][name]["records_per_s"] > 0
     assert figures["evidence"]["export_records"] == 429  # agent-3: 1 record in 7
     assert 0 < figures["evidence"]["checkpoint_ms"] < 1000
+
+
+def test_crash_loop_bench_runs(tmp_path: Path) -> None:
+    """Two rounds of kill -9 under load (the long run is `bench/crash_loop.py --rounds 20`)."""
+    out = tmp_path / "crash.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "crash_loop.py"), "--rounds", "2",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False, cwd=ROOT / "bench",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["kills"] == 2 and figures["failed_rounds"] == 0
+    assert figures["answered"] > 0 and figures["records"] >= figures["answered"]
+
+
+def test_soak_bench_runs(tmp_path: Path) -> None:
+    """A short soak (the long run is `bench/soak.py --requests 200000`)."""
+    out = tmp_path / "soak.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--requests", "600",
+         "--concurrency", "8", "--json", str(out)],
+        capture_output=True, text=True, timeout=240, check=False, cwd=ROOT / "bench",
+    )
+    figures = json.loads(out.read_text())
+    assert figures["audit_verifies"] and figures["unexpected"] == {}, result.stdout
+    assert figures["complete_record_sets"] == figures["requests"] == 600
+    assert set(figures["rss_mb"]) == {"start", "after_warmup", "end"}

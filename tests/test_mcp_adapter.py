@@ -86,12 +86,13 @@ def test_tool_call_and_its_arguments() -> None:
         assert (info.value.code, info.value.id) == (mcp.INVALID_PARAMS, 8)
 
 
-def test_duplicate_keys_are_forwarded_as_checked() -> None:
-    """The checked tool name is the one that goes upstream, whatever a parser would pick."""
+def test_duplicate_keys_are_refused() -> None:
+    """Two parsers may pick different values for a repeated key: the body is refused."""
     raw = (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", '
            b'"params": {"name": "read_file", "name": "delete_records"}}')
-    message = mcp.parse_body(raw)
-    assert json.loads(message.wire())["params"] == {"name": mcp.tool_call(message).name}
+    with pytest.raises(mcp.JsonRpcError) as info:
+        mcp.parse_body(raw)
+    assert info.value.code == mcp.PARSE_ERROR and "'name' appears twice" in info.value.message
 
 
 def test_result_texts_and_masks_put_back() -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from test_chat_stream import allow_all, no_findings, vault_with_email
 
 from lictor.adapters.anthropic_stream import MessagesStream
+from lictor.adapters.errors import ProtocolError
 from lictor.adapters.responses_stream import ResponsesStream
 from lictor.enforcement.types import Decision, Finding, ToolCall, Verdict
 
@@ -25,7 +27,7 @@ def feed_all(stream: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for event in events:
         out.extend(stream.feed(event))
-    return out + stream.finish()
+    return out if stream.blocked is not None else out + stream.finish()
 
 
 def _block(index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -142,3 +144,16 @@ def test_responses_output_rule_blocks_mid_stream() -> None:
     assert [e["type"] for e in out] == ["response.created", "response.output_item.added",
                                         "response.output_text.delta"]
     assert out[-1]["delta"] == "Mail "  # released before the window saw the whole phrase
+
+
+def test_truncated_streams_are_upstream_errors() -> None:
+    """A stream cut short (no message_stop / no final response event) is never whole."""
+    messages = MessagesStream(vault_with_email(), no_findings, allow_all)
+    responses = ResponsesStream(vault_with_email(), no_findings, allow_all)
+    for stream, events in ((messages, messages_events()[:-1]),
+                           (responses, _responses_events()[:-1])):
+        for event in events:
+            stream.feed(event)
+        with pytest.raises(ProtocolError) as info:
+            stream.finish()
+        assert info.value.status == 502 and "truncated" in info.value.message

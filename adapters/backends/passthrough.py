@@ -130,7 +130,9 @@ class PassthroughBackend:
                 url, data=payload, headers=headers, timeout=timeout
             ) as resp:
                 await _raise_for_status(resp)
-                async for event in read_json_events(resp.content):
+                # chat streams end with `data: [DONE]`; Anthropic's and Responses' do not
+                async for event in read_json_events(resp.content,
+                                                    until_done=path == CHAT_PATH):
                     if isinstance(event.get("error"), dict) or event.get("type") == "error":
                         raise _upstream_error(500, event, None)
                     yield event

@@ -1,0 +1,162 @@
+"""Upstream faults: a provider that hangs, resets, fails, rate-limits, cuts a stream short or
+streams garbage. The agent always gets a clear OpenAI-format error (or an error event ending
+the stream, never `[DONE]`), nothing half-checked, and the failure is audited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import requests
+from aiohttp import web
+from conftest import DEMO_KEY, StartLictor, audit_rows
+
+from lictor.adapters.sse import DONE, frame
+from lictor.proxy.server import AppThread, BackgroundServer
+
+CHUNK = {"id": "c1", "object": "chat.completion.chunk", "model": "m",
+         "choices": [{"index": 0, "delta": {"content": "Hello "}, "finish_reason": None}]}
+
+
+class FaultyUpstream(AppThread):
+    """A loopback provider whose next answers fail the way `mode` says."""
+
+    def __init__(self) -> None:
+        super().__init__(self._app, "127.0.0.1", 0)
+        self.mode = "ok"
+        self.requests = 0
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        return app
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        self.requests += 1
+        mode = self.mode
+        if mode == "hang":
+            await asyncio.sleep(30)
+        if mode == "reset":
+            assert request.transport is not None
+            request.transport.abort()  # RST before any byte of an answer
+            raise web.HTTPBadRequest()
+        if mode in ("500", "503"):
+            return web.json_response({"error": {"message": "overloaded"}}, status=int(mode))
+        if mode == "429":
+            return web.json_response({"error": {"message": "slow down"}}, status=429,
+                                     headers={"Retry-After": "7"})
+        if mode == "not_json":
+            return web.Response(text="<html>bad gateway</html>", content_type="text/html")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(frame(CHUNK))
+        if mode == "truncated":  # a clean end of the body, but no [DONE]
+            await resp.write_eof()
+        elif mode == "cut":  # the connection dies mid-stream
+            await resp.write(b"data: {\"id\": \"c1\", \"cho")
+            assert request.transport is not None
+            request.transport.abort()
+        elif mode == "garbage":
+            await resp.write(b"data: this is not json\n\n")
+        elif mode == "non_utf8":
+            await resp.write(b"data: \xff\xfe\n\n")
+        elif mode == "bad_shape":
+            await resp.write(frame({"id": "c1", "choices": [{"index": "first"}]}))
+        elif mode == "stall":
+            await asyncio.sleep(30)
+        await resp.write(DONE)
+        return resp
+
+
+@pytest.fixture(scope="module")
+def faulty() -> Any:
+    with FaultyUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def gateway(start_lictor: StartLictor, faulty: FaultyUpstream) -> BackgroundServer:
+    return start_lictor(models=[{"name": "flaky", "backend": "passthrough",
+                                 "base_url": faulty.url + "/v1", "timeout_s": 0.5}])
+
+
+def _post(server: BackgroundServer, stream: bool) -> requests.Response:
+    body = {"model": "flaky", "stream": stream,
+            "messages": [{"role": "user", "content": "Hi, I am jane@example.com"}]}
+    return requests.post(server.url + "/v1/chat/completions", json=body, timeout=20,
+                         headers={"Authorization": f"Bearer {DEMO_KEY}"})
+
+
+def _audited_failure(server: BackgroundServer, rid: str) -> dict[str, Any]:
+    rows = [r for r in audit_rows(server) if r["request_id"] == rid]
+    kinds = {r["kind"] for r in rows}
+    assert "model_request" in kinds, kinds
+    [last] = [r for r in rows if r["kind"] != "model_request"]
+    return last
+
+
+@pytest.mark.parametrize(("mode", "status", "code"), [
+    ("hang", 504, "upstream_timeout"),
+    ("reset", 502, "upstream_unreachable"),
+    ("500", 502, "upstream_error"),
+    ("503", 502, "upstream_error"),
+    ("429", 429, "upstream_error"),
+    ("not_json", 502, None),
+])
+def test_whole_answer_faults_are_clear_errors(gateway: BackgroundServer, faulty: FaultyUpstream,
+                                              mode: str, status: int, code: str | None) -> None:
+    faulty.mode = mode
+    resp = _post(gateway, stream=False)
+    assert resp.status_code == status
+    error = resp.json()["error"]
+    assert error["message"] and error["code"] == code
+    if mode == "429":
+        assert resp.headers["Retry-After"] == "7"  # the agent's SDK backs off as asked
+    record = _audited_failure(gateway, resp.headers["x-lictor-request-id"])
+    assert record["status"] == status
+    assert "jane@example.com" not in json.dumps(audit_rows(gateway))
+
+
+@pytest.mark.parametrize(("mode", "status"), [
+    ("hang", 504), ("reset", 502), ("503", 502), ("429", 429)])
+def test_stream_faults_before_the_first_chunk_are_json_errors(
+        gateway: BackgroundServer, faulty: FaultyUpstream, mode: str, status: int) -> None:
+    faulty.mode = mode
+    resp = _post(gateway, stream=True)
+    assert resp.status_code == status
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("mode", "words"), [
+    ("truncated", "truncated"),
+    ("cut", "upstream stream failed"),
+    ("garbage", "not JSON"),
+    ("non_utf8", "not UTF-8"),
+    ("bad_shape", "malformed stream chunk"),
+    ("stall", "stalled"),
+])
+def test_mid_stream_faults_end_with_an_error_event_not_done(
+        gateway: BackgroundServer, faulty: FaultyUpstream, mode: str, words: str) -> None:
+    faulty.mode = mode
+    resp = _post(gateway, stream=True)
+    assert resp.status_code == 200  # the stream had begun
+    events = [line.removeprefix("data: ") for line in resp.text.splitlines() if line]
+    assert events[-1] != "[DONE]", "a broken stream must not look finished"
+    error = json.loads(events[-1])["error"]
+    assert words in error["message"]
+    record = _audited_failure(gateway, resp.headers["x-lictor-request-id"])
+    assert record["stream_error"]["status"] in (502, 504)
+
+
+def test_the_gateway_recovers_when_the_upstream_does(gateway: BackgroundServer,
+                                                     faulty: FaultyUpstream) -> None:
+    faulty.mode = "503"
+    assert _post(gateway, stream=False).status_code == 502
+    faulty.mode = "ok"
+    resp = _post(gateway, stream=True)
+    assert resp.status_code == 200 and resp.text.rstrip().endswith("data: [DONE]")
+    assert "Hello" in resp.text
