@@ -13,6 +13,7 @@ import base64
 import binascii
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -157,6 +158,7 @@ class Checkpointer:
         store.add_signing_key(signer.key_id.hex(), signer.verifier.vkey)
         existing = store.checkpoints()
         self.last_size = existing[-1].size if existing else 0
+        self._signed_at = time.monotonic()
 
     def checkpoint(self, *, force: bool = False, cosigners: Iterable[Signer] = ()
                    ) -> StoredCheckpoint | None:
@@ -167,12 +169,16 @@ class Checkpointer:
                 return None
             note = sign_checkpoint(self.origin, size, root, [self.signer, *cosigners])
             stored = self.store.add_checkpoint(size, note)
-            self.last_size = size
+            self.last_size, self._signed_at = size, time.monotonic()
             return stored
 
     def after_append(self) -> None:
-        """Cheap check on the append path: sign once ``every_records`` new records exist."""
-        if self.store.head[0] - self.last_size >= self.every_records:
+        """Cheap check on the append path: sign once ``every_records`` new records exist,
+        or ``every_s`` after the last checkpoint (for a process with no timer task: the
+        in-process guard)."""
+        new = self.store.head[0] - self.last_size
+        if new >= self.every_records or (
+                new > 0 and time.monotonic() - self._signed_at >= self.every_s):
             self.checkpoint()
 
     async def run(self) -> None:

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -89,6 +89,18 @@ class AppendedRecord:
     seq: int
     hash: str
     record: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Chained:
+    """Entries chained after a head, ready to commit: the new head, rows, leaves, tree."""
+
+    seq: int
+    prev: str
+    tree: CompactRange
+    rows: list[tuple[int, str, str]] = field(default_factory=list)
+    leaves: list[tuple[int, bytes]] = field(default_factory=list)
+    out: list[AppendedRecord] = field(default_factory=list)
 
 
 def _utc_now() -> str:
@@ -256,43 +268,55 @@ class AuditStore:
             if clash:
                 raise ValueError(f"entry may not set reserved keys: {sorted(clash)}")
         with self._lock:
-            seq, prev = self._last_seq, self._last_hash
             now = _utc_now()
-            rows: list[tuple[int, str, str]] = []
-            leaves: list[tuple[int, bytes]] = []
-            tree = self._tree.copy()
-            out: list[AppendedRecord] = []
-            for entry in entries:
-                seq += 1
-                record = dict(entry)
-                record["seq"] = seq
-                record["time"] = now
-                record["prev_hash"] = prev
-                body = canonicalize(record)
-                digest = hashlib.sha256(body).digest()
-                prev = digest.hex()
-                rows.append((seq, prev, body.decode("utf-8")))
-                leaf = leaf_hash(digest)
-                leaves.append((seq, leaf))
-                tree.append(leaf)
-                out.append(AppendedRecord(seq=seq, hash=prev, record=record))
-            if not rows:
-                return out
+            chained = self._chain(entries, now)
+            if not chained.rows:
+                return chained.out
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany(_INSERT_RECORD, rows)
-                    conn.executemany(_INSERT_LEAF, leaves)
-                    conn.execute(_UPSERT_HEAD, (seq, prev, tree.to_bytes()))
+                    row = conn.execute("SELECT seq FROM chain_head WHERE id = 1").fetchone()
+                    if (row[0] if row else 0) != self._last_seq:  # another process appended
+                        last_seq, last_hash, saved = self._load_head(conn, self._path)
+                        tree, missing = self._load_tree(conn, self._path, last_seq, saved)
+                        conn.executemany(_INSERT_LEAF, missing)
+                        self._last_seq, self._last_hash, self._tree = last_seq, last_hash, tree
+                        chained = self._chain(entries, now)
+                    conn.executemany(_INSERT_RECORD, chained.rows)
+                    conn.executemany(_INSERT_LEAF, chained.leaves)
+                    conn.execute(_UPSERT_HEAD, (chained.seq, chained.prev,
+                                                chained.tree.to_bytes()))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise AuditWriteError(f"audit append of record {seq} failed: {exc}") from exc
-            self._last_seq, self._last_hash, self._tree = seq, prev, tree
+                raise AuditWriteError(
+                    f"audit append of record {chained.seq} failed: {exc}") from exc
+            self._last_seq, self._last_hash, self._tree = chained.seq, chained.prev, chained.tree
+        return chained.out
+
+    def _chain(self, entries: Sequence[dict[str, Any]], now: str) -> _Chained:
+        """Entries as records after the current head: rows, leaves, the grown tree."""
+        seq, prev = self._last_seq, self._last_hash
+        out = _Chained(seq, prev, self._tree.copy())
+        for entry in entries:
+            seq += 1
+            record = dict(entry)
+            record["seq"] = seq
+            record["time"] = now
+            record["prev_hash"] = prev
+            body = canonicalize(record)
+            digest = hashlib.sha256(body).digest()
+            prev = digest.hex()
+            out.rows.append((seq, prev, body.decode("utf-8")))
+            leaf = leaf_hash(digest)
+            out.leaves.append((seq, leaf))
+            out.tree.append(leaf)
+            out.out.append(AppendedRecord(seq=seq, hash=prev, record=record))
+        out.seq, out.prev = seq, prev
         return out
 
     def tree_head(self) -> tuple[int, bytes]:

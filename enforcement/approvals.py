@@ -156,7 +156,15 @@ class ApprovalDesk:
         for approval in list(self._by_id.values()):
             if approval.binding == binding and self._expire(approval).status == status:
                 return approval
-        return None
+        # another process on this data dir (a gateway's admin API, an in-process guard)
+        # may have asked for it or decided it since
+        row = self._db.execute("SELECT body FROM approvals WHERE binding = ? AND status = ? "
+                               "ORDER BY rowid DESC LIMIT 1", (binding, status)).fetchone()
+        if row is None:
+            return None
+        approval = _from_json(row[0])
+        self._by_id[approval.id] = approval
+        return approval if self._expire(approval).status == status else None
 
     def take(self, binding: str, request_id: str) -> Approval | None:
         """Use an approved, unexpired approval of exactly this action (once)."""

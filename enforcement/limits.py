@@ -54,11 +54,15 @@ class Limits:
                        f"{spec.description} ({what})", shadow=spec.shadow,
                        retry_after=max(1.0, retry_after))
 
-    def check_request(self, principal: Principal, session: str, out: list[Finding]) -> None:
-        """Kill switch, request rates (this request counts), and budgets already spent."""
+    def check_kill_switch(self, principal: Principal, out: list[Finding]) -> None:
+        """A stopped agent does nothing: every action of it is refused (ASI10)."""
         if self.state.switch(kill_key(principal.agent_id)):
             out.append(Finding(KILL_SWITCH_RULE, Verdict.BLOCK, ("ASI10",), "critical",
                                f"agent {principal.agent_id!r} is stopped by its kill switch"))
+
+    def check_request(self, principal: Principal, session: str, out: list[Finding]) -> None:
+        """Kill switch, request rates (this request counts), and budgets already spent."""
+        self.check_kill_switch(principal, out)
         now = self._clock()
         for rule in self._rules:
             key = self._key(rule, principal, session)

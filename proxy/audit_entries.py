@@ -6,6 +6,7 @@ upstream keys, or request headers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lictor.enforcement.types import Action, Decision, Principal
@@ -84,6 +85,22 @@ def model_request(
             for s, text in zip(action.segments, audit_texts, strict=False)
         ],
     }
+
+
+def redacted_choices(choices: list[dict[str, Any]],
+                     redact: Callable[[str], str]) -> list[dict[str, Any]]:
+    """What a model produced (`openai_chat.produced`), in the form audit keeps."""
+    return [
+        {
+            **c,
+            "content": redact(c["content"]) if isinstance(c.get("content"), str) else None,
+            "tool_calls": [
+                {"name": t["name"], "arguments": redact(t["arguments"])}
+                for t in c.get("tool_calls", [])
+            ],
+        }
+        for c in choices
+    ]
 
 
 def model_response(
@@ -228,3 +245,47 @@ def mcp_tool_approval(
     return _admin_entry(request_id, admin, {"kind": "approve_mcp_tool", "server": server,
                                             "tool": tool, "digest": digest,
                                             "previous_digest": previous}, reason, policy_hash)
+
+
+def tool_call(
+    *,
+    request_id: str,
+    principal: Principal,
+    protocol: str,
+    tool: str,
+    decision: Decision,
+    arguments: str,
+) -> dict[str, Any]:
+    """A tool call an in-process agent is about to run, as decided before it runs;
+    `arguments` redacted."""
+    return {
+        "kind": "tool_call",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "tool_call", "protocol": protocol, "tool": tool},
+        **_decision(decision),
+        "removed_tool_calls": decision.removed_tool_calls,
+        "content": [{"trust": "assistant", "path": ["arguments"], "text": arguments}],
+    }
+
+
+def tool_result(
+    *,
+    request_id: str,
+    principal: Principal,
+    protocol: str,
+    tool: str,
+    decision: Decision,
+    withheld: bool,
+    content: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What a tool returned to an in-process agent, as judged before the agent reads it."""
+    return {
+        "kind": "tool_result",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "tool_result", "protocol": protocol, "tool": tool},
+        **_decision(decision),
+        "withheld": withheld,
+        "content": content,
+    }

@@ -17,7 +17,6 @@ from typing import Any
 from lictor.adapters import mcp
 from lictor.adapters.mcp import JsonRpcError, Kind, Message
 from lictor.enforcement.engine import INTERNAL_ERROR_RULE, Engine
-from lictor.enforcement.limits import KILL_SWITCH_RULE, kill_key
 from lictor.enforcement.types import (
     STOPS,
     Action,
@@ -48,9 +47,8 @@ def _gate(engine: Engine, principal: Principal, session: str, counts: bool) -> l
     findings: list[Finding] = []
     if counts:
         engine.limits.check_request(principal, session, findings)
-    elif engine.limits.state.switch(kill_key(principal.agent_id)):
-        findings.append(Finding(KILL_SWITCH_RULE, Verdict.BLOCK, ("ASI10",), "critical",
-                                f"agent {principal.agent_id!r} is stopped by its kill switch"))
+    else:
+        engine.limits.check_kill_switch(principal, findings)
     return findings
 
 

@@ -50,18 +50,7 @@ def blocking(decision: Decision) -> Finding:
 
 def audit_choices(gw: Gateway, choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the model produced, as the audit keeps it (PII redacted)."""
-    redact = gw.engine.redact
-    return [
-        {
-            **c,
-            "content": redact(c["content"]) if isinstance(c.get("content"), str) else None,
-            "tool_calls": [
-                {"name": t["name"], "arguments": redact(t["arguments"])}
-                for t in c.get("tool_calls", [])
-            ],
-        }
-        for c in choices
-    ]
+    return audit_entries.redacted_choices(choices, gw.engine.redact)
 
 
 async def upstream_failed(gw: Gateway, ex: Exchange, err: ProtocolError) -> web.Response:

@@ -18,14 +18,11 @@ from typing import Self
 
 from aiohttp import web
 
-from lictor.audit import AuditStore
-from lictor.enforcement.approvals import ApprovalDesk
-from lictor.enforcement.engine import Engine
 from lictor.enforcement.limits import kill_key
-from lictor.enforcement.session_state import MemoryStateStore
 from lictor.proxy.admin_api import AdminApi
 from lictor.proxy.agent_keys import AgentKeys
-from lictor.proxy.audit_commands import audit_path, make_checkpointer, subject_keys_path
+from lictor.proxy.audit_commands import audit_path
+from lictor.proxy.components import open_components, rule_paths
 from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
 from lictor.proxy.kill_switches import KillSwitches
@@ -35,8 +32,6 @@ from lictor.proxy.mcp_proxy import McpProxy
 from lictor.proxy.routing import Router
 from lictor.proxy.rule_reload import RuleReloader
 from lictor.proxy.telemetry import Telemetry, telemetry_from_config
-from lictor.rules.loader import bundled_pack, load_policy
-from lictor.rules.schema import duration_seconds
 
 log = logging.getLogger("lictor.server")
 
@@ -45,38 +40,16 @@ def pins_path(data_dir: Path) -> Path:
     return data_dir / "mcp_pins.sqlite3"
 
 
-def rule_paths(config: Config) -> list[Path]:
-    return [bundled_pack(name) for name in config.rules.packs] + list(config.rules.paths)
-
-
 def build_gateway(config: Config, telemetry: Telemetry | None = None) -> Gateway:
     """Everything compiled and opened up front: a bad rule file fails start-up here."""
-    policy = load_policy(rule_paths(config))
     keys = AgentKeys(config)
-    state = MemoryStateStore()
-    for agent_id in keys.disabled_ids:
-        state.set_switch(kill_key(agent_id), True)
-    engine = Engine(policy, keys.principals, state)
     router = Router(config)
-    store = AuditStore.open(audit_path(config.data_dir), synchronous=config.audit.synchronous)
-    try:
-        checkpointer = make_checkpointer(config, store)
-    except Exception:
-        store.close()
-        raise
-    desk = ApprovalDesk(config.data_dir / "approvals.sqlite3",
-                        duration_seconds(config.approvals.pending_ttl),
-                        duration_seconds(config.approvals.valid_for))
-    subject_keys = None
-    if config.audit.keep_originals:
-        from lictor.audit.subject_keys import SubjectKeys
-
-        subject_keys = SubjectKeys(subject_keys_path(config.data_dir))
-    return Gateway(keys, engine, router, store, config.server.max_body_bytes,
-                   approvals=desk, subject_keys=subject_keys,
+    parts = open_components(config, keys.principals, keys.disabled_ids)
+    return Gateway(keys, parts.engine, router, parts.audit, config.server.max_body_bytes,
+                   approvals=parts.approvals, subject_keys=parts.subject_keys,
                    subject_header=config.audit.subject_header,
                    telemetry=telemetry or telemetry_from_config(config.telemetry),
-                   checkpointer=checkpointer)
+                   checkpointer=parts.checkpointer)
 
 
 def banner(config: Config, gateway: Gateway, url: str) -> str:
