@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway_latency import HERE, KEY, payload, wait_ready
-from measure import free_port, percentile, run_header, write_json
+from measure import free_port, percentile, run_header, write_config, write_json
 
 from lictor.proxy.config import load_config
 from lictor.proxy.guard import Guard
@@ -78,7 +78,7 @@ def main() -> int:
             "models": [{"name": "bench-gpt", "backend": "passthrough", "base_url": upstream_url}],
         }
         config = Path(tmp) / "lictor.yaml"
-        config.write_text(json.dumps({**settings, "data_dir": str(Path(tmp) / "var")}))
+        write_config(config, {**settings, "data_dir": str(Path(tmp) / "var")})
         guard_config = load_config(None, {**settings, "data_dir": str(Path(tmp) / "var-guard")})
         procs = [subprocess.Popen([sys.executable, str(HERE / "mock_upstream.py"), "--port",
                                    str(up_port)]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 
 from aiohttp import web
 
@@ -74,14 +75,21 @@ async def otlp_received(request: web.Request) -> web.Response:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cert", help="serve HTTPS with this certificate (PEM) ...")
+    parser.add_argument("--key", help="... and this private key (PEM)")
     args = parser.parse_args()
+    tls = None
+    if args.cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.cert, args.key)
     app = web.Application()
     for path in REPLIES:
         app.router.add_post(path, chat)
     app.router.add_post("/v1/traces", otlp)
     app.router.add_post("/v1/metrics", otlp)
     app.router.add_get("/otlp", otlp_received)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None,
+                ssl_context=tls)
 
 
 if __name__ == "__main__":

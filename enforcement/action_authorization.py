@@ -123,6 +123,17 @@ class ActionAuthorization:
                        f"agent {principal.agent_id!r} may not send {method} to MCP server "
                        f"{server!r}", evidence=server)
 
+    def http(self, principal: Principal, method: str, host: str, path: str) -> Finding | None:
+        """Cedar's `http_request`: the finding that refuses this outbound request, or None
+        (a host no policy permits is refused: deny by default)."""
+        result = self._authorizer.check(principal, "http_request", "Host", host,
+                                        {"method": method, "host": host, "path": path})
+        if result.allowed:
+            return None
+        return Finding(f"cedar:{result.reason()}", Verdict.BLOCK, ("ASI02",), "high",
+                       f"agent {principal.agent_id!r} may not send {method} to {host}{path}",
+                       evidence=host)
+
     def _approval_needs(self, call: ToolCall, result: AuthzResult, out: list[Finding],
                         needs: list[ApprovalNeed]) -> None:
         """Forbids annotated @needs_approval: the call waits for people, one need each."""

@@ -404,3 +404,8 @@ class Engine:
                       tool: str) -> Finding | None:
         """Cedar's `call_mcp`: the finding that refuses this message, or None."""
         return self._actions.mcp(principal, server, method, tool)
+
+    def authorize_http(self, principal: Principal, method: str, host: str,
+                       path: str) -> Finding | None:
+        """Cedar's `http_request` (the egress data plane): the refusing finding, or None."""
+        return self._actions.http(principal, method, host, path)

@@ -289,3 +289,50 @@ def tool_result(
         "withheld": withheld,
         "content": content,
     }
+
+
+def http_request(
+    *,
+    request_id: str,
+    principal: Principal,
+    method: str,
+    host: str,
+    path: str,
+    decision: Decision,
+    content: list[str],
+    scanned: bool,
+) -> dict[str, Any]:
+    """An outbound HTTP request seen by the egress proxy, as decided before it leaves:
+    where to (the path without its query, which may carry secrets), and its body (masked
+    and redacted). Headers are never kept: they carry credentials."""
+    return {
+        "kind": "http_request",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "http_request", "protocol": "http", "method": method,
+                   "host": host, "path": path.split("?", 1)[0], "body_scanned": scanned},
+        **_decision(decision),
+        "content": [{"trust": "user", "path": ["body"], "text": t} for t in content],
+    }
+
+
+def http_response(
+    *,
+    request_id: str,
+    principal: Principal,
+    status: int,
+    decision: Decision,
+    body_bytes: int,
+    scanned: bool,
+) -> dict[str, Any]:
+    """What the host answered, as judged before the agent sees it: status, size, findings
+    (evidence redacted). The body itself is not kept."""
+    return {
+        "kind": "http_response",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "tool_result", "protocol": "http", "status": status,
+                   "body_bytes": body_bytes, "body_scanned": scanned},
+        **_decision(decision),
+        "content": [],
+    }

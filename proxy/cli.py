@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8787)")
     serve.add_argument("--data-dir", type=Path, help="audit store and keys (default ./var)")
+    serve.add_argument("--egress", choices=["regular", "transparent"],
+                       help="also run the egress proxy (mitmproxy): `regular` for agents "
+                       "using HTTPS_PROXY, `transparent` for iptables redirection in a sidecar "
+                       "(settings: the config's `egress` section)")
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -98,6 +102,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         out["server"] = server
     if getattr(args, "data_dir", None) is not None:
         out["data_dir"] = str(args.data_dir)
+    if getattr(args, "egress", None) is not None:
+        out["egress"] = {"mode": args.egress}
     return out
 
 
@@ -108,7 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config, _overrides(args))
     env_path = os.environ.get("LICTOR_CONFIG")
     check_safe_to_serve(config, args.config or (Path(env_path) if env_path else None))
-    serve(config)
+    serve(config, egress=args.egress is not None)
     return 0
 
 

@@ -143,6 +143,46 @@ class TelemetryConfig(Strict):
         return self
 
 
+class EgressModelHost(Strict):
+    """A model API host whose calls go through the gateway's protocol adapters."""
+
+    host: str = Field(min_length=1)  # host name, or host:port when not 443
+    protocol: Literal["openai", "anthropic"] = "openai"
+
+
+class EgressCredential(Strict):
+    """lictor's own credential for one destination host, read from the environment; any
+    credential the agent sends to another host is stripped."""
+
+    host: str = Field(min_length=1)
+    env: str = Field(min_length=1)  # environment variable holding the secret
+    header: str = "Authorization"
+    prefix: str = "Bearer "  # put before the secret ("" for x-api-key style headers)
+
+
+class EgressConfig(Strict):
+    """The egress data plane (`lictor serve --egress regular|transparent`): a mitmproxy
+    that governs every outbound request of the agent. Hosts are allowed by Cedar policies
+    (`http_request`); model API hosts go through the gateway's adapters."""
+
+    mode: Literal["regular", "transparent"] = "regular"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # the agent this sidecar serves (required in transparent mode); in regular mode, a
+    # `Proxy-Authorization: Basic` with an agent key as password names the agent instead
+    agent: str | None = None
+    # mitmproxy's CA (mitmproxy-ca.pem, created on first start); default <data_dir>/egress-ca
+    ca_dir: Path | None = None
+    # extra CAs (PEM) trusted for upstream servers, besides the system store
+    upstream_ca: Path | None = None
+    model_hosts: list[EgressModelHost] = [
+        EgressModelHost(host="api.openai.com", protocol="openai"),
+        EgressModelHost(host="api.anthropic.com", protocol="anthropic"),
+    ]
+    credentials: list[EgressCredential] = []
+    timeout_s: float = Field(default=120.0, gt=0)
+
+
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     data_dir: Path = Path("./var")
@@ -155,6 +195,7 @@ class Config(Strict):
     admin: AdminConfig = AdminConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    egress: EgressConfig = EgressConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -168,6 +209,9 @@ class Config(Strict):
         dupes = sorted({n for n in servers if servers.count(n) > 1})
         if dupes:
             raise ValueError(f"MCP server names must be unique; repeated: {', '.join(dupes)}")
+        agent = self.egress.agent
+        if agent is not None and agent not in {a.id for a in self.agents}:
+            raise ValueError(f"egress.agent {agent!r} is not one of the configured agents")
         return self
 
     @property

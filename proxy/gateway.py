@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lictor.adapters.backends.base import Backend, Route
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.json_body import JsonBodyError, parse_json_bytes
 from lictor.adapters.wire import CHAT, EMBEDDINGS, MESSAGES_WIRE, RESPONSES_WIRE, Wire
@@ -27,6 +29,7 @@ from lictor.enforcement.types import STOPS, Principal
 from lictor.proxy import audit_entries, gateway_stream, model_exchange
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.approval_flow import APPROVAL_HEADER, ApprovalFlow
+from lictor.proxy.egress_link import EgressLink
 from lictor.proxy.model_exchange import Exchange, blocking
 from lictor.proxy.openai_errors import error_response, openai_errors_middleware, policy_error
 from lictor.proxy.routing import Router
@@ -70,6 +73,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.telemetry = telemetry
         self.ready = True
+        self.egress: EgressLink | None = None  # set by `serve --egress`: see proxy/egress_link
 
     # -- helpers -------------------------------------------------------------------
 
@@ -136,8 +140,20 @@ class Gateway:
             raise ProtocolError(400, f"request body is not valid JSON: {exc}",
                                 code="invalid_json") from None
 
+    def resolve(self, request: web.Request, model: str) -> tuple[Route, Backend] | None:
+        """The route of a model call: the original destination for a call the egress proxy
+        forwarded, else the configured model routes."""
+        ticket = EgressLink.taken(request) if self.egress is not None else None
+        if ticket is not None and self.egress is not None:
+            return replace(ticket.route, name=model, upstream_model=model), self.egress.backend
+        return self.router.resolve(model)
+
     def _authenticate(self, request: web.Request) -> Principal:
-        """The agent's own key, as `Authorization: Bearer` or (Anthropic SDKs) `x-api-key`."""
+        """The agent's own key, as `Authorization: Bearer` or (Anthropic SDKs) `x-api-key`;
+        for a call the egress proxy forwarded, the agent it named."""
+        ticket = self.egress.take(request) if self.egress is not None else None
+        if ticket is not None:  # forwarded by the egress proxy, which named the agent
+            return ticket.principal
         header = request.headers.get("Authorization")
         if not header and request.headers.get("x-api-key"):
             header = "Bearer " + request.headers["x-api-key"]
@@ -203,7 +219,7 @@ class Gateway:
             principal = self._authenticate(request)
             body = await self._read_json(request)
             action = wire.adapter.parse_request(body)
-            resolved = self.router.resolve(action.model)
+            resolved = self.resolve(request, action.model)
             if resolved is None:
                 raise ProtocolError(
                     404,

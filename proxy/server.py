@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -120,8 +121,10 @@ async def _stop_watching(app: web.Application) -> None:
         task.cancel()
 
 
-def make_app(config: Config, telemetry: Telemetry | None = None) -> web.Application:
-    """lictor's app; `telemetry` (tests: in-memory exporters) replaces the configured one."""
+def make_app(config: Config, telemetry: Telemetry | None = None,
+             egress: bool = False) -> web.Application:
+    """lictor's app; `telemetry` (tests: in-memory exporters) replaces the configured one;
+    `egress` runs the egress proxy (`config.egress`) with it."""
     gateway = build_gateway(config, telemetry)
     admin_keys = AgentKeys(config, config.admin.keys)
     if admin_keys.shares_a_key_with(gateway.keys):
@@ -146,11 +149,15 @@ def make_app(config: Config, telemetry: Telemetry | None = None) -> web.Applicat
         app.on_shutdown.append(_stop_watching)
     app.on_startup.append(_start_checkpoints)
     app.on_cleanup.append(_cleanup)
+    if egress:  # mitmproxy is imported only here
+        from lictor.proxy import egress as egress_plane
+
+        egress_plane.install(app, config, gateway)
     return app
 
 
-def serve(config: Config) -> None:
-    app = make_app(config)
+def serve(config: Config, egress: bool = False) -> None:
+    app = make_app(config, egress=egress)
     # Start-up leaves a large heap (presidio, spaCy, compiled rules) that never dies: move
     # it out of the collector's view so full collections stay short under load.
     gc.collect()
@@ -167,8 +174,10 @@ class AppThread:
     """An aiohttp app on a daemon thread with its own event loop; `url` is set once it
     listens. For tests and benchmarks that drive a server with real clients."""
 
-    def __init__(self, make: Callable[[], web.Application], host: str, port: int) -> None:
+    def __init__(self, make: Callable[[], web.Application], host: str, port: int,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._make, self._host, self._port = make, host, port
+        self._ssl = ssl_context  # set: serve HTTPS (tests' loopback upstreams)
         self.url = ""
         self.app: web.Application | None = None
         self._loop = asyncio.new_event_loop()
@@ -192,9 +201,9 @@ class AppThread:
         self.app = self._make()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        await web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl).start()
         port = self._runner.addresses[0][1]
-        self.url = f"http://{self._host}:{port}"
+        self.url = f"{'https' if self._ssl else 'http'}://{self._host}:{port}"
 
     def start(self) -> Self:
         self._thread.start()
@@ -226,8 +235,9 @@ class AppThread:
 class BackgroundServer(AppThread):
     """lictor itself, built from a config, on its own thread."""
 
-    def __init__(self, config: Config, telemetry: Telemetry | None = None) -> None:
-        super().__init__(lambda: make_app(config, telemetry), config.server.host,
+    def __init__(self, config: Config, telemetry: Telemetry | None = None,
+                 egress: bool = False) -> None:
+        super().__init__(lambda: make_app(config, telemetry, egress), config.server.host,
                          config.server.port)
         self.config = config
 

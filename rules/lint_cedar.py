@@ -1,7 +1,8 @@
 """Cedar policies that can never decide anything, read from cedarpy's JSON form of them.
 
-lictor asks Cedar three questions only: may this Agent `invoke_model` a Model, `call_tool`
-a Tool, or `call_mcp` an McpServer. A policy scoped to anything else, a condition that is
+lictor asks Cedar four questions only: may this Agent `invoke_model` a Model, `call_tool`
+a Tool, `call_mcp` an McpServer, or send an `http_request` to a Host (the egress proxy).
+A policy scoped to anything else, a condition that is
 literally false, or a permit that an unconditional forbid covers (a forbid always wins)
 never changes an answer: that is almost always a mistake in the policy, not an intent.
 """
@@ -17,7 +18,8 @@ from lictor.rules.cedar_policies import CedarPolicyInfo
 
 # What lictor asks about: action -> the type of its resource. The principal is an Agent,
 # whose parents are its Team and Tenant (lictor.enforcement.authorization).
-REQUESTS = {"invoke_model": "Model", "call_tool": "Tool", "call_mcp": "McpServer"}
+REQUESTS = {"invoke_model": "Model", "call_tool": "Tool", "call_mcp": "McpServer",
+            "http_request": "Host"}
 PRINCIPAL_TYPES = frozenset({"Agent", "Team", "Tenant"})
 
 
@@ -135,8 +137,8 @@ def cedar_warnings(policies: Sequence[LocatedPolicy]) -> list[tuple[LocatedPolic
                             "(`when { false }` or `unless { true }`)"))
         elif not _applies_to_lictor(lp.policy):
             out.append((lp, f"{lp.label} can never apply: lictor asks Cedar only whether an "
-                            "Agent may invoke_model (a Model), call_tool (a Tool) or call_mcp "
-                            "(an McpServer)"))
+                            "Agent may invoke_model (a Model), call_tool (a Tool), call_mcp "
+                            "(an McpServer) or send an http_request (to a Host)"))
         elif lp.info.effect == "permit":
             cover = next((f for f in blanket if _covers(f.policy, lp.policy)), None)
             if cover is not None:

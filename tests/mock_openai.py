@@ -8,6 +8,7 @@ reached the upstream. Used by the tests and by `bench/`.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +32,9 @@ class Received:
 class MockOpenAI(AppThread):
     """Start with `with MockOpenAI() as upstream:`; `upstream.base_url` ends in /v1."""
 
-    def __init__(self, fail_status: int | None = None) -> None:
-        super().__init__(self._app, "127.0.0.1", 0)
+    def __init__(self, fail_status: int | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(self._app, "127.0.0.1", 0, ssl_context)
         self.fail_status = fail_status  # answer every request with this error status
         self.received: list[Received] = []
         self._model = LocalModelBackend()

@@ -29,6 +29,21 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
         assert 0 < protocol["lictor"]["p50_ms"] <= protocol["lictor"]["p99_ms"]
 
 
+def test_egress_latency_bench_runs(tmp_path: Path) -> None:
+    out = tmp_path / "egress.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "egress_latency.py"), "--requests", "10", "--tls",
+         "--warmup", "2", "--concurrency", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False, cwd=ROOT / "bench",
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for name in ("direct", "gateway", "egress_model", "egress_http"):
+        assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
+        assert figures[name]["req_per_s"] > 0
+    assert "egress_model_added" in result.stdout
+
+
 def test_authorization_bench_runs(tmp_path: Path) -> None:
     out = tmp_path / "authorization.json"
     result = subprocess.run(

@@ -309,7 +309,8 @@ def test_warns_cedar_permit_under_blanket_forbid_and_false_condition(
         f"({path}:7) has no condition and covers its whole scope, and in Cedar a forbid "
         "always wins",
         f"warning: {path}:14: permit 'files' can never apply: lictor asks Cedar only whether "
-        "an Agent may invoke_model (a Model), call_tool (a Tool) or call_mcp (an McpServer)",
+        "an Agent may invoke_model (a Model), call_tool (a Tool), call_mcp (an McpServer) or "
+        "send an http_request (to a Host)",
         f"warning: {path}:17: policy id 'never' is already used at {path}:4; findings cannot "
         "tell them apart",
         f"warning: {path}:17: @on_deny has no effect on a permit: it says what a forbid does"]

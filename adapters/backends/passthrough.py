@@ -8,6 +8,7 @@ upstream. Upstream failures become protocol errors with a fitting status.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -59,12 +60,13 @@ async def _raise_for_status(resp: aiohttp.ClientResponse) -> None:
 
 
 class PassthroughBackend:
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | bool = ssl_context or True  # True: the default trust store
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=self._ssl)
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=True, trust_env=False
             )
