@@ -26,14 +26,22 @@ def main() -> None:
     async def stop(app: web.Application) -> None:
         await app["session"].close()
 
-    async def chat(request: web.Request) -> web.Response:
+    async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         async with request.app["session"].post(
             base + "/" + request.match_info["tail"], data=body,
             headers={"Content-Type": "application/json"}
         ) as resp:
-            return web.Response(body=await resp.read(), status=resp.status,
-                                content_type="application/json")
+            if resp.content_type != "text/event-stream":
+                return web.Response(body=await resp.read(), status=resp.status,
+                                    content_type="application/json")
+            out = web.StreamResponse(status=resp.status,
+                                     headers={"Content-Type": "text/event-stream"})
+            await out.prepare(request)
+            async for chunk in resp.content.iter_any():  # relayed as it comes, not buffered
+                await out.write(chunk)
+            await out.write_eof()
+            return out
 
     app = web.Application()
     app.on_startup.append(start)

@@ -4,12 +4,15 @@ It answers every chat completion (and Responses, Messages, embeddings request) w
 same small reply, so the benchmark measures
 the proxy, not the model. It is also an OTLP/HTTP sink (`/v1/traces`, `/v1/metrics`:
 accepted and counted, `GET /otlp` tells how many), so telemetry can be measured with its
-real exporter. Run: python bench/mock_upstream.py --port 9100
+real exporter. A request with `"stream": true` gets the reply as SSE chunks; the model
+`bench-slow` pauses 200 ms after its first chunk, so a proxy that buffers a stream shows.
+Run: python bench/mock_upstream.py --port 9100
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import ssl
 
@@ -52,13 +55,37 @@ REPLIES = {"/v1/chat/completions": REPLY, "/v1/responses": RESPONSES_REPLY,
            "/v1/messages": MESSAGES_REPLY, "/v1/embeddings": EMBEDDINGS_REPLY}
 
 
+def _sse(delta: dict[str, object], finish: str | None = None) -> bytes:
+    chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
+             "model": "bench-upstream",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+WORDS = ["Done:", " the", " report", " was", " sent", " to", " <EMAIL_1>", "."]
+FIRST_CHUNK = _sse({"role": "assistant", "content": ""})
+REST_CHUNKS = b"".join([*(_sse({"content": w}) for w in WORDS), _sse({}, "stop"),
+                        b"data: [DONE]\n\n"])
+SLOW_PAUSE_S = 0.2
 OTLP_RECEIVED = {"traces": 0, "metrics": 0, "bytes": 0}
 
 
-async def chat(request: web.Request) -> web.Response:
-    """The same small reply for each protocol (chat, Responses, Messages, embeddings)."""
-    await request.read()
-    return web.Response(body=REPLIES[request.path], content_type="application/json")
+async def chat(request: web.Request) -> web.StreamResponse:
+    """The same small reply for each protocol (chat, Responses, Messages, embeddings); a
+    streamed chat completion when asked."""
+    body = await request.read()
+    chat_stream = request.path == "/v1/chat/completions" and (
+        b'"stream": true' in body or b'"stream":true' in body)
+    if not chat_stream:
+        return web.Response(body=REPLIES[request.path], content_type="application/json")
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    await resp.write(FIRST_CHUNK)
+    if b"bench-slow" in body:
+        await asyncio.sleep(SLOW_PAUSE_S)
+    await resp.write(REST_CHUNKS)
+    await resp.write_eof()
+    return resp
 
 
 async def otlp(request: web.Request) -> web.Response:

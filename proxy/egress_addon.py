@@ -126,8 +126,22 @@ class EgressAddon:
                 return ModelTarget(gateway_path, base)
         return None
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """A body declared larger than the limit is refused before it is read, in JSON (not
+        mitmproxy's own HTML page), and audited."""
+        declared = flow.request.headers.get("content-length", "")
+        limit = self.gateway.max_body_bytes
+        if flow.response is None and declared.isdigit() and int(declared) > limit:
+            principal = self._principal(flow)
+            if principal is None:
+                self._ask_for_auth(flow)
+                return
+            self._reject(flow, principal, Refusal(
+                413, "request_too_large", f"the request body ({declared} bytes) is larger "
+                f"than the limit of {limit} bytes (server.max_body_bytes)"))
+
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None:  # answered already (407 on CONNECT)
+        if flow.response is not None:  # answered already (407 on CONNECT, 413 on headers)
             return
         principal = self._principal(flow)
         if principal is None:

@@ -136,11 +136,8 @@ async def relay(gw: Gateway, request: web.Request, ex: Exchange) -> web.StreamRe
         tail = [wire.error_frame(failure)]
     else:
         tail = [wire.frame(out) for out in finals] + [wire.stream_end]
-    try:
-        for data in tail:
-            if data:
-                await resp.write(data)
-        await resp.write_eof()
+    try:  # the last frames and the end of the stream in one write
+        await resp.write_eof(b"".join(tail))
     except ConnectionError:
         log.info("client of %s went away before the end of the stream", ex.rid)
     return resp
@@ -162,8 +159,8 @@ async def pump(
             outs = gov.feed(event)
             if gov.held:
                 outs += await release_held(gw, resp, gov, ex)
-            for out in outs:
-                await resp.write(ex.wire.frame(out))
+            if outs:  # one write for what one upstream event released
+                await resp.write(b"".join(map(ex.wire.frame, outs)))
             if gov.blocked is not None:
                 break
             event = await anext(upstream, None)

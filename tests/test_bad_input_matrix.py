@@ -178,3 +178,54 @@ def test_a_client_gone_mid_stream_is_audited_and_harmless(lictor: BackgroundServ
     assert kinds == {"model_request", "model_response"}  # audited, finished or cut
     resp = _post(lictor, PLANES[0], json.dumps(CHAT).encode(), {})
     assert resp.status_code == 200
+
+
+@pytest.fixture(scope="module")
+def egress_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, MockOpenAI]]:
+    """The egress plane with a loopback HTTPS provider declared as an OpenAI model host."""
+    from egress_setup import running_egress
+    from tls_certs import make_test_ca
+
+    tmp = tmp_path_factory.mktemp("matrix-egress")
+    ca = make_test_ca(tmp / "ca")
+    with MockOpenAI(ssl_context=ca.server_context()) as provider:
+        host = "localhost:" + provider.url.rsplit(":", 1)[1]
+        with running_egress(tmp, ca, [], max_body_bytes=LIMIT,
+                            model_hosts=[{"host": host, "protocol": "openai"}]) as egress:
+            yield egress, provider
+
+
+EGRESS_CASES = [c for c in CASES if c[0] != "gzip bomb"]  # bounded by the egress decoder
+
+
+@pytest.mark.parametrize(("name", "make", "headers", "status"), EGRESS_CASES,
+                         ids=[c[0] for c in EGRESS_CASES])
+def test_hostile_bodies_through_the_egress_proxy_get_the_gateways_answer(
+        egress_model: tuple[Any, MockOpenAI], name: str, make: Any, headers: dict[str, str],
+        status: int) -> None:
+    """A model call caught by the sidecar is judged by the gateway's own parser."""
+    egress, provider = egress_model
+    host = "localhost:" + provider.url.rsplit(":", 1)[1]
+    before = len(provider.received)
+    resp = requests.post(
+        f"https://{host}/v1/chat/completions", data=make(CHAT), timeout=20,
+        headers={"Content-Type": "application/json", **headers},
+        proxies={"https": egress.proxy_url}, verify=str(egress.ca_cert))
+    if len(make(CHAT)) > 4 * LIMIT:  # mitmproxy's own bound answers before any addon
+        assert resp.status_code == 413
+    else:
+        PLANES[0].check_error(resp, status)
+    assert len(provider.received) == before, "it reached the provider"
+
+
+def test_a_declared_oversized_body_is_refused_in_json_before_it_is_read(
+        egress_model: tuple[Any, MockOpenAI]) -> None:
+    egress, provider = egress_model
+    host = "localhost:" + provider.url.rsplit(":", 1)[1]
+    resp = requests.post(
+        f"https://{host}/v1/chat/completions", timeout=20,
+        data=json.dumps({**CHAT, "pad": "x" * (2 * LIMIT)}).encode(),
+        headers={"Content-Type": "application/json"},
+        proxies={"https": egress.proxy_url}, verify=str(egress.ca_cert))
+    PLANES[0].check_error(resp, 413)
+    assert "server.max_body_bytes" in resp.json()["error"]["message"]

@@ -128,3 +128,28 @@ def test_soak_bench_runs(tmp_path: Path) -> None:
     assert figures["audit_verifies"] and figures["unexpected"] == {}, result.stdout
     assert figures["complete_record_sets"] == figures["requests"] == 600
     assert set(figures["rss_mb"]) == {"start", "after_warmup", "end"}
+
+
+def test_compare_quick_runs(tmp_path: Path) -> None:
+    """`bench/compare --quick`: direct, bare and lictor, three short cells, real processes."""
+    out = tmp_path / "compare.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "compare.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=90, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert set(figures["cells"]) == {"direct", "bare", "lictor"}
+    for cells in figures["cells"].values():
+        assert set(cells) == {"plain_1k_c1", "plain_1k_c32", "stream_1k_c1"}
+        for cell in cells.values():
+            assert cell["requests"] > 0 and cell["errors"] == 0
+            assert 0 < cell["p50_ms"] <= cell["p99_ms"]
+    streamed = figures["cells"]["lictor"]["stream_1k_c1"]
+    assert 0 < streamed["ttfb_p50_ms"] <= streamed["p50_ms"]
+    # the upstream pauses 200 ms after its first chunk: every proxy relays it before that
+    for probe in figures["buffering_probe"].values():
+        assert not probe["buffered"] and probe["total_ms"] >= 200
+    assert figures["ratios"]["plain_1k_c32"]["lictor_over_bare"] > 0
+    assert figures["rss_mb"]["lictor"] > 0 and figures["systems"]["lictor"]["ready_s"] > 0
+    assert "targets:" in result.stdout

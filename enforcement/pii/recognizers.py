@@ -15,12 +15,14 @@ from typing import Any, ClassVar
 import phonenumbers
 import regex
 import tldextract
-from presidio_analyzer import Pattern, PatternRecognizer
-from presidio_analyzer.predefined_recognizers import (
+
+from lictor.enforcement.pii.presidio_import import (
     CreditCardRecognizer,
     EmailRecognizer,
     IbanRecognizer,
     IpRecognizer,
+    Pattern,
+    PatternRecognizer,
     UsSsnRecognizer,
 )
 

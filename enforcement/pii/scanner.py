@@ -18,9 +18,8 @@ from operator import itemgetter
 from typing import Any
 
 import regex
-from presidio_analyzer import PatternRecognizer
-from presidio_analyzer.predefined_recognizers import IbanRecognizer
 
+from lictor.enforcement.pii.presidio_import import IbanRecognizer, PatternRecognizer
 from lictor.enforcement.pii.recognizers import SCAN_HINTS, ScanHint, build_recognizers
 
 # Overlap tie-break after length and score: earlier wins.
