@@ -110,6 +110,7 @@ class ChatStream:
         self.removed_tool_calls: list[str] = []
         self.blocked: Finding | None = None
         self.held: list[HeldCalls] = []  # calls that need approval, to settle, then release
+        self.usage: Any = None  # the last usage the upstream reported
 
     def _choice(self, index: int) -> _Choice:
         state = self._choices.get(index)
@@ -135,6 +136,8 @@ class ChatStream:
         if self.blocked is not None:
             return []
         choices = _checked_choices(chunk)
+        if chunk.get("usage") is not None:
+            self.usage = chunk["usage"]
         if not self._base:
             self._base = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
         out_choices: list[dict[str, Any]] = []

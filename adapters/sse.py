@@ -60,4 +60,10 @@ def frame(value: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(value, separators=(",", ":")).encode() + b"\n\n"
 
 
+def named_frame(value: dict[str, Any]) -> bytes:
+    """An event framed as Anthropic and the Responses API do: `event: <type>`, then data."""
+    kind = str(value.get("type", "message")).encode()
+    return b"event: " + kind + b"\n" + frame(value)
+
+
 DONE = b"data: [DONE]\n\n"

@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
     args = parser.parse_args()
-    target = args.upstream.rstrip("/") + "/chat/completions"
+    base = args.upstream.rstrip("/")
 
     async def start(app: web.Application) -> None:
         app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -29,7 +29,8 @@ def main() -> None:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         async with request.app["session"].post(
-            target, data=body, headers={"Content-Type": "application/json"}
+            base + "/" + request.match_info["tail"], data=body,
+            headers={"Content-Type": "application/json"}
         ) as resp:
             if resp.content_type != "text/event-stream":
                 return web.Response(body=await resp.read(), status=resp.status,
@@ -45,7 +46,7 @@ def main() -> None:
     app = web.Application()
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
-    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/{tail:.+}", chat)  # every protocol's path, forwarded as is
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 

@@ -12,6 +12,10 @@ Prints p50/p99 for each, the latency each proxy adds over direct, and lictor's o
 
     python bench/gateway_latency.py [--requests 2000] [--json bench/results/latency.json]
 
+The Responses API, Anthropic Messages and embeddings (`--protocols`) join the same
+rotation, each with the same content as the chat request, each through its own endpoint of
+the same three targets.
+
 `--telemetry` adds a fourth target in the same rotation: a second lictor with telemetry on,
 exporting over OTLP/HTTP (batched spans, metrics every 30 s) to the mock upstream, which
 accepts and counts the exports; it prints what telemetry adds over the lictor without it.
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,7 @@ USER = (
     "Could you check where it is and email the tracking link to jane.doe@example.com? "
     "If it is lost, please refund it to the same card as before. Thanks a lot! " * 3
 )
-TOOLS = [{"type": "function", "function": {
+TOOLS: list[dict[str, Any]] = [{"type": "function", "function": {
     "name": "lookup_order", "parameters": {"type": "object", "properties": {
         "order_id": {"type": "string"}}}}}]
 
@@ -59,6 +64,39 @@ def payload(i: int) -> bytes:
                      {"role": "user", "content": f"Ticket {i}: {USER}"}],
         "tools": TOOLS,
     }).encode()
+
+
+def responses_payload(i: int) -> bytes:
+    """The same content as `payload`, as a Responses API request."""
+    fn = TOOLS[0]["function"]
+    return json.dumps({
+        "model": "bench-gpt", "instructions": SYSTEM,
+        "input": [{"role": "user", "content": f"Ticket {i}: {USER}"}],
+        "tools": [{"type": "function", **fn}],
+    }).encode()
+
+
+def messages_payload(i: int) -> bytes:
+    """The same content as `payload`, as an Anthropic Messages request."""
+    fn = TOOLS[0]["function"]
+    return json.dumps({
+        "model": "bench-claude", "max_tokens": 256, "system": SYSTEM,
+        "messages": [{"role": "user", "content": f"Ticket {i}: {USER}"}],
+        "tools": [{"name": fn["name"], "input_schema": fn["parameters"]}],
+    }).encode()
+
+
+def embeddings_payload(i: int) -> bytes:
+    """The user message of `payload`, to embed."""
+    return json.dumps({"model": "bench-gpt", "input": [f"Ticket {i}: {USER}"]}).encode()
+
+
+# protocol -> (path under /v1, request body for request i)
+PROTOCOLS: dict[str, tuple[str, Callable[[int], bytes]]] = {
+    "responses": ("responses", responses_payload),
+    "messages": ("messages", messages_payload),
+    "embeddings": ("embeddings", embeddings_payload),
+}
 
 
 
@@ -77,15 +115,18 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) ->
 
 
 
-async def measure(urls: list[str], n: int, warmup: int) -> list[list[float]]:
-    """Milliseconds per request for each URL; the order rotates every round."""
+async def measure(urls: list[str], n: int, warmup: int,
+                  makes: list[Callable[[int], bytes]] | None = None) -> list[list[float]]:
+    """Milliseconds per request for each URL (its body from `makes`, default the chat
+    payload); the order rotates every round, so drift hits every target alike."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    makes = makes or [payload] * len(urls)
     out: list[list[float]] = [[] for _ in urls]
     async with aiohttp.ClientSession() as session:
         for i in range(warmup + n):
-            body = payload(i)
             for k in range(len(urls)):
                 j = (i + k) % len(urls)
+                body = makes[j](i)
                 t0 = time.perf_counter()
                 async with session.post(urls[j], data=body, headers=headers) as resp:
                     await resp.read()
@@ -101,6 +142,17 @@ async def _get_json(url: str) -> Any:
         return await resp.json()
 
 
+def summarize(samples: list[list[float]]) -> dict[str, dict[str, float]]:
+    """p50/p99 of direct, bare and lictor, and what each proxy adds over direct."""
+    out = {name: {"p50_ms": round(percentile(v, 0.50), 3), "p99_ms": round(percentile(v, 0.99), 3)}
+           for name, v in zip(("direct", "bare", "lictor"), samples, strict=True)}
+    for q in ("p50_ms", "p99_ms"):
+        out.setdefault("bare_added", {})[q] = round(out["bare"][q] - out["direct"][q], 3)
+        out.setdefault("lictor_added", {})[q] = round(out["lictor"][q] - out["direct"][q], 3)
+        out.setdefault("lictor_over_bare", {})[q] = round(out["lictor"][q] - out["bare"][q], 3)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -108,7 +160,14 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--telemetry", action="store_true",
                         help="also measure a lictor with telemetry on (console exporter)")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS),
+                        help="other protocols to measure after chat, comma-separated "
+                        f"(default: {','.join(PROTOCOLS)}; empty: chat only)")
     args = parser.parse_args()
+    others = [p for p in args.protocols.split(",") if p]
+    unknown = set(others) - set(PROTOCOLS)
+    if unknown:
+        parser.error(f"unknown protocols: {', '.join(sorted(unknown))}")
 
     up_port, bare_port, lictor_port = free_port(), free_port(), free_port()
     otel_port = free_port()
@@ -120,7 +179,9 @@ def main() -> int:
         settings: dict[str, Any] = {
             "data_dir": str(Path(tmp) / "var"),
             "agents": [{"id": "bench-agent", "team": "bench", "key": KEY}],
-            "models": [{"name": "bench-gpt", "backend": "passthrough", "base_url": upstream_url}],
+            "models": [{"name": "bench-gpt", "backend": "passthrough", "base_url": upstream_url},
+                       {"name": "bench-claude", "backend": "passthrough",
+                        "base_url": upstream_url}],
         }
         write_config(config, settings)
         otel_config = write_config(Path(tmp) / "lictor-otel.yaml", {
@@ -151,7 +212,14 @@ def main() -> int:
             for port, proc in zip(ports[3:], procs[3:], strict=True):
                 wait_ready(port, proc)
             urls = [f"http://127.0.0.1:{p}/v1/chat/completions" for p in ports]
-            samples = asyncio.run(measure(urls, args.requests, args.warmup))
+            makes: list[Callable[[int], bytes]] = [payload] * len(urls)
+            for name in others:  # the other protocols join the same rotation
+                urls += [f"http://127.0.0.1:{p}/v1/{PROTOCOLS[name][0]}" for p in ports[:3]]
+                makes += [PROTOCOLS[name][1]] * 3
+            samples = asyncio.run(measure(urls, args.requests, args.warmup, makes))
+            per_protocol = {name: samples[len(ports) + 3 * k: len(ports) + 3 * k + 3]
+                            for k, name in enumerate(others)}
+            samples = samples[:len(ports)]
             if args.telemetry:
                 for proc in procs[3:]:  # its last spans are flushed while it stops
                     proc.terminate()
@@ -185,6 +253,10 @@ def main() -> int:
             for q in ("p50_ms", "p99_ms")}
     result["ratio_lictor_direct_p50"] = round(
         result["lictor"]["p50_ms"] / result["direct"]["p50_ms"], 2)
+    result["protocols"] = {"chat": {k: result[k] for k in (
+        "direct", "bare", "lictor", "bare_added", "lictor_added", "lictor_over_bare")}}
+    for name, runs in per_protocol.items():
+        result["protocols"][name] = summarize(runs)
 
     print(f"gateway added latency, concurrency 1, {args.requests} requests each, "
           f"{result['request_bytes']} B requests, default packs, audit on")
@@ -200,6 +272,14 @@ def main() -> int:
         print(f"OTLP exports received: {otlp_received}")
     print(f"ratio lictor/direct at p50: {result['ratio_lictor_direct_p50']}x; "
           f"lictor ready in {result['lictor_ready_s']} s")
+    if per_protocol:
+        print(f"\nby protocol (same payload content), p50 / p99 ms; {args.requests} each")
+        cols = ["direct", "bare", "lictor", "lictor_added", "lictor_over_bare"]
+        print(f"{'':12}" + "".join(f"{c:>22}" for c in cols))
+        for name, figures in result["protocols"].items():
+            cells = "".join(f"{figures[c]['p50_ms']:>12.3f} /{figures[c]['p99_ms']:>8.3f}"
+                            for c in cols)
+            print(f"{name:12}{cells}")
     write_json(args.json, result)
     return 0
 

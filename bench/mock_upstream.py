@@ -1,6 +1,7 @@
 """A minimal, fast OpenAI-compatible upstream for benchmarks (its own process).
 
-It answers every chat completion with the same small reply, so the benchmark measures
+It answers every chat completion (and Responses, Messages, embeddings request) with the
+same small reply, so the benchmark measures
 the proxy, not the model. It is also an OTLP/HTTP sink (`/v1/traces`, `/v1/metrics`:
 accepted and counted, `GET /otlp` tells how many), so telemetry can be measured with its
 real exporter. A request with `"stream": true` gets the reply as SSE chunks; the model
@@ -31,6 +32,27 @@ REPLY = json.dumps({
 }).encode()
 
 
+RESPONSES_REPLY = json.dumps({
+    "id": "resp_bench", "object": "response", "created_at": 0, "status": "completed",
+    "model": "bench-upstream",
+    "output": [{"id": "msg_bench", "type": "message", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "annotations": [],
+                             "text": "Done: the report was sent to <EMAIL_1>."}]}],
+    "usage": {"input_tokens": 200, "output_tokens": 10, "total_tokens": 210},
+}).encode()
+MESSAGES_REPLY = json.dumps({
+    "id": "msg_bench", "type": "message", "role": "assistant", "model": "bench-upstream",
+    "content": [{"type": "text", "text": "Done: the report was sent to <EMAIL_1>."}],
+    "stop_reason": "end_turn", "stop_sequence": None,
+    "usage": {"input_tokens": 200, "output_tokens": 10},
+}).encode()
+EMBEDDINGS_REPLY = json.dumps({
+    "object": "list", "model": "bench-upstream",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.125] * 256}],
+    "usage": {"prompt_tokens": 200, "total_tokens": 200},
+}).encode()
+REPLIES = {"/v1/chat/completions": REPLY, "/v1/responses": RESPONSES_REPLY,
+           "/v1/messages": MESSAGES_REPLY, "/v1/embeddings": EMBEDDINGS_REPLY}
 
 
 def _sse(delta: dict[str, object], finish: str | None = None) -> bytes:
@@ -49,9 +71,13 @@ OTLP_RECEIVED = {"traces": 0, "metrics": 0, "bytes": 0}
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
+    """The same small reply for each protocol (chat, Responses, Messages, embeddings); a
+    streamed chat completion when asked."""
     body = await request.read()
-    if b'"stream": true' not in body and b'"stream":true' not in body:
-        return web.Response(body=REPLY, content_type="application/json")
+    chat_stream = request.path == "/v1/chat/completions" and (
+        b'"stream": true' in body or b'"stream":true' in body)
+    if not chat_stream:
+        return web.Response(body=REPLIES[request.path], content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     await resp.write(FIRST_CHUNK)
@@ -84,7 +110,8 @@ def main() -> None:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.cert, args.key)
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
+    for path in REPLIES:
+        app.router.add_post(path, chat)
     app.router.add_post("/v1/traces", otlp)
     app.router.add_post("/v1/metrics", otlp)
     app.router.add_get("/otlp", otlp_received)

@@ -65,6 +65,7 @@ class ModelRoute(Strict):
     base_url: str | None = None
     api_key_env: str | None = None  # upstream provider key, injected by lictor
     timeout_s: float = Field(default=120.0, gt=0)
+    anthropic_version: str = "2023-06-01"  # sent upstream with /v1/messages (passthrough)
 
     @model_validator(mode="after")
     def _backend_needs(self) -> ModelRoute:

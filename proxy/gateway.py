@@ -1,48 +1,36 @@
-"""The HTTP gateway (base_url mode): an aiohttp app serving OpenAI Chat Completions.
+"""The HTTP gateway (base_url mode): an aiohttp app serving OpenAI Chat Completions, the
+Responses API, embeddings and Anthropic Messages.
 
 Per request: authenticate the agent's own key, read and validate the body, evaluate,
 audit (durable) before anything goes upstream or back, route, evaluate the answer,
-audit again, and release. Every refusal is an OpenAI-format error.
+audit again, and release (`model_exchange`, `gateway_stream`). Every refusal is an error
+in the client's own protocol.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from lictor.adapters import openai_chat
 from lictor.adapters.backends.base import Backend, Route
-from lictor.adapters.errors import ProtocolError, openai_error_body
+from lictor.adapters.errors import ProtocolError
 from lictor.adapters.json_body import JsonBodyError, parse_json_bytes
-from lictor.adapters.openai_stream import ChatStream
-from lictor.adapters.sse import DONE, frame
+from lictor.adapters.wire import CHAT, EMBEDDINGS, MESSAGES_WIRE, RESPONSES_WIRE, Wire
 from lictor.audit import AuditStore, AuditWriteError
 from lictor.audit.checkpoints import Checkpointer
 from lictor.enforcement.approvals import ApprovalDesk
-from lictor.enforcement.engine import Engine, RequestOutcome
-from lictor.enforcement.types import (
-    STOPS,
-    Action,
-    ActionKind,
-    Decision,
-    Direction,
-    Finding,
-    Principal,
-    ToolCall,
-    Verdict,
-    combine,
-)
-from lictor.proxy import audit_entries
+from lictor.enforcement.engine import Engine
+from lictor.enforcement.types import STOPS, Principal
+from lictor.proxy import audit_entries, gateway_stream, model_exchange
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.approval_flow import APPROVAL_HEADER, ApprovalFlow
 from lictor.proxy.egress_link import EgressLink
+from lictor.proxy.model_exchange import Exchange, blocking
 from lictor.proxy.openai_errors import error_response, openai_errors_middleware, policy_error
 from lictor.proxy.routing import Router
 from lictor.proxy.telemetry import NO_TELEMETRY, Telemetry
@@ -53,36 +41,8 @@ if TYPE_CHECKING:  # cryptography is imported only when originals are kept
 log = logging.getLogger("lictor.gateway")
 
 JSON_TYPES = ("application/json",)
-KEEPALIVE_S = 10.0  # SSE comment interval while a streamed answer waits for an approval
-CLIENT_GONE = ProtocolError(499, "the client disconnected mid-stream", code="client_disconnected")
 SESSION_HEADER = "x-lictor-session"
-
-
-def usage_tokens(usage: Any) -> int:
-    total = usage.get("total_tokens") if isinstance(usage, dict) else None
-    return total if isinstance(total, int) else 0
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One checked request on its way upstream: who, where to, what, and its vault."""
-
-    rid: str
-    principal: Principal
-    route: Route
-    backend: Backend
-    body: dict[str, Any]  # as it goes upstream: masked, forbidden tools removed
-    outcome: RequestOutcome
-    request_record: dict[str, Any]  # audited with the response, in one commit
-    session: str  # the agent's own session id (x-lictor-session), for per-session limits
-    approval_ids: str = ""  # approvals the agent presents (x-lictor-approval)
-    events: list[dict[str, Any]] = field(default_factory=list)  # audited with the response
-
-
-def _blocking(decision: Decision) -> Finding:
-    found = decision.blocking_finding
-    assert found is not None
-    return found
+__all__ = ["SESSION_HEADER", "Exchange", "Gateway", "build_app"]
 
 
 class Gateway:
@@ -137,7 +97,8 @@ class Gateway:
                 log.exception("audit checkpoint failed")
 
     def _reject(
-        self, request: web.Request, rid: str, principal: Principal | None, err: ProtocolError
+        self, request: web.Request, rid: str, principal: Principal | None, err: ProtocolError,
+        wire: Wire = CHAT,
     ) -> web.Response:
         entry = audit_entries.refused(
             kind="rejected_request",
@@ -152,8 +113,8 @@ class Gateway:
         try:
             self.append_records(entry)
         except ProtocolError as audit_err:
-            return error_response(audit_err, rid)
-        return error_response(err, rid)
+            return error_response(audit_err, rid, wire.error_body)
+        return error_response(err, rid, wire.error_body)
 
     async def _read_json(self, request: web.Request) -> Any:
         if request.content_type not in JSON_TYPES:
@@ -188,15 +149,21 @@ class Gateway:
         return self.router.resolve(model)
 
     def _authenticate(self, request: web.Request) -> Principal:
+        """The agent's own key, as `Authorization: Bearer` or (Anthropic SDKs) `x-api-key`;
+        for a call the egress proxy forwarded, the agent it named."""
         ticket = self.egress.take(request) if self.egress is not None else None
         if ticket is not None:  # forwarded by the egress proxy, which named the agent
             return ticket.principal
-        principal = self.keys.authenticate(request.headers.get("Authorization"))
+        header = request.headers.get("Authorization")
+        if not header and request.headers.get("x-api-key"):
+            header = "Bearer " + request.headers["x-api-key"]
+        principal = self.keys.authenticate(header)
         if principal is None:
-            missing = not request.headers.get("Authorization")
+            missing = not header
             raise ProtocolError(
                 401,
-                "missing API key: send your agent key as 'Authorization: Bearer <key>'"
+                "missing API key: send your agent key as 'Authorization: Bearer <key>' "
+                "(or 'x-api-key: <key>')"
                 if missing
                 else "invalid API key: this key is not known to lictor",
                 code="invalid_api_key",
@@ -229,12 +196,29 @@ class Gateway:
         return web.json_response({"object": "list", "data": data})
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self.exchange(request, CHAT)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI Responses API (POST /v1/responses)."""
+        return await self.exchange(request, RESPONSES_WIRE)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic Messages (POST /v1/messages), with Anthropic's error format."""
+        return await self.exchange(request, MESSAGES_WIRE)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI embeddings (POST /v1/embeddings): inputs scanned and masked."""
+        return await self.exchange(request, EMBEDDINGS)
+
+    async def exchange(self, request: web.Request, wire: Wire) -> web.StreamResponse:
+        """The pipeline every model protocol shares: authenticate, read, parse, route,
+        evaluate, audit a refusal, then the answer, whole or streamed."""
         rid = "req_" + secrets.token_hex(12)
         principal: Principal | None = None
         try:
             principal = self._authenticate(request)
             body = await self._read_json(request)
-            action = openai_chat.parse_request(body)
+            action = wire.adapter.parse_request(body)
             resolved = self.resolve(request, action.model)
             if resolved is None:
                 raise ProtocolError(
@@ -244,10 +228,13 @@ class Gateway:
                     code="model_not_found",
                     param="model",
                 )
+            stream = bool(body.get("stream", False))
+            if stream and wire.open_stream is None:
+                raise ProtocolError(400, "this endpoint does not stream", param="stream",
+                                    code="invalid_request")
         except ProtocolError as err:
-            return self._reject(request, rid, principal, err)
+            return self._reject(request, rid, principal, err, wire)
         route, backend = resolved
-        stream = bool(body.get("stream", False))
         session = request.headers.get(SESSION_HEADER, "")[:128]
         outcome = self.telemetry.timed(self.engine.evaluate_request, principal, action, session)
         decision = outcome.decision
@@ -265,203 +252,21 @@ class Gateway:
                        or f"session:{principal.agent_id}/{session}")
             request_record["originals"] = self.subject_keys.seal(
                 subject, json.dumps(outcome.vault.originals()).encode())
+        ex = Exchange(rid, principal, route, backend, body, outcome, request_record,
+                      session, request.headers.get(APPROVAL_HEADER, "")[:1024], wire=wire)
         if decision.verdict in STOPS:
             try:
                 self.append_records(request_record)
             except ProtocolError as err:
-                return error_response(err, rid)
-            return error_response(policy_error(_blocking(decision), "request"), rid)
-        upstream_body = openai_chat.apply_request(body, action, outcome.masked_texts, decision)
-        ex = Exchange(rid, principal, route, backend, upstream_body, outcome, request_record,
-                      session, request.headers.get(APPROVAL_HEADER, "")[:1024])
+                return ex.error(err)
+            return ex.error(policy_error(blocking(decision), "request"))
+        try:
+            ex.body = wire.adapter.apply_request(body, action, outcome.masked_texts, decision)
+        except ProtocolError as err:  # masked text that no longer fits its place
+            return self._reject(request, rid, principal, err, wire)
         if stream:
-            return await self._stream(request, ex)
-        return await self._complete(ex)
-
-    async def _upstream_failed(self, ex: Exchange, err: ProtocolError) -> web.Response:
-        try:
-            self.append_records(ex.request_record, audit_entries.refused(
-                kind="upstream_error",
-                request_id=ex.rid,
-                principal=ex.principal,
-                status=err.status,
-                code=err.code,
-                reason=err.message,
-                policy_hash=self.engine.policy.content_hash,
-            ))
-        except ProtocolError as audit_err:
-            return error_response(audit_err, ex.rid)
-        return error_response(err, ex.rid)
-
-    def _audit_choices(self, choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return audit_entries.redacted_choices(choices, self.engine.redact)
-
-    async def _complete(self, ex: Exchange) -> web.Response:
-        try:
-            resp = await ex.backend.complete(ex.body, ex.route)
-            self.telemetry.responded(resp)
-            resp_action = openai_chat.parse_response(resp)
-        except ProtocolError as err:
-            return await self._upstream_failed(ex, err)
-        rdecision = self.telemetry.timed(self.engine.evaluate_response, ex.principal,
-                                         resp_action, ex.session)
-        headers = {"x-lictor-request-id": ex.rid}
-        if rdecision.approvals:
-            try:
-                rdecision, asked = await self._settle_approvals(ex, resp_action, rdecision)
-            except ProtocolError as err:
-                return error_response(err, ex.rid)
-            headers.update(asked)
-        try:
-            self.append_records(*ex.events, ex.request_record, audit_entries.model_response(
-                request_id=ex.rid,
-                principal=ex.principal,
-                decision=rdecision,
-                choices=self._audit_choices(openai_chat.produced(resp)),
-                usage=resp.get("usage"),
-            ))
-        except ProtocolError as err:
-            return error_response(err, ex.rid)
-        self.engine.limits.record_usage(ex.principal, ex.session, usage_tokens(resp.get("usage")))
-        if rdecision.verdict in STOPS:
-            return error_response(policy_error(_blocking(rdecision), "response"), ex.rid)
-        out = openai_chat.apply_response(resp, rdecision, ex.outcome.vault)
-        return web.json_response(out, headers=headers)
-
-    async def _release_held(self, resp: web.StreamResponse, chat: ChatStream,
-                            ex: Exchange) -> list[dict[str, Any]]:
-        """Settle a stream's calls that need approval (waiting in `hold` mode, with SSE
-        comments to keep the connection open), then release them."""
-        out: list[dict[str, Any]] = []
-        while chat.held:
-            held = chat.held.pop(0)
-            action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE,
-                            openai_chat.PROTOCOL, tool_calls=held.calls)
-            settling = asyncio.ensure_future(self._settle_approvals(ex, action, held.decision))
-            try:
-                while not settling.done():
-                    await asyncio.wait({settling}, timeout=KEEPALIVE_S)
-                    if not settling.done():
-                        await resp.write(b": lictor is waiting for an approval\n\n")
-            finally:
-                settling.cancel()  # a client gone mid-wait stops the wait
-            decision, _ = settling.result()
-            out.extend(chat.release(held.index, held.calls, decision, held.finish))
-        return out
-
-    async def _settle_approvals(self, ex: Exchange, action: Action,
-                                decision: Decision) -> tuple[Decision, dict[str, str]]:
-        """Release approved calls; ask (and in hold mode, wait) for the others. What was
-        asked for is audited before anyone can see it or wait on it."""
-        settled, settlement = await self.approvals.settle(
-            ex.principal, ex.rid, action.tool_calls, decision,
-            restore=ex.outcome.vault.restore, presented=ex.approval_ids,
-            audit=self.append_records)
-        ex.events.extend(settlement.events)  # audited with the response
-        return settled, settlement.headers
-
-    def _chat_stream(self, ex: Exchange) -> ChatStream:
-        engine, principal, timed = self.engine, ex.principal, self.telemetry.timed
-
-        def authorize(calls: list[ToolCall]) -> Decision:
-            action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE,
-                            openai_chat.PROTOCOL, tool_calls=calls)
-            return timed(engine.evaluate_response, principal, action, ex.session)
-
-        def check_text(text: str) -> list[Finding]:
-            return timed(engine.scan_window, text, "response", "assistant")
-
-        return ChatStream(ex.outcome.vault, check_text, authorize)
-
-    async def _stream(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
-        chat = self._chat_stream(ex)
-        upstream = ex.backend.stream(ex.body, ex.route)
-        try:  # the first chunk decides between a JSON error and a stream
-            first: dict[str, Any] | None = await anext(upstream, None)
-        except ProtocolError as err:
-            await upstream.aclose()  # type: ignore[attr-defined]
-            return await self._upstream_failed(ex, err)
-        self.telemetry.responded(first)
-        resp = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "x-lictor-request-id": ex.rid,
-        })
-        await resp.prepare(request)
-        failure, usage = await self._pump(resp, chat, upstream, first, ex)
-        finals = chat.finish() if failure is None and chat.blocked is None else []
-        if chat.held and failure is None:
-            try:
-                finals += await self._release_held(resp, chat, ex)
-            except ProtocolError as err:
-                failure, finals = err, []
-            except ConnectionError:
-                failure, finals = CLIENT_GONE, []
-        findings = list(chat.findings)
-        verdict = (Verdict.BLOCK if failure is not None
-                   else chat.blocked.verdict if chat.blocked is not None else combine(findings))
-        rdecision = Decision(
-            verdict,
-            findings,
-            self.engine.policy.content_hash,
-            removed_tool_calls=chat.removed_tool_calls,
-        )
-        entry = audit_entries.model_response(
-            request_id=ex.rid,
-            principal=ex.principal,
-            decision=rdecision,
-            choices=self._audit_choices(chat.audit_content()),
-            usage=usage,
-        )
-        if failure is not None:
-            entry["stream_error"] = {"status": failure.status, "code": failure.code}
-        try:
-            self.append_records(*ex.events, ex.request_record, entry)  # before calls and end
-        except ProtocolError as err:
-            failure, finals = err, []
-        self.engine.limits.record_usage(ex.principal, ex.session, usage_tokens(usage))
-        if chat.blocked is not None:
-            tail = [frame(openai_error_body(policy_error(chat.blocked, "response")))]
-        elif failure is not None:
-            tail = [frame(openai_error_body(failure))]
-        else:
-            tail = [frame(out) for out in finals] + [DONE]
-        try:  # the last frames and the end of the stream in one write
-            await resp.write_eof(b"".join(tail))
-        except ConnectionError:
-            log.info("client of %s went away before the end of the stream", ex.rid)
-        return resp
-
-    async def _pump(
-        self,
-        resp: web.StreamResponse,
-        chat: ChatStream,
-        upstream: AsyncIterator[dict[str, Any]],
-        first: dict[str, Any] | None,
-        ex: Exchange,
-    ) -> tuple[ProtocolError | None, Any]:
-        """Relay upstream chunks through `chat` until the end, a block, or a failure."""
-        usage: Any = None
-        try:
-            chunk = first
-            while chunk is not None:
-                if chunk.get("usage") is not None:
-                    usage = chunk["usage"]
-                outs = chat.feed(chunk)
-                if chat.held:
-                    outs += await self._release_held(resp, chat, ex)
-                if outs:  # one write for what one upstream chunk released
-                    await resp.write(b"".join(map(frame, outs)))
-                if chat.blocked is not None:
-                    break
-                chunk = await anext(upstream, None)
-        except ProtocolError as err:
-            return err, usage
-        except ConnectionError:
-            return CLIENT_GONE, usage
-        finally:
-            await upstream.aclose()  # type: ignore[attr-defined]
-        return None, usage
+            return await gateway_stream.relay(self, request, ex)
+        return await model_exchange.complete(self, ex)
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
@@ -476,4 +281,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_post("/v1/chat/completions", gateway.chat_completions)
+    app.router.add_post("/v1/responses", gateway.responses)
+    app.router.add_post("/v1/messages", gateway.messages)
+    app.router.add_post("/v1/embeddings", gateway.embeddings)
     return app

@@ -1,22 +1,35 @@
-"""Refusals as OpenAI-format errors: the response for a ProtocolError, the error for a
-finding that stops an action, and the middleware that turns anything else into one."""
+"""Refusals as protocol-native errors (OpenAI's envelope; Anthropic's on /v1/messages): the
+response for a ProtocolError, the error for a finding that stops an action, and the
+middleware that turns anything else into one."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from lictor.adapters.anthropic_messages import error_body as anthropic_error_body
 from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.enforcement.types import Finding, Verdict
 
 log = logging.getLogger("lictor.gateway")
 
 
-def error_response(err: ProtocolError, request_id: str) -> web.Response:
+ErrorBody = Callable[[ProtocolError], dict[str, Any]]
+
+
+def error_response(err: ProtocolError, request_id: str,
+                   body: ErrorBody = openai_error_body) -> web.Response:
+    """The error in the client's protocol (`body`: OpenAI's envelope unless told)."""
     headers = {"x-lictor-request-id": request_id, **err.headers}
-    return web.json_response(openai_error_body(err), status=err.status, headers=headers)
+    return web.json_response(body(err), status=err.status, headers=headers)
+
+
+def error_body_for(path: str) -> ErrorBody:
+    """The error envelope of the protocol served at `path`."""
+    return anthropic_error_body if path.startswith("/v1/messages") else openai_error_body
 
 
 def policy_error(finding: Finding, stage: str) -> ProtocolError:
@@ -62,9 +75,9 @@ async def openai_errors_middleware(
         if exc.status < 400:
             raise
         err = ProtocolError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
-        return web.json_response(openai_error_body(err), status=exc.status)
+        return web.json_response(error_body_for(request.path)(err), status=exc.status)
     except Exception:
         log.exception("unexpected failure handling %s %s", request.method, request.path)
         err = ProtocolError(500, "lictor failed while handling this request; nothing was "
                             "passed on", error_type="server_error", code="internal_error")
-        return web.json_response(openai_error_body(err), status=500)
+        return web.json_response(error_body_for(request.path)(err), status=500)

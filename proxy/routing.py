@@ -34,6 +34,7 @@ class Router:
                 base_url=r.base_url or "",
                 api_key=api_key,
                 timeout_s=r.timeout_s,
+                anthropic_version=r.anthropic_version,
             )
             if r.backend not in self.backends:
                 self.backends[r.backend] = self._make(r.backend, config)

@@ -57,9 +57,13 @@ def _version() -> str:
         return "unknown"
 
 
+MODEL_CHAT_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
+
+
 def _protocol(path: str) -> str | None:
-    """Which requests get a span: chat completions and MCP messages, nothing else."""
-    if path == "/v1/chat/completions":
+    """Which requests get a span: model chat calls (Chat Completions, Responses, Anthropic
+    Messages: GenAI operation `chat`) and MCP messages, nothing else."""
+    if path in MODEL_CHAT_PATHS:
         return "openai"
     return "mcp" if path.startswith("/mcp/") else None
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from lictor.adapters.backends import responses_via_chat
 from lictor.adapters.backends.base import Route
 from lictor.adapters.backends.local_model import LocalModelBackend
-from lictor.adapters.sse import DONE, frame
+from lictor.adapters.sse import DONE, frame, named_frame
 from lictor.proxy.server import AppThread
 
 
@@ -44,7 +46,51 @@ class MockOpenAI(AppThread):
     def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         return app
+
+    async def _received(self, request: web.Request) -> dict[str, Any] | web.Response:
+        body = await request.json()
+        self.received.append(Received(request.path, dict(request.headers), body))
+        if self.fail_status is not None:
+            return web.json_response(
+                {"error": {"message": "mock failure", "type": "server_error", "code": None}},
+                status=self.fail_status,
+            )
+        return body
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API, answered natively (the local model's answer, translated)."""
+        body = await self._received(request)
+        if isinstance(body, web.Response):
+            return body
+        route = Route(name=body["model"], backend="mock", upstream_model=body["model"])
+        chat = responses_via_chat.to_chat(body)
+        if not body.get("stream"):
+            answer = await self._model.complete(chat, route)
+            return web.json_response(responses_via_chat.from_chat(answer, body["model"]))
+        chunks = self._model.stream({**chat, "stream_options": {"include_usage": True}}, route)
+        return await self._sse(request, responses_via_chat.events_from_chat(chunks,
+                                                                             body["model"]))
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await self._received(request)
+        if isinstance(body, web.Response):
+            return body
+        route = Route(name=body["model"], backend="mock", upstream_model=body["model"])
+        return web.json_response(await self._model.embed(body, route))
+
+    @staticmethod
+    async def _sse(request: web.Request,
+                   events: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+        """Events framed as OpenAI and Anthropic do: an `event:` line naming the type."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        async for event in events:
+            await resp.write(named_frame(event))
+        await resp.write_eof()
+        return resp
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

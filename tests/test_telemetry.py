@@ -169,6 +169,22 @@ def test_chat_spans_and_metrics(traced: BackgroundServer, telemetry: Exported) -
         assert secret not in exported, secret
 
 
+def test_responses_and_messages_spans(traced: BackgroundServer, telemetry: Exported) -> None:
+    """The Responses API and Anthropic Messages are GenAI `chat` spans too, usage included."""
+    import anthropic
+
+    openai.OpenAI(base_url=traced.url + "/v1", api_key=DEMO_KEY, max_retries=0).responses.create(
+        model="lictor-local", input=PLAIN)
+    anthropic.Anthropic(base_url=traced.url, api_key=DEMO_KEY, max_retries=0).messages.create(
+        model="lictor-local", max_tokens=32, messages=[{"role": "user", "content": PLAIN}])
+    spans = telemetry.finished(2)
+    assert [s.name for s in spans] == ["chat lictor-local"] * 2
+    for span in spans:
+        attrs = span.attributes or {}
+        assert attrs["gen_ai.operation.name"] == "chat"
+        assert attrs["gen_ai.usage.output_tokens"] == 3
+
+
 def test_failures_are_error_spans(traced: BackgroundServer, telemetry: Exported) -> None:
     """An unreachable upstream, and an audit log that cannot be written (fail closed)."""
     with pytest.raises(openai.APIStatusError) as info:

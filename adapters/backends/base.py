@@ -1,6 +1,7 @@
 """What every routing backend offers the data planes: a whole completion or a stream.
 
-Backends speak OpenAI Chat Completions JSON (dicts in, dicts out) and raise
+Backends speak OpenAI Chat Completions and embeddings JSON (dicts in, dicts out; the
+other protocols are served through them, see `dispatch.py`) and raise
 `ProtocolError` for anything the agent should see as an API error.
 """
 
@@ -21,11 +22,14 @@ class Route:
     base_url: str = ""
     api_key: str = ""  # resolved secret; never logged or audited
     timeout_s: float = 120.0
+    anthropic_version: str = "2023-06-01"  # sent upstream with Anthropic Messages
 
 
 class Backend(Protocol):
     async def complete(self, body: dict[str, Any], route: Route) -> dict[str, Any]: ...
 
     def stream(self, body: dict[str, Any], route: Route) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def embed(self, body: dict[str, Any], route: Route) -> dict[str, Any]: ...
 
     async def aclose(self) -> None: ...

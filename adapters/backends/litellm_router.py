@@ -64,6 +64,13 @@ class LiteLLMBackend:
         except Exception as exc:
             raise _to_protocol_error(exc) from None
 
+    async def embed(self, body: dict[str, Any], route: Route) -> dict[str, Any]:
+        try:
+            resp = await self._router.aembedding(**self._kwargs(body, route))
+        except Exception as exc:
+            raise _to_protocol_error(exc) from None
+        return resp.model_dump(exclude_none=True)
+
     async def aclose(self) -> None:
         """Stop LiteLLM's background logging task, which would otherwise outlive the loop."""
         from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER

@@ -16,6 +16,7 @@ from typing import Any
 from lictor.adapters.backends.base import Route
 
 _CALL_LINE = re.compile(r"^\s*CALL\s+([A-Za-z_][\w.-]*)\s+(\{.*\})\s*$")
+EMBEDDING_DIMS = 16
 STREAM_PIECE = 7  # characters per streamed content chunk: small, so placeholders split
 
 
@@ -124,5 +125,21 @@ class LocalModelBackend:
         if (body.get("stream_options") or {}).get("include_usage"):
             yield {**base, "choices": [], "usage": _usage(body["messages"], text)}
 
+    async def embed(self, body: dict[str, Any], route: Route) -> dict[str, Any]:
+        """A unit vector per input, from its hash: the same text always embeds the same."""
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": _vector(str(text))}
+                for i, text in enumerate(inputs)]
+        tokens = sum(len(str(text).split()) for text in inputs)
+        return {"object": "list", "data": data, "model": route.upstream_model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
     async def aclose(self) -> None:
         return None
+
+
+def _vector(text: str, dims: int = EMBEDDING_DIMS) -> list[float]:
+    raw = hashlib.sha256(text.encode()).digest()
+    values = [(raw[i % len(raw)] - 127.5) / 127.5 for i in range(dims)]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in values]

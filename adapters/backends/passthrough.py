@@ -1,7 +1,8 @@
-"""Forward to any OpenAI-compatible base URL with aiohttp, streaming preserved.
+"""Forward to any OpenAI- or Anthropic-compatible base URL with aiohttp, streaming preserved.
 
-lictor injects the upstream key from its own config; the agent's credentials never go
-upstream. Upstream failures become OpenAI-format errors with a fitting status.
+lictor injects the upstream key from its own config (`Authorization: Bearer`, or for
+Anthropic Messages `x-api-key` and `anthropic-version`); the agent's credentials never go
+upstream. Upstream failures become protocol errors with a fitting status.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from lictor.adapters.backends.base import Route
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.sse import SseFormatError, read_json_events
 
+CHAT_PATH = "/chat/completions"
+MESSAGES_PATH = "/messages"
 _FORWARDED_STATUS = {400, 401, 403, 404, 409, 413, 422, 429}
 
 
@@ -24,6 +27,8 @@ def _upstream_error(status: int, payload: Any, retry_after: str | None) -> Proto
     message = ""
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         message = str(payload["error"].get("message") or "")
+    elif isinstance(payload, dict) and payload.get("type") == "error":  # a Responses event
+        message = str(payload.get("message") or "")
     # Upstream auth failures are lictor's configuration problem, not the agent's key.
     if status in (401, 403):
         return ProtocolError(
@@ -68,16 +73,31 @@ class PassthroughBackend:
         return self._session
 
     @staticmethod
-    def _prepare(body: dict[str, Any], route: Route) -> tuple[str, bytes, dict[str, str]]:
-        url = route.base_url.rstrip("/") + "/chat/completions"
+    def _prepare(body: dict[str, Any], route: Route,
+                 path: str = CHAT_PATH) -> tuple[str, bytes, dict[str, str]]:
+        url = route.base_url.rstrip("/") + path
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if route.api_key:
+        if path == MESSAGES_PATH:
+            headers["anthropic-version"] = route.anthropic_version
+            if route.api_key:
+                headers["x-api-key"] = route.api_key
+        elif route.api_key:
             headers["Authorization"] = f"Bearer {route.api_key}"
         payload = json.dumps({**body, "model": route.upstream_model}).encode()
         return url, payload, headers
 
     async def complete(self, body: dict[str, Any], route: Route) -> dict[str, Any]:
-        url, payload, headers = self._prepare(body, route)
+        return await self.forward(CHAT_PATH, body, route)
+
+    def stream(self, body: dict[str, Any], route: Route) -> AsyncIterator[dict[str, Any]]:
+        return self.forward_stream(CHAT_PATH, body, route)
+
+    async def embed(self, body: dict[str, Any], route: Route) -> dict[str, Any]:
+        return await self.forward("/embeddings", body, route)
+
+    async def forward(self, path: str, body: dict[str, Any], route: Route) -> dict[str, Any]:
+        """POST `body` to `path` under the route's base URL; the JSON answer."""
+        url, payload, headers = self._prepare(body, route, path)
         timeout = aiohttp.ClientTimeout(total=route.timeout_s)
         try:
             async with self._client().post(
@@ -101,8 +121,10 @@ class PassthroughBackend:
             raise ProtocolError(502, f"cannot reach the upstream: {type(exc).__name__}",
                                 error_type="upstream_error", code="upstream_unreachable") from None
 
-    async def stream(self, body: dict[str, Any], route: Route) -> AsyncIterator[dict[str, Any]]:
-        url, payload, headers = self._prepare({**body, "stream": True}, route)
+    async def forward_stream(self, path: str, body: dict[str, Any],
+                             route: Route) -> AsyncIterator[dict[str, Any]]:
+        """POST `body` with `stream: true`; the upstream's events as they arrive."""
+        url, payload, headers = self._prepare({**body, "stream": True}, route, path)
         headers["Accept"] = "text/event-stream"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=route.timeout_s)
         try:
@@ -110,8 +132,10 @@ class PassthroughBackend:
                 url, data=payload, headers=headers, timeout=timeout
             ) as resp:
                 await _raise_for_status(resp)
-                async for event in read_json_events(resp.content, until_done=True):
-                    if isinstance(event.get("error"), dict):
+                # chat streams end with `data: [DONE]`; Anthropic's and Responses' do not
+                async for event in read_json_events(resp.content,
+                                                    until_done=path == CHAT_PATH):
+                    if isinstance(event.get("error"), dict) or event.get("type") == "error":
                         raise _upstream_error(500, event, None)
                     yield event
         except SseFormatError as exc:

@@ -1,0 +1,241 @@
+"""Anthropic Messages: wire JSON to `Action`s, and decisions back onto the wire.
+
+The system prompt, text blocks, `tool_use` inputs and `tool_result` contents become
+segments with the same trust labels as Chat Completions, so every rule applies unchanged.
+Fields and block types it does not know are passed through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lictor.adapters.errors import ProtocolError
+from lictor.adapters.openai_chat import _CopyOnWrite, refusal_notes
+from lictor.enforcement.pii import PlaceholderVault
+from lictor.enforcement.types import (
+    Action,
+    ActionKind,
+    Decision,
+    Direction,
+    Segment,
+    ToolCall,
+    ToolDefinition,
+    Trust,
+)
+
+PROTOCOL = "anthropic.messages"
+ROLE_TRUST = {"user": Trust.USER, "assistant": Trust.ASSISTANT}
+JSON_KEY = "input"  # a segment whose path ends here holds a JSON object, serialized
+
+# Anthropic's error types by HTTP status (https://docs.anthropic.com/en/api/errors).
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+               403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+               415: "invalid_request_error", 429: "rate_limit_error", 529: "overloaded_error"}
+
+
+def error_body(err: ProtocolError) -> dict[str, Any]:
+    """Anthropic's error envelope, which the `anthropic` SDK raises as its APIStatusError."""
+    kind = ERROR_TYPES.get(err.status, "api_error" if err.status >= 500 else
+                           "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": err.message}}
+
+
+def _bad(message: str, param: str) -> ProtocolError:
+    return ProtocolError(400, f"{param}: {message}", param=param, code="invalid_request")
+
+
+def _text_blocks(content: Any, trust: Trust, path: tuple[str | int, ...], where: str,
+                 out: list[Segment]) -> None:
+    """A string, or an array of blocks of which the `text` ones are read."""
+    if isinstance(content, str):
+        out.append(Segment(content, trust, path))
+        return
+    if not isinstance(content, list):
+        raise _bad("must be a string or an array of content blocks", where)
+    for j, block in enumerate(content):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise _bad("each content block needs a `type`", f"{where}[{j}]")
+        if block["type"] == "text":
+            if not isinstance(block.get("text"), str):
+                raise _bad("a text block needs a string `text`", f"{where}[{j}].text")
+            out.append(Segment(block["text"], trust, (*path, j, "text")))
+
+
+def parse_request(body: Any) -> Action:
+    """Validate a Messages request and list every text it carries, with trust."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object", "body")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("must be a non-empty string", "model")
+    if not isinstance(body.get("stream", False), bool):
+        raise _bad("must be a boolean", "stream")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("must be a non-empty array", "messages")
+    action = Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, PROTOCOL, model=model)
+    if body.get("system") is not None:
+        _text_blocks(body["system"], Trust.SYSTEM, ("system",), "system", action.segments)
+    for i, msg in enumerate(messages):
+        _parse_message(msg, i, action.segments)
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _bad("must be an array", "tools")
+        for k, tool in enumerate(tools):
+            name = tool.get("name") if isinstance(tool, dict) else None
+            if not isinstance(name, str) or not name:
+                raise _bad("each tool needs a `name`", f"tools[{k}].name")
+            action.offered_tools.append(name)
+            action.tool_definitions[name] = ToolDefinition(
+                str(tool.get("description") or ""), tool.get("input_schema") or {})
+    return action
+
+
+def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(msg, dict):
+        raise _bad("each message must be an object", where)
+    trust = ROLE_TRUST.get(msg.get("role"))  # type: ignore[arg-type]
+    if trust is None:
+        raise _bad("`role` must be user or assistant", f"{where}.role")
+    content = msg.get("content")
+    path: tuple[str | int, ...] = ("messages", i, "content")
+    if isinstance(content, str):
+        out.append(Segment(content, trust, path))
+        return
+    if not isinstance(content, list):
+        raise _bad("must be a string or an array of content blocks", f"{where}.content")
+    for j, block in enumerate(content):
+        at = f"{where}.content[{j}]"
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise _bad("each content block needs a `type`", at)
+        kind = block["type"]
+        if kind == "text":
+            if not isinstance(block.get("text"), str):
+                raise _bad("a text block needs a string `text`", f"{at}.text")
+            out.append(Segment(block["text"], trust, (*path, j, "text")))
+        elif kind == "tool_use":
+            if not isinstance(block.get("input"), dict):
+                raise _bad("a tool_use block needs an object `input`", f"{at}.input")
+            out.append(Segment(json.dumps(block["input"], ensure_ascii=False), Trust.ASSISTANT,
+                               (*path, j, JSON_KEY), tool=str(block.get("name") or "?")))
+        elif kind == "tool_result" and block.get("content") is not None:
+            _text_blocks(block["content"], Trust.TOOL, (*path, j, "content"),
+                         f"{at}.content", out)
+
+
+def apply_request(
+    body: dict[str, Any], action: Action, masked_texts: list[str], decision: Decision
+) -> dict[str, Any]:
+    """The request as it goes upstream: masked texts, forbidden tools taken out."""
+    doc = _CopyOnWrite(body)
+    for segment, text in zip(action.segments, masked_texts, strict=True):
+        if text != segment.text:
+            doc.set(segment.path, _masked_input(text) if segment.path[-1] == JSON_KEY else text)
+    if decision.removed_offered_tools:
+        removed = set(decision.removed_offered_tools)
+        kept = [t for t in body["tools"] if t["name"] not in removed]
+        if kept:
+            doc.root["tools"] = kept
+        else:  # no tool left to choose: a `tool_choice` would be refused upstream
+            doc.root.pop("tools", None)
+            doc.root.pop("tool_choice", None)
+    return doc.root
+
+
+def _masked_input(text: str) -> Any:
+    """A tool_use `input` back from its masked JSON text; refused if masking broke it
+    (personal data outside a JSON string), rather than sent unmasked."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ProtocolError(400, "a tool_use input holds personal data outside a JSON string, "
+                            "which lictor cannot mask in place", param="messages",
+                            code="unmaskable_input") from None
+
+
+def restore_json(value: Any, vault: PlaceholderVault) -> Any:
+    """A JSON value with the placeholders in its strings put back (quotes stay valid)."""
+    if isinstance(value, str):
+        return vault.restore(value)
+    if isinstance(value, dict):
+        return {k: restore_json(v, vault) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore_json(v, vault) for v in value]
+    return value
+
+
+def tool_call(block: dict[str, Any]) -> ToolCall:
+    value = block.get("input")
+    args = value if isinstance(value, dict) else {}
+    return ToolCall(name=str(block.get("name") or ""), arguments=args,
+                    call_id=str(block.get("id") or ""),
+                    raw_arguments=json.dumps(args, ensure_ascii=False))
+
+
+def _content(resp: Any) -> list[dict[str, Any]]:
+    content = resp.get("content") if isinstance(resp, dict) else None
+    if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
+        raise ProtocolError(502, "the upstream model returned an invalid response",
+                            error_type="upstream_error")
+    return content
+
+
+def parse_response(resp: Any) -> Action:
+    """The model's answer as an action: its text and the tool uses it proposes."""
+    action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, PROTOCOL)
+    for j, block in enumerate(_content(resp)):
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            action.segments.append(Segment(block["text"], Trust.ASSISTANT, ("content", j)))
+        elif block.get("type") == "tool_use":
+            action.tool_calls.append(tool_call(block))
+    return action
+
+
+def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the model produced (text, tool uses), in the audit's per-choice form."""
+    blocks = _content(resp)
+    text = "".join(b["text"] for b in blocks
+                   if b.get("type") == "text" and isinstance(b.get("text"), str))
+    calls = [{"name": str(b.get("name", "")), "arguments": json.dumps(b.get("input"))}
+             for b in blocks if b.get("type") == "tool_use"]
+    return [{"index": 0, "content": text or None, "tool_calls": calls,
+             "finish_reason": resp.get("stop_reason")}]
+
+
+def usage_tokens(usage: Any) -> int:
+    if not isinstance(usage, dict):
+        return 0
+    return sum(v for k in ("input_tokens", "output_tokens")
+               if isinstance(v := usage.get(k), int))
+
+
+def apply_response(
+    resp: dict[str, Any], decision: Decision, vault: PlaceholderVault
+) -> dict[str, Any]:
+    """The answer the agent sees: placeholders restored, forbidden tool uses replaced by a
+    text block saying why."""
+    removed = set(decision.removed_tool_calls)
+    blocks = _content(resp)
+    calls = [tool_call(b) for b in blocks if b.get("type") == "tool_use"]
+    notes = refusal_notes(decision, calls)
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            out.append({**block, "text": vault.restore(block["text"])})
+        elif kind == "tool_use":
+            if str(block.get("id") or "") in removed:
+                continue
+            out.append({**block, "input": restore_json(block.get("input"), vault)})
+        else:
+            out.append(block)
+    if notes:
+        out.append({"type": "text", "text": "\n".join(notes)})
+    result = {**resp, "content": out}
+    if calls and removed and not any(b.get("type") == "tool_use" for b in out) \
+            and resp.get("stop_reason") == "tool_use":
+        result["stop_reason"] = "end_turn"
+    return result

@@ -1,0 +1,171 @@
+"""Streamed Anthropic Messages, governed event by event without buffering the answer.
+
+Text deltas flow through as they arrive, restored and checked on a sliding window. From
+the first `tool_use` block on, events wait until `message_delta`; then the tool uses are
+authorized together and released (each as start, one `input_json_delta`, stop) or replaced
+by a text block at the same index saying why. Event order and framing stay Anthropic's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lictor.adapters.anthropic_messages import error_body, restore_json
+from lictor.adapters.errors import ProtocolError
+from lictor.adapters.openai_chat import refusal_notes
+from lictor.adapters.openai_stream import AuthorizeCalls, CheckText, HeldCalls
+from lictor.adapters.sse import named_frame as frame
+from lictor.adapters.stream_text import Findings, TextGate
+from lictor.enforcement.pii import PlaceholderVault
+from lictor.enforcement.types import Decision, ToolCall
+
+
+def error_frame(err: ProtocolError) -> bytes:
+    return frame(error_body(err))
+
+
+class MessagesStream(Findings):
+    """Feed upstream events in; get the events to send to the agent out."""
+
+    def __init__(self, vault: PlaceholderVault, check_text: CheckText,
+                 authorize: AuthorizeCalls) -> None:
+        super().__init__()
+        self._vault = vault
+        self._check = check_text
+        self._authorize = authorize
+        self._texts: dict[int, TextGate] = {}
+        self._tools: dict[int, tuple[dict[str, Any], list[str]]] = {}  # start block, json
+        self._waiting: list[dict[str, Any] | int] = []  # events (or tool indexes) held back
+        self._delta: dict[str, Any] = {}  # the held message_delta
+        self.stop_reason: str | None = None
+        self._stopped = False  # message_stop seen: the stream is whole
+        self.usage: dict[str, Any] = {}
+        self.removed_tool_calls: list[str] = []
+        self._audit_calls: list[dict[str, str]] = []  # every tool use, masked, for the audit
+        self.held: list[HeldCalls] = []
+
+    def _out(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._tools and not self._delta:  # a tool use is open: wait for message_delta
+            self._waiting.extend(events)
+            return []
+        return events
+
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Process one upstream event; return what may be released now."""
+        if self.blocked is not None:
+            return []
+        kind = event.get("type")
+        index = event.get("index")
+        if kind == "message_start":
+            self.usage.update((event.get("message") or {}).get("usage") or {})
+        elif kind == "content_block_start" and isinstance(index, int):
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                self._tools[index] = (block, [])
+                self._waiting.append(index)
+                return []
+            if block.get("type") == "text":
+                self._texts[index] = TextGate.of(self._vault)
+        elif kind == "content_block_delta" and isinstance(index, int):
+            delta = event.get("delta") or {}
+            if index in self._tools:
+                self._tools[index][1].append(str(delta.get("partial_json") or ""))
+                return []
+            gate = self._texts.get(index)
+            if gate is not None and isinstance(delta.get("text"), str):
+                findings, text = gate.feed(delta["text"], self._check)
+                self.note(findings)
+                if self.blocked is not None:
+                    return []
+                return self._out([{**event, "delta": {**delta, "text": text}}] if text else [])
+        elif kind == "content_block_stop" and isinstance(index, int):
+            if index in self._tools:
+                return []
+            gate = self._texts.get(index)
+            rest = gate.flush() if gate is not None else ""
+            tail = [{"type": "content_block_delta", "index": index,
+                     "delta": {"type": "text_delta", "text": rest}}] if rest else []
+            return self._out([*tail, event])
+        elif kind == "message_stop":
+            self._stopped = True
+        elif kind == "message_delta":
+            self.usage.update(event.get("usage") or {})
+            self.stop_reason = (event.get("delta") or {}).get("stop_reason")
+            if self._tools:
+                self._delta = event
+                return self._decide()
+        return self._out([event])
+
+    def _calls(self) -> list[ToolCall]:
+        out = []
+        for block, parts in self._tools.values():
+            raw = "".join(parts) or "{}"
+            try:
+                args = json.loads(raw)
+            except ValueError:
+                args = {}
+            out.append(ToolCall(str(block.get("name") or ""),
+                                args if isinstance(args, dict) else {"value": args},
+                                str(block.get("id") or ""), raw))
+        return out
+
+    def _decide(self) -> list[dict[str, Any]]:
+        calls = self._calls()
+        decision = self._authorize(calls)
+        if decision.approvals:  # the data plane asks people, maybe waits, then releases
+            self.held.append(HeldCalls(0, calls, decision, self.stop_reason))
+            return []
+        return self.release(0, calls, decision, self.stop_reason)
+
+    def release(self, index: int, calls: list[ToolCall], decision: Decision,
+                finish: str | None) -> list[dict[str, Any]]:
+        """The held events, with each tool use released or replaced by a note."""
+        self.note(decision.findings)
+        if self.blocked is not None:
+            return []
+        removed = set(decision.removed_tool_calls)
+        by_index = dict(zip(self._tools, calls, strict=True))
+        out: list[dict[str, Any]] = []
+        for item in self._waiting:
+            if not isinstance(item, int):
+                out.append(item)
+                continue
+            call = by_index[item]
+            if call.call_id in removed:
+                self.removed_tool_calls.append(call.call_id)
+                note = "\n".join(refusal_notes(decision, [call]))
+                out += [{"type": "content_block_start", "index": item,
+                         "content_block": {"type": "text", "text": ""}},
+                        {"type": "content_block_delta", "index": item,
+                         "delta": {"type": "text_delta", "text": note}}]
+            else:
+                start = self._tools[item][0]
+                restored = json.dumps(restore_json(call.arguments, self._vault))
+                out += [{"type": "content_block_start", "index": item,
+                         "content_block": {**start, "input": {}}},
+                        {"type": "content_block_delta", "index": item,
+                         "delta": {"type": "input_json_delta", "partial_json": restored}}]
+            out.append({"type": "content_block_stop", "index": item})
+        delta = self._delta
+        if finish == "tool_use" and all(c.call_id in removed for c in calls):
+            delta = {**delta, "delta": {**delta.get("delta", {}), "stop_reason": "end_turn"}}
+        self._audit_calls += [{"name": c.name, "arguments": c.raw_arguments} for c in calls]
+        self._waiting, self._tools = [], {}
+        return [*out, delta]
+
+    def finish(self) -> list[dict[str, Any]]:
+        """End of the upstream stream; one cut short (no `message_stop`) is a 502, so a
+        truncated answer is never passed off as whole."""
+        if not self._stopped:
+            raise ProtocolError(502, "the upstream stream ended before message_stop "
+                                "(truncated)", error_type="upstream_error")
+        return []
+
+    def audit_content(self) -> list[dict[str, Any]]:
+        """What the model produced, masked (as it came from upstream)."""
+        calls = self._audit_calls + [{"name": str(b.get("name", "")), "arguments": "".join(p)}
+                                     for b, p in self._tools.values()]
+        text = "".join("".join(g.upstream) for _, g in sorted(self._texts.items()))
+        return [{"index": 0, "content": text, "tool_calls": calls,
+                 "finish_reason": self.stop_reason}]

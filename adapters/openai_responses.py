@@ -1,0 +1,208 @@
+"""OpenAI Responses API: wire JSON to `Action`s, and decisions back onto the wire.
+
+`instructions`, input messages, `function_call` items (arguments) and
+`function_call_output` items (tool results) become segments with the same trust labels as
+Chat Completions, so every rule applies unchanged. Unknown fields and item types pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from lictor.adapters.errors import ProtocolError
+from lictor.adapters.openai_chat import ROLE_TRUST, _CopyOnWrite, refusal_notes, tool_call_from_wire
+from lictor.enforcement.pii import PlaceholderVault
+from lictor.enforcement.types import (
+    Action,
+    ActionKind,
+    Decision,
+    Direction,
+    Segment,
+    ToolCall,
+    ToolDefinition,
+    Trust,
+)
+
+PROTOCOL = "openai.responses"
+TEXT_PARTS = ("input_text", "output_text", "text")
+
+
+def _bad(message: str, param: str) -> ProtocolError:
+    return ProtocolError(400, message, param=param, code="invalid_request")
+
+
+def parse_request(body: Any) -> Action:
+    """Validate a Responses request and list every text it carries, with trust."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object", "body")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("`model` must be a non-empty string", "model")
+    if not isinstance(body.get("stream", False), bool):
+        raise _bad("`stream` must be a boolean", "stream")
+    action = Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, PROTOCOL, model=model)
+    if isinstance(body.get("instructions"), str):
+        action.segments.append(Segment(body["instructions"], Trust.SYSTEM, ("instructions",)))
+    items = body.get("input")
+    if isinstance(items, str):
+        action.segments.append(Segment(items, Trust.USER, ("input",)))
+    elif isinstance(items, list) and items:
+        for i, item in enumerate(items):
+            _parse_item(item, i, action.segments)
+    else:
+        raise _bad("`input` must be a string or a non-empty array of items", "input")
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _bad("`tools` must be an array", "tools")
+        for k, tool in enumerate(tools):
+            if not isinstance(tool, dict) or tool.get("type") != "function":
+                continue  # built-in tools (web_search, ...) are not the agent's functions
+            name = tool.get("name")
+            if not isinstance(name, str) or not name:
+                raise _bad("each function tool needs a `name`", f"tools[{k}].name")
+            action.offered_tools.append(name)
+            action.tool_definitions[name] = ToolDefinition(
+                str(tool.get("description") or ""), tool.get("parameters") or {})
+    return action
+
+
+def _parse_item(item: Any, i: int, out: list[Segment]) -> None:
+    where = f"input[{i}]"
+    if not isinstance(item, dict):
+        raise _bad("each input item must be an object", where)
+    kind = item.get("type", "message")
+    if kind == "message":
+        trust = ROLE_TRUST.get(item.get("role"))  # type: ignore[arg-type]
+        if trust is None:
+            raise _bad("`role` must be user, assistant, system or developer", f"{where}.role")
+        content = item.get("content")
+        if isinstance(content, str):
+            out.append(Segment(content, trust, ("input", i, "content")))
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise _bad("each content part needs a `type`", f"{where}.content[{j}]")
+                if part["type"] in TEXT_PARTS:
+                    if not isinstance(part.get("text"), str):
+                        raise _bad("a text part needs a string `text`",
+                                   f"{where}.content[{j}].text")
+                    out.append(Segment(part["text"], trust, ("input", i, "content", j, "text")))
+        else:
+            raise _bad("`content` must be a string or an array of parts", f"{where}.content")
+    elif kind == "function_call":
+        if not isinstance(item.get("arguments"), str):
+            raise _bad("a function_call needs string `arguments`", f"{where}.arguments")
+        out.append(Segment(item["arguments"], Trust.ASSISTANT, ("input", i, "arguments"),
+                           tool=str(item.get("name") or "?")))
+    elif kind == "function_call_output":
+        output = item.get("output")
+        if isinstance(output, str):
+            out.append(Segment(output, Trust.TOOL, ("input", i, "output")))
+        elif isinstance(output, list):
+            for j, part in enumerate(output):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    out.append(Segment(part["text"], Trust.TOOL, ("input", i, "output", j, "text")))
+        else:
+            raise _bad("a function_call_output needs `output`", f"{where}.output")
+
+
+def apply_request(
+    body: dict[str, Any], action: Action, masked_texts: list[str], decision: Decision
+) -> dict[str, Any]:
+    """The request as it goes upstream: masked texts, forbidden tools taken out."""
+    doc = _CopyOnWrite(body)
+    for segment, text in zip(action.segments, masked_texts, strict=True):
+        if text != segment.text:
+            doc.set(segment.path, text)
+    if decision.removed_offered_tools:
+        removed = set(decision.removed_offered_tools)
+        kept = [t for t in body["tools"]
+                if not (t.get("type") == "function" and t.get("name") in removed)]
+        if kept:
+            doc.root["tools"] = kept
+        else:
+            for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                doc.root.pop(key, None)
+    return doc.root
+
+
+def _output(resp: Any) -> list[dict[str, Any]]:
+    output = resp.get("output") if isinstance(resp, dict) else None
+    if not isinstance(output, list) or not all(isinstance(o, dict) for o in output):
+        raise ProtocolError(502, "the upstream model returned an invalid response",
+                            error_type="upstream_error")
+    return output
+
+
+def function_call(item: dict[str, Any]) -> ToolCall:
+    return tool_call_from_wire(
+        {"id": item.get("call_id"), "function": {"name": item.get("name"),
+                                                 "arguments": item.get("arguments")}},
+        str(item.get("id") or ""))
+
+
+def parse_response(resp: Any) -> Action:
+    """The model's answer as an action: output text and the function calls it proposes."""
+    action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, PROTOCOL)
+    for oi, item in enumerate(_output(resp)):
+        if item.get("type") == "message":
+            for j, part in enumerate(item.get("content") or []):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    action.segments.append(Segment(part["text"], Trust.ASSISTANT,
+                                                   ("output", oi, "content", j)))
+        elif item.get("type") == "function_call":
+            action.tool_calls.append(function_call(item))
+    return action
+
+
+def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the model produced (text, function calls), in the audit's per-choice form."""
+    output = _output(resp)
+    text = "".join(p["text"] for o in output if o.get("type") == "message"
+                   for p in o.get("content") or []
+                   if isinstance(p, dict) and isinstance(p.get("text"), str))
+    calls = [{"name": str(o.get("name", "")), "arguments": str(o.get("arguments", ""))}
+             for o in output if o.get("type") == "function_call"]
+    return [{"index": 0, "content": text or None, "tool_calls": calls,
+             "finish_reason": resp.get("status")}]
+
+
+def note_item(notes: list[str], seed: str) -> dict[str, Any]:
+    """An assistant message item telling the agent which calls lictor withheld and why."""
+    return {
+        "id": "msg_lictor_" + hashlib.sha256(seed.encode()).hexdigest()[:24],
+        "type": "message", "role": "assistant", "status": "completed",
+        "content": [{"type": "output_text", "text": "\n".join(notes), "annotations": []}],
+    }
+
+
+def restore_item(item: dict[str, Any], vault: PlaceholderVault) -> dict[str, Any]:
+    """An output item with its placeholders put back (message text, call arguments)."""
+    if item.get("type") == "message" and isinstance(item.get("content"), list):
+        return {**item, "content": [
+            {**p, "text": vault.restore(p["text"])}
+            if isinstance(p, dict) and isinstance(p.get("text"), str) else p
+            for p in item["content"]]}
+    if item.get("type") == "function_call" and isinstance(item.get("arguments"), str):
+        return {**item, "arguments": vault.restore(item["arguments"])}
+    return item
+
+
+def apply_response(
+    resp: dict[str, Any], decision: Decision, vault: PlaceholderVault
+) -> dict[str, Any]:
+    """The answer the agent sees: placeholders restored, each forbidden function call
+    replaced by a message item saying why."""
+    removed = set(decision.removed_tool_calls)
+    out: list[dict[str, Any]] = []
+    for item in _output(resp):
+        if item.get("type") == "function_call":
+            call = function_call(item)
+            if call.call_id in removed:
+                out.append(note_item(refusal_notes(decision, [call]), call.call_id))
+                continue
+        out.append(restore_item(item, vault))
+    return {**resp, "output": out}

@@ -1,0 +1,200 @@
+"""Streamed Responses API, governed event by event without buffering the answer.
+
+Text deltas flow through restored and checked on a sliding window; `.done` events and
+the final `response.completed` carry restored text too. From the first `function_call`
+item on, events wait for the final event; then the calls are authorized together and
+released, or each replaced by a message item (same output index) saying why. Sequence
+numbers are renumbered in the order events reach the agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lictor.adapters.errors import ProtocolError, openai_error_body
+from lictor.adapters.openai_chat import refusal_notes
+from lictor.adapters.openai_responses import apply_response, function_call, note_item, restore_item
+from lictor.adapters.openai_stream import AuthorizeCalls, CheckText, HeldCalls
+from lictor.adapters.sse import named_frame as frame
+from lictor.adapters.stream_text import Findings, TextGate
+from lictor.enforcement.pii import PlaceholderVault
+from lictor.enforcement.types import Decision, ToolCall, Verdict
+
+FINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+def error_frame(err: ProtocolError) -> bytes:
+    """The Responses `error` event; its `error` object makes the `openai` SDK raise it as
+    an APIError carrying the message (a bare error event would be yielded, not raised)."""
+    return frame({"type": "error", "code": err.code, "message": err.message, "param": err.param,
+                  **openai_error_body(err)})
+
+
+def _note_events(oi: int, notes: list[str], seed: str) -> list[dict[str, Any]]:
+    item = note_item(notes, seed)
+    text = item["content"][0]["text"]
+    part = {"type": "output_text", "text": "", "annotations": []}
+    at = {"item_id": item["id"], "output_index": oi, "content_index": 0}
+    return [
+        {"type": "response.output_item.added", "output_index": oi,
+         "item": {**item, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", **at, "part": part},
+        {"type": "response.output_text.delta", **at, "delta": text},
+        {"type": "response.output_text.done", **at, "text": text},
+        {"type": "response.content_part.done", **at, "part": {**part, "text": text}},
+        {"type": "response.output_item.done", "output_index": oi, "item": item},
+    ]
+
+
+class ResponsesStream(Findings):
+    """Feed upstream events in; get the events to send to the agent out."""
+
+    def __init__(self, vault: PlaceholderVault, check_text: CheckText,
+                 authorize: AuthorizeCalls) -> None:
+        super().__init__()
+        self._vault = vault
+        self._check = check_text
+        self._authorize = authorize
+        self._texts: dict[tuple[int, int], TextGate] = {}
+        self._calls: dict[int, dict[str, Any]] = {}  # output index -> function_call item
+        self._args: dict[int, list[str]] = {}
+        self._waiting: list[dict[str, Any] | int] = []
+        self._final: dict[str, Any] = {}
+        self._seq = 0
+        self.usage: Any = None
+        self.status: str | None = None
+        self.removed_tool_calls: list[str] = []
+        self.held: list[HeldCalls] = []
+        self._audit: list[dict[str, str]] = []  # the decided calls, masked, for the audit
+
+    def _out(self, events: list[dict[str, Any]], wait: bool = True) -> list[dict[str, Any]]:
+        if wait and self._calls:
+            self._waiting.extend(events)
+            return []
+        for event in events:
+            event["sequence_number"] = self._seq
+            self._seq += 1
+        return events
+
+    def _gate(self, event: dict[str, Any]) -> TextGate:
+        key = (int(event.get("output_index", 0)), int(event.get("content_index", 0)))
+        gate = self._texts.get(key)
+        if gate is None:
+            gate = self._texts[key] = TextGate.of(self._vault)
+        return gate
+
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Process one upstream event; return what may be released now."""
+        if self.blocked is not None:
+            return []
+        event = dict(event)
+        kind = event.get("type")
+        oi = event.get("output_index")
+        item: dict[str, Any] = event["item"] if isinstance(event.get("item"), dict) else {}
+        if kind == "response.output_item.added" and item.get("type") == "function_call":
+            self._calls[int(oi or 0)] = item
+            self._args[int(oi or 0)] = []
+            self._waiting.append(int(oi or 0))
+            return []
+        if isinstance(oi, int) and oi in self._calls:  # a held call's own events
+            if kind == "response.function_call_arguments.delta":
+                self._args[oi].append(str(event.get("delta") or ""))
+            elif kind == "response.output_item.done" and isinstance(item.get("arguments"), str):
+                self._calls[oi] = item
+            return []
+        if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
+            findings, text = self._gate(event).feed(event["delta"], self._check)
+            self.note(findings)
+            if self.blocked is not None or not text:
+                return []
+            return self._out([{**event, "delta": text}])
+        if kind == "response.output_text.done" and isinstance(event.get("text"), str):
+            rest = self._gate(event).flush()
+            at = {k: event.get(k) for k in ("item_id", "output_index", "content_index")}
+            extra = [{"type": "response.output_text.delta", **at, "delta": rest}] if rest else []
+            return self._out([*extra, {**event, "text": self._vault.restore(event["text"])}])
+        if kind == "response.content_part.done" and isinstance(event.get("part"), dict):
+            part = event["part"]
+            if isinstance(part.get("text"), str):
+                event["part"] = {**part, "text": self._vault.restore(part["text"])}
+        elif kind == "response.output_item.done" and item:
+            event["item"] = restore_item(item, self._vault)
+        elif kind in FINAL:
+            response: dict[str, Any] = (event["response"] if isinstance(event.get("response"), dict)
+                                        else {})
+            self.usage, self.status = response.get("usage"), response.get("status")
+            self._final = event
+            if self._calls:
+                return self._decide()
+            return self._out([self._finish_final(Decision(Verdict.ALLOW))])
+        return self._out([event])
+
+    def _finish_final(self, decision: Decision) -> dict[str, Any]:
+        response = self._final.get("response")
+        if isinstance(response, dict) and isinstance(response.get("output"), list):
+            return {**self._final, "response": apply_response(response, decision, self._vault)}
+        return self._final
+
+    def _tool_calls(self) -> list[ToolCall]:
+        out = []
+        for oi, item in self._calls.items():
+            args = item.get("arguments")
+            whole = args if isinstance(args, str) and args else "".join(self._args[oi])
+            out.append(function_call({**item, "arguments": whole}))
+        return out
+
+    def _decide(self) -> list[dict[str, Any]]:
+        calls = self._tool_calls()
+        decision = self._authorize(calls)
+        if decision.approvals:  # the data plane asks people, maybe waits, then releases
+            self.held.append(HeldCalls(0, calls, decision, self.status))
+            return []
+        return self.release(0, calls, decision, self.status)
+
+    def release(self, index: int, calls: list[ToolCall], decision: Decision,
+                finish: str | None) -> list[dict[str, Any]]:
+        """The held events, each call released or replaced by a note, then the final event."""
+        self.note(decision.findings)
+        if self.blocked is not None:
+            return []
+        removed = set(decision.removed_tool_calls)
+        by_index = dict(zip(self._calls, calls, strict=True))
+        out: list[dict[str, Any]] = []
+        for entry in self._waiting:
+            if not isinstance(entry, int):
+                out.append(entry)
+                continue
+            call, item = by_index[entry], self._calls[entry]
+            if call.call_id in removed:
+                self.removed_tool_calls.append(call.call_id)
+                out += _note_events(entry, refusal_notes(decision, [call]), call.call_id)
+                continue
+            args = self._vault.restore(call.raw_arguments)
+            at = {"item_id": item.get("id"), "output_index": entry}
+            out += [
+                {"type": "response.output_item.added", "output_index": entry,
+                 "item": {**item, "arguments": "", "status": "in_progress"}},
+                {"type": "response.function_call_arguments.delta", **at, "delta": args},
+                {"type": "response.function_call_arguments.done", **at, "arguments": args},
+                {"type": "response.output_item.done", "output_index": entry,
+                 "item": {**item, "arguments": args, "status": "completed"}},
+            ]
+        self._audit = [{"name": c.name, "arguments": c.raw_arguments} for c in calls]
+        self._waiting, self._calls = [], {}
+        return self._out([*out, self._finish_final(decision)], wait=False)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """End of the upstream stream; one cut short (no final `response.*` event) is a 502,
+        so a truncated answer is never passed off as whole."""
+        if not self._final:
+            raise ProtocolError(502, "the upstream stream ended before its final response "
+                                "event (truncated)", error_type="upstream_error")
+        return []
+
+    def audit_content(self) -> list[dict[str, Any]]:
+        """What the model produced, masked (as it came from upstream)."""
+        calls = self._audit or [
+            {"name": c.name, "arguments": c.raw_arguments} for c in self._tool_calls()]
+        text = "".join("".join(g.upstream) for _, g in sorted(self._texts.items()))
+        return [{"index": 0, "content": text, "tool_calls": calls,
+                 "finish_reason": self.status}]
