@@ -40,19 +40,25 @@ def _bad(message: str, param: str) -> ProtocolError:
     return ProtocolError(400, message, param=param, code="invalid_request")
 
 
-def parse_request(body: Any) -> Action:
-    """Validate a chat completion request and list every text it carries, with trust."""
+def start_request(body: Any, protocol: str, *, streams: bool = True) -> Action:
+    """What every OpenAI API request shares (a JSON object, a non-empty `model`, a boolean
+    `stream`), checked; the protocol's adapter fills in the Action it returns."""
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object", "body")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("`model` must be a non-empty string", "model")
-    if not isinstance(body.get("stream", False), bool):
+    if streams and not isinstance(body.get("stream", False), bool):
         raise _bad("`stream` must be a boolean", "stream")
+    return Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, protocol, model=model)
+
+
+def parse_request(body: Any) -> Action:
+    """Validate a chat completion request and list every text it carries, with trust."""
+    action = start_request(body, PROTOCOL)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty array", "messages")
-    action = Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, PROTOCOL, model=model)
     for i, msg in enumerate(messages):
         _parse_message(msg, i, action.segments)
     tools = body.get("tools")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from lictor.adapters.errors import ProtocolError
-from lictor.adapters.openai_chat import _CopyOnWrite
+from lictor.adapters.openai_chat import _CopyOnWrite, start_request
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
     Action,
@@ -29,12 +29,7 @@ def _bad(message: str, param: str) -> ProtocolError:
 
 def parse_request(body: Any) -> Action:
     """Validate an embeddings request; each input string becomes one user segment."""
-    if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object", "body")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise _bad("`model` must be a non-empty string", "model")
-    action = Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, PROTOCOL, model=model)
+    action = start_request(body, PROTOCOL, streams=False)
     value = body.get("input")
     if isinstance(value, str):
         action.segments.append(Segment(value, Trust.USER, ("input",)))

@@ -12,7 +12,13 @@ import hashlib
 from typing import Any
 
 from lictor.adapters.errors import ProtocolError
-from lictor.adapters.openai_chat import ROLE_TRUST, _CopyOnWrite, refusal_notes, tool_call_from_wire
+from lictor.adapters.openai_chat import (
+    ROLE_TRUST,
+    _CopyOnWrite,
+    refusal_notes,
+    start_request,
+    tool_call_from_wire,
+)
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
     Action,
@@ -35,14 +41,7 @@ def _bad(message: str, param: str) -> ProtocolError:
 
 def parse_request(body: Any) -> Action:
     """Validate a Responses request and list every text it carries, with trust."""
-    if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object", "body")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise _bad("`model` must be a non-empty string", "model")
-    if not isinstance(body.get("stream", False), bool):
-        raise _bad("`stream` must be a boolean", "stream")
-    action = Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, PROTOCOL, model=model)
+    action = start_request(body, PROTOCOL)
     if isinstance(body.get("instructions"), str):
         action.segments.append(Segment(body["instructions"], Trust.SYSTEM, ("instructions",)))
     items = body.get("input")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from measure import free_port, run_header, write_json
+from measure import free_port, run_header, serve_lictor, write_json
 
 KEY = "sk-lictor-demo"
 NEEDED = {"model_request", "model_response"}
@@ -40,20 +40,7 @@ BODIES: list[dict[str, Any]] = [
 
 
 def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lictor.proxy.cli", "serve", "--port", str(port),
-         "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("lictor did not become ready")
+    return serve_lictor(port, "--data-dir", str(data_dir))
 
 
 def load(url: str, answered: list[tuple[str, int]], stop: threading.Event, seed: int) -> None:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from gateway_latency import KEY, payload, wait_ready
-from measure import free_port, percentile, run_header, write_config, write_json
+from gateway_latency import KEY, payload
+from measure import free_port, percentile, run_header, wait_ready, write_config, write_json
 
 HERE = Path(__file__).resolve().parent
 NAMES = ["direct", "gateway", "egress_model", "egress_http"]

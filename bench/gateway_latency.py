@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from measure import free_port, percentile, run_header, write_config, write_json
+from measure import free_port, percentile, run_header, wait_ready, write_config, write_json
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-agent"
@@ -100,18 +99,6 @@ PROTOCOLS: dict[str, tuple[str, Callable[[int], bytes]]] = {
 
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
-    """Seconds until `port` accepts connections (the process's start-up to ready)."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"port {port}: process exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
-                return time.monotonic() - start
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
 
 
 

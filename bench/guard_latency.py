@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway_latency import HERE, KEY, payload, wait_ready
-from measure import free_port, percentile, run_header, write_config, write_json
+from gateway_latency import HERE, KEY, payload
+from measure import free_port, percentile, run_header, wait_ready, write_config, write_json
 
 from lictor.proxy.config import load_config
 from lictor.proxy.guard import Guard

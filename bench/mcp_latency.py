@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from gateway_latency import wait_ready
-from measure import free_port, percentile, run_header, write_config, write_json
+from measure import free_port, percentile, run_header, wait_ready, write_config, write_json
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-agent"

@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,3 +46,31 @@ def write_config(path: Path, settings: dict[str, Any]) -> Path:
     path.write_text(json.dumps(settings))
     path.chmod(0o600)
     return path
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    """Seconds until `port` accepts connections (the process's start-up to ready)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"port {port}: process exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return time.monotonic() - start
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def serve_lictor(port: int, *args: str) -> subprocess.Popen[bytes]:
+    """`lictor serve --port PORT ARGS...` in its own process, returned once it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lictor.proxy.cli", "serve", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    try:
+        wait_ready(port, proc)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc

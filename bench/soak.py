@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -24,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from measure import free_port, run_header, write_json
+from measure import free_port, run_header, serve_lictor, write_json
 
 KEY = "sk-lictor-demo"
 HERE = Path(__file__).resolve().parent
@@ -96,23 +95,6 @@ def run_client(url: str, count: int, concurrency: int, seed: int, out: Path) -> 
                    check=True)
 
 
-def start_lictor(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    import requests
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lictor.proxy.cli", "serve", "--port", str(port),
-         "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("lictor did not become ready")
 
 
 def records_by_request(data_dir: Path) -> dict[str, Counter[str]]:
@@ -159,7 +141,7 @@ def main() -> int:
     warmup = max(200, args.requests // 10)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, port = Path(tmp) / "var", free_port()
-        proc = start_lictor(data_dir, port)
+        proc = serve_lictor(port, "--data-dir", str(data_dir))
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         started = time.monotonic()
         try:

@@ -66,6 +66,10 @@ class ModelRoute(Strict):
     api_key_env: str | None = None  # upstream provider key, injected by lictor
     timeout_s: float = Field(default=120.0, gt=0)
     anthropic_version: str = "2023-06-01"  # sent upstream with /v1/messages (passthrough)
+    # passthrough: further tries when the upstream could not be reached or answered 429,
+    # 502, 503 or 504 (Retry-After honoured up to 10 s); never after it may have acted
+    retries: int = Field(default=0, ge=0, le=5)
+    retry_backoff_s: float = Field(default=0.25, gt=0, le=10)
 
     @model_validator(mode="after")
     def _backend_needs(self) -> ModelRoute:

@@ -35,6 +35,8 @@ class Router:
                 api_key=api_key,
                 timeout_s=r.timeout_s,
                 anthropic_version=r.anthropic_version,
+                retries=r.retries,
+                retry_backoff_s=r.retry_backoff_s,
             )
             if r.backend not in self.backends:
                 self.backends[r.backend] = self._make(r.backend, config)

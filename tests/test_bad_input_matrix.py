@@ -206,15 +206,21 @@ def test_hostile_bodies_through_the_egress_proxy_get_the_gateways_answer(
     """A model call caught by the sidecar is judged by the gateway's own parser."""
     egress, provider = egress_model
     host = "localhost:" + provider.url.rsplit(":", 1)[1]
-    before = len(provider.received)
-    resp = requests.post(
-        f"https://{host}/v1/chat/completions", data=make(CHAT), timeout=20,
-        headers={"Content-Type": "application/json", **headers},
-        proxies={"https": egress.proxy_url}, verify=str(egress.ca_cert))
-    if len(make(CHAT)) > 4 * LIMIT:  # mitmproxy's own bound answers before any addon
-        assert resp.status_code == 413
+    before, body = len(provider.received), make(CHAT)
+    try:
+        resp = requests.post(
+            f"https://{host}/v1/chat/completions", data=body, timeout=20,
+            headers={"Content-Type": "application/json", **headers},
+            proxies={"https": egress.proxy_url}, verify=str(egress.ca_cert))
+    except requests.ConnectionError:
+        # mitmproxy's own bound answers 413 and closes while the client still sends: the
+        # client may see the close first (a clean close, as the matrix allows)
+        assert len(body) > 4 * LIMIT
     else:
-        PLANES[0].check_error(resp, status)
+        if len(body) > 4 * LIMIT:
+            assert resp.status_code == 413
+        else:
+            PLANES[0].check_error(resp, status)
     assert len(provider.received) == before, "it reached the provider"
 
 

@@ -27,6 +27,8 @@ class FaultyUpstream(AppThread):
         super().__init__(self._app, "127.0.0.1", 0)
         self.mode = "ok"
         self.requests = 0
+        self.then_ok_after = -1  # >= 0: fail that many more times in `mode`, then answer
+        self.retry_after = "7"
 
     def _app(self) -> web.Application:
         app = web.Application()
@@ -34,22 +36,31 @@ class FaultyUpstream(AppThread):
         return app
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        await request.read()
+        streamed = bool(json.loads(await request.read()).get("stream"))
         self.requests += 1
         mode = self.mode
+        if self.then_ok_after == 0:
+            mode = "ok"
+        elif self.then_ok_after > 0:
+            self.then_ok_after -= 1
         if mode == "hang":
             await asyncio.sleep(30)
         if mode == "reset":
             assert request.transport is not None
             request.transport.abort()  # RST before any byte of an answer
             raise web.HTTPBadRequest()
-        if mode in ("500", "503"):
+        if mode in ("500", "502", "503"):
             return web.json_response({"error": {"message": "overloaded"}}, status=int(mode))
         if mode == "429":
             return web.json_response({"error": {"message": "slow down"}}, status=429,
-                                     headers={"Retry-After": "7"})
+                                     headers={"Retry-After": self.retry_after})
         if mode == "not_json":
             return web.Response(text="<html>bad gateway</html>", content_type="text/html")
+        if mode == "ok" and not streamed:
+            return web.json_response({
+                "id": "c1", "object": "chat.completion", "model": "m", "choices": [{
+                    "index": 0, "message": {"role": "assistant", "content": "Hello there"},
+                    "finish_reason": "stop"}]})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(frame(CHUNK))
@@ -72,9 +83,15 @@ class FaultyUpstream(AppThread):
 
 
 @pytest.fixture(scope="module")
-def faulty() -> Any:
+def faulty_server() -> Any:
     with FaultyUpstream() as upstream:
         yield upstream
+
+
+@pytest.fixture
+def faulty(faulty_server: FaultyUpstream) -> FaultyUpstream:
+    faulty_server.then_ok_after, faulty_server.retry_after = -1, "7"
+    return faulty_server
 
 
 @pytest.fixture
@@ -160,3 +177,58 @@ def test_the_gateway_recovers_when_the_upstream_does(gateway: BackgroundServer,
     resp = _post(gateway, stream=True)
     assert resp.status_code == 200 and resp.text.rstrip().endswith("data: [DONE]")
     assert "Hello" in resp.text
+
+
+def _retrying(start_lictor: StartLictor, faulty: FaultyUpstream, retries: int) -> BackgroundServer:
+    return start_lictor(models=[{"name": "flaky", "backend": "passthrough", "timeout_s": 0.5,
+                                 "base_url": faulty.url + "/v1", "retries": retries,
+                                 "retry_backoff_s": 0.01}])
+
+
+@pytest.mark.parametrize("mode", ["503", "502", "429"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_retries_when_the_upstream_did_not_act(start_lictor: StartLictor,
+                                               faulty: FaultyUpstream, mode: str,
+                                               stream: bool) -> None:
+    server = _retrying(start_lictor, faulty, retries=2)
+    faulty.mode, faulty.then_ok_after, faulty.retry_after = mode, 2, "0.05"
+    before = faulty.requests
+    resp = _post(server, stream=stream)
+    assert resp.status_code == 200, resp.text
+    assert faulty.requests - before == 3  # two failures, then the answer
+    assert "Hello" in resp.text
+
+
+def test_retries_give_up_and_say_why(start_lictor: StartLictor, faulty: FaultyUpstream) -> None:
+    server = _retrying(start_lictor, faulty, retries=2)
+    faulty.mode, before = "503", faulty.requests
+    resp = _post(server, stream=False)
+    assert resp.status_code == 502 and "upstream error 503" in resp.json()["error"]["message"]
+    assert faulty.requests - before == 3
+
+
+def test_a_long_retry_after_goes_back_to_the_agent(start_lictor: StartLictor,
+                                                   faulty: FaultyUpstream) -> None:
+    server = _retrying(start_lictor, faulty, retries=3)
+    faulty.mode, faulty.retry_after, before = "429", "30", faulty.requests
+    resp = _post(server, stream=False)
+    assert resp.status_code == 429 and resp.headers["Retry-After"] == "30"
+    assert faulty.requests - before == 1  # not held for 30 s
+
+
+@pytest.mark.parametrize("mode", ["500", "hang"])
+def test_no_retry_once_the_upstream_may_have_acted(start_lictor: StartLictor,
+                                                   faulty: FaultyUpstream, mode: str) -> None:
+    server = _retrying(start_lictor, faulty, retries=3)
+    faulty.mode, before = mode, faulty.requests
+    assert _post(server, stream=False).status_code in (502, 504)
+    assert faulty.requests - before == 1
+
+
+def test_an_unreachable_upstream_is_retried_then_refused(start_lictor: StartLictor) -> None:
+    server = start_lictor(models=[{"name": "flaky", "backend": "passthrough", "retries": 2,
+                                   "retry_backoff_s": 0.01,
+                                   "base_url": "http://127.0.0.1:9/v1"}])
+    resp = _post(server, stream=False)
+    assert resp.status_code == 502
+    assert resp.json()["error"]["code"] == "upstream_unreachable"

@@ -23,6 +23,8 @@ class Route:
     api_key: str = ""  # resolved secret; never logged or audited
     timeout_s: float = 120.0
     anthropic_version: str = "2023-06-01"  # sent upstream with Anthropic Messages
+    retries: int = 0  # passthrough: further tries when the upstream surely did not act
+    retry_backoff_s: float = 0.25
 
 
 class Backend(Protocol):

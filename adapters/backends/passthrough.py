@@ -7,9 +7,12 @@ upstream. Upstream failures become protocol errors with a fitting status.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import ssl
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -21,6 +24,24 @@ from lictor.adapters.sse import SseFormatError, read_json_events
 CHAT_PATH = "/chat/completions"
 MESSAGES_PATH = "/messages"
 _FORWARDED_STATUS = {400, 401, 403, 404, 409, 413, 422, 429}
+RETRY_STATUS = {429, 502, 503, 504}  # the upstream did not act on the request
+MAX_RETRY_WAIT_S = 10.0  # a longer Retry-After goes back to the agent instead
+
+
+def _backoff(route: Route, attempt: int) -> float:
+    """Exponential backoff with full jitter (AWS's recommendation)."""
+    return random.uniform(0, route.retry_backoff_s * 2 ** attempt)
+
+
+def _retry_wait(route: Route, attempt: int, retry_after: str | None) -> float | None:
+    """How long to wait before the next try, or None when the agent should be told now."""
+    if retry_after is None:
+        return _backoff(route, attempt)
+    try:
+        wait = float(retry_after)
+    except ValueError:  # an HTTP date: too far ahead to hold the agent's request for
+        return None
+    return wait if 0 <= wait <= MAX_RETRY_WAIT_S else None
 
 
 def _upstream_error(status: int, payload: Any, retry_after: str | None) -> ProtocolError:
@@ -72,6 +93,37 @@ class PassthroughBackend:
             )
         return self._session
 
+    @asynccontextmanager
+    async def _post(self, url: str, payload: bytes, headers: dict[str, str],
+                    limits: aiohttp.ClientTimeout, route: Route
+                    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST and check the status, retrying up to `route.retries` times only when the
+        upstream surely did not act: it could not be reached, or it answered 429, 502,
+        503 or 504 (honouring Retry-After up to MAX_RETRY_WAIT_S, with backoff)."""
+        attempt = 0
+        while True:
+            try:
+                resp = await self._client().post(url, data=payload, headers=headers,
+                                                 timeout=limits)
+            except aiohttp.ClientConnectorError:
+                if attempt >= route.retries:
+                    raise
+                await asyncio.sleep(_backoff(route, attempt))
+                attempt += 1
+                continue
+            wait = (_retry_wait(route, attempt, resp.headers.get("Retry-After"))
+                    if resp.status in RETRY_STATUS and attempt < route.retries else None)
+            if wait is None:
+                break
+            resp.release()
+            await asyncio.sleep(wait)
+            attempt += 1
+        try:
+            await _raise_for_status(resp)
+            yield resp
+        finally:
+            resp.release()
+
     @staticmethod
     def _prepare(body: dict[str, Any], route: Route,
                  path: str = CHAT_PATH) -> tuple[str, bytes, dict[str, str]]:
@@ -100,10 +152,7 @@ class PassthroughBackend:
         url, payload, headers = self._prepare(body, route, path)
         timeout = aiohttp.ClientTimeout(total=route.timeout_s)
         try:
-            async with self._client().post(
-                url, data=payload, headers=headers, timeout=timeout
-            ) as resp:
-                await _raise_for_status(resp)
+            async with self._post(url, payload, headers, timeout, route) as resp:
                 try:
                     value = json.loads(await resp.read())
                 except ValueError:
@@ -128,10 +177,7 @@ class PassthroughBackend:
         headers["Accept"] = "text/event-stream"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=route.timeout_s)
         try:
-            async with self._client().post(
-                url, data=payload, headers=headers, timeout=timeout
-            ) as resp:
-                await _raise_for_status(resp)
+            async with self._post(url, payload, headers, timeout, route) as resp:
                 # chat streams end with `data: [DONE]`; Anthropic's and Responses' do not
                 async for event in read_json_events(resp.content,
                                                     until_done=path == CHAT_PATH):
