@@ -182,7 +182,9 @@ class AuditStore:
                 conn.close()
             if isinstance(exc, AuditWriteError):
                 raise
-            raise AuditWriteError(f"cannot open audit store {db_path}: {exc}") from exc
+            why = ("; its folder is read-only or not writable by this user, and the log "
+                   "needs to write" if not os.access(db_path.parent, os.W_OK) else "")
+            raise AuditWriteError(f"cannot open audit store {db_path}: {exc}{why}") from exc
         return cls(conn, db_path, last_seq, last_hash, tree)
 
     @staticmethod

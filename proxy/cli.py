@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lictor.audit.signing import KeyFileError
+from lictor.audit.store import AuditWriteError
 from lictor.proxy import approval_commands, retention_commands
 from lictor.proxy.config import ConfigError, load_config
 from lictor.rules.loader import RuleLoadError
@@ -154,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         return _audit_verify(args)
     except (ConfigError, RuleLoadError, KeyFileError) as exc:
         print(f"lictor: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except AuditWriteError as exc:  # fail closed: nothing is served without its audit log
+        print(f"lictor: cannot start: {exc}", file=sys.stderr)
         return 2
 
 

@@ -1,10 +1,11 @@
-"""Internal faults on a real filesystem: the audit store's disk fills up. lictor refuses
-traffic with a 503 that says why (fail closed, nothing released unaudited), and serves again
-by itself once the fault clears; the chain still verifies."""
+"""Internal faults on a real filesystem: the audit store's disk fills up, or is read-only at
+start. lictor refuses traffic with a 503 that says why (fail closed, nothing released
+unaudited), or refuses to start, and serves again once the fault clears; the chain verifies."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import requests
 from conftest import DEMO_KEY, StartLictor, audit_rows
 
 from lictor.proxy.cli import main
+from lictor.proxy.config import load_config
 from lictor.proxy.server import BackgroundServer
 
 
@@ -71,3 +73,31 @@ def test_a_full_disk_refuses_traffic_then_recovers(start_lictor: StartLictor,
     server.stop()
     assert main(["audit", "verify", "--data-dir", str(small_disk / "var")]) == 0
 
+
+
+def test_a_read_only_data_dir_refuses_to_start_then_starts_when_writable(
+        tmp_path: Path, small_disk: Path) -> None:
+    """A store that cannot be written is found at start-up: lictor says why and exits
+    (nothing served unaudited); once the disk is writable again it starts and serves."""
+    data_dir = small_disk / "var"
+    assert main(["audit", "verify", "--data-dir", str(data_dir)]) != 0  # nothing there yet
+    server = BackgroundServer(load_config(None, {
+        "server": {"host": "127.0.0.1", "port": 0}, "data_dir": str(data_dir)})).start()
+    assert _chat(server).status_code == 200
+    server.stop()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lictor.proxy.cli", "serve", "--port", "0",
+             "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=60,
+            check=False)
+        assert done.returncode != 0
+        assert "cannot start" in done.stderr and "read-only" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    server = BackgroundServer(load_config(None, {
+        "server": {"host": "127.0.0.1", "port": 0}, "data_dir": str(data_dir)})).start()
+    assert _chat(server).status_code == 200
+    server.stop()
+    assert main(["audit", "verify", "--data-dir", str(data_dir)]) == 0
