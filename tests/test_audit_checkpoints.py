@@ -202,3 +202,25 @@ def test_lictor_refuses_a_loose_or_missing_configured_key(
     missing = tmp_path / "absent.pem"
     with pytest.raises(KeyFileError, match="does not exist; create one with"):
         start_lictor(audit={"signing_key": str(missing)})
+
+
+def test_a_lost_data_dir_key_is_replaced_and_old_checkpoints_still_verify(
+        start_lictor: StartLictor) -> None:
+    """The default signing key deleted between runs: lictor makes a new one (logged in the
+    store's key list), signs on with it, and every checkpoint, old and new, verifies."""
+    from lictor.proxy.cli import main
+
+    server = start_lictor(models=[{"name": "lictor-local", "backend": "local"}])
+    client(server).chat.completions.create(model="lictor-local",
+                                           messages=[{"role": "user", "content": "one"}])
+    server.stop()
+    store_path = server.gateway.audit.path
+    (store_path.parent / "keys" / "audit-signing.pem").unlink()  # the fault
+    again = start_lictor(models=[{"name": "lictor-local", "backend": "local"}])
+    client(again).chat.completions.create(model="lictor-local",
+                                          messages=[{"role": "user", "content": "two"}])
+    again.stop()
+    with AuditStore.open(store_path) as reopened:
+        assert len(reopened.signing_keys()) == 2
+        assert [cp.size for cp in reopened.checkpoints()] == [2, 4]
+    assert main(["audit", "verify", "--data-dir", str(store_path.parent)]) == 0
