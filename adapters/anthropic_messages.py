@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from lictor.adapters.errors import ProtocolError
-from lictor.adapters.openai_chat import _CopyOnWrite, refusal_notes
+from lictor.adapters.openai_chat import refusal_notes, with_masked_texts
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
     Action,
@@ -130,10 +130,8 @@ def apply_request(
     body: dict[str, Any], action: Action, masked_texts: list[str], decision: Decision
 ) -> dict[str, Any]:
     """The request as it goes upstream: masked texts, forbidden tools taken out."""
-    doc = _CopyOnWrite(body)
-    for segment, text in zip(action.segments, masked_texts, strict=True):
-        if text != segment.text:
-            doc.set(segment.path, _masked_input(text) if segment.path[-1] == JSON_KEY else text)
+    doc = with_masked_texts(body, action, masked_texts, lambda segment, text: (
+        _masked_input(text) if segment.path[-1] == JSON_KEY else text))
     if decision.removed_offered_tools:
         removed = set(decision.removed_offered_tools)
         kept = [t for t in body["tools"] if t["name"] not in removed]

@@ -7,6 +7,7 @@ not know are passed through untouched. Applying copies only the containers it ch
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from lictor.adapters.errors import ProtocolError
@@ -132,14 +133,22 @@ class _CopyOnWrite:
         cur[path[-1]] = value
 
 
+def with_masked_texts(body: dict[str, Any], action: Action, masked_texts: list[str],
+                      encode: Callable[[Segment, str], str] | None = None) -> _CopyOnWrite:
+    """`body` with each text masking changed put back at its segment's path (through
+    `encode` if given); the agent's original body is never modified."""
+    doc = _CopyOnWrite(body)
+    for segment, text in zip(action.segments, masked_texts, strict=True):
+        if text != segment.text:
+            doc.set(segment.path, encode(segment, text) if encode is not None else text)
+    return doc
+
+
 def apply_request(
     body: dict[str, Any], action: Action, masked_texts: list[str], decision: Decision
 ) -> dict[str, Any]:
     """The request as it goes upstream: masked texts, forbidden tools taken out."""
-    doc = _CopyOnWrite(body)
-    for segment, text in zip(action.segments, masked_texts, strict=True):
-        if text != segment.text:
-            doc.set(segment.path, text)
+    doc = with_masked_texts(body, action, masked_texts)
     if decision.removed_offered_tools:
         removed = set(decision.removed_offered_tools)
         kept = [t for t in body["tools"] if t["function"]["name"] not in removed]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from lictor.adapters.errors import ProtocolError
-from lictor.adapters.openai_chat import _CopyOnWrite, start_request
+from lictor.adapters.openai_chat import start_request, with_masked_texts
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
     Action,
@@ -45,11 +45,7 @@ def apply_request(
     body: dict[str, Any], action: Action, masked_texts: list[str], decision: Decision
 ) -> dict[str, Any]:
     """The request as it goes upstream: each input with its personal data masked."""
-    doc = _CopyOnWrite(body)
-    for segment, text in zip(action.segments, masked_texts, strict=True):
-        if text != segment.text:
-            doc.set(segment.path, text)
-    return doc.root
+    return with_masked_texts(body, action, masked_texts).root
 
 
 def parse_response(resp: Any) -> Action:

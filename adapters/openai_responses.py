@@ -14,10 +14,10 @@ from typing import Any
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import (
     ROLE_TRUST,
-    _CopyOnWrite,
     refusal_notes,
     start_request,
     tool_call_from_wire,
+    with_masked_texts,
 )
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
@@ -112,10 +112,7 @@ def apply_request(
     body: dict[str, Any], action: Action, masked_texts: list[str], decision: Decision
 ) -> dict[str, Any]:
     """The request as it goes upstream: masked texts, forbidden tools taken out."""
-    doc = _CopyOnWrite(body)
-    for segment, text in zip(action.segments, masked_texts, strict=True):
-        if text != segment.text:
-            doc.set(segment.path, text)
+    doc = with_masked_texts(body, action, masked_texts)
     if decision.removed_offered_tools:
         removed = set(decision.removed_offered_tools)
         kept = [t for t in body["tools"]
