@@ -24,7 +24,8 @@ DEMO_KEY = "sk-lictor-demo"
 # from the seed hypothesis prints on failure, and nothing is written into the repo.
 settings.register_profile("ci", max_examples=150, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("long", max_examples=20_000, deadline=None, database=None,
+settings.register_profile("long", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "20000")),
+                          deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
