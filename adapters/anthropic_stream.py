@@ -14,9 +14,9 @@ from typing import Any
 from lictor.adapters.anthropic_messages import error_body, restore_json
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import refusal_notes
-from lictor.adapters.openai_stream import AuthorizeCalls, CheckText, HeldCalls
+from lictor.adapters.openai_stream import AuthorizeCalls, CheckText
 from lictor.adapters.sse import named_frame as frame
-from lictor.adapters.stream_text import Findings, TextGate
+from lictor.adapters.stream_text import HeldToolCalls, TextGate
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, ToolCall
 
@@ -25,15 +25,14 @@ def error_frame(err: ProtocolError) -> bytes:
     return frame(error_body(err))
 
 
-class MessagesStream(Findings):
+class MessagesStream(HeldToolCalls):
     """Feed upstream events in; get the events to send to the agent out."""
 
     def __init__(self, vault: PlaceholderVault, check_text: CheckText,
                  authorize: AuthorizeCalls) -> None:
-        super().__init__()
+        super().__init__(authorize)
         self._vault = vault
         self._check = check_text
-        self._authorize = authorize
         self._texts: dict[int, TextGate] = {}
         self._tools: dict[int, tuple[dict[str, Any], list[str]]] = {}  # start block, json
         self._waiting: list[dict[str, Any] | int] = []  # events (or tool indexes) held back
@@ -41,9 +40,7 @@ class MessagesStream(Findings):
         self.stop_reason: str | None = None
         self._stopped = False  # message_stop seen: the stream is whole
         self.usage: dict[str, Any] = {}
-        self.removed_tool_calls: list[str] = []
         self._audit_calls: list[dict[str, str]] = []  # every tool use, masked, for the audit
-        self.held: list[HeldCalls] = []
 
     def _out(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self._tools and not self._delta:  # a tool use is open: wait for message_delta
@@ -94,7 +91,7 @@ class MessagesStream(Findings):
             self.stop_reason = (event.get("delta") or {}).get("stop_reason")
             if self._tools:
                 self._delta = event
-                return self._decide()
+                return self.decide(self._calls(), self.stop_reason)
         return self._out([event])
 
     def _calls(self) -> list[ToolCall]:
@@ -110,21 +107,12 @@ class MessagesStream(Findings):
                                 str(block.get("id") or ""), raw))
         return out
 
-    def _decide(self) -> list[dict[str, Any]]:
-        calls = self._calls()
-        decision = self._authorize(calls)
-        if decision.approvals:  # the data plane asks people, maybe waits, then releases
-            self.held.append(HeldCalls(0, calls, decision, self.stop_reason))
-            return []
-        return self.release(0, calls, decision, self.stop_reason)
-
     def release(self, index: int, calls: list[ToolCall], decision: Decision,
                 finish: str | None) -> list[dict[str, Any]]:
         """The held events, with each tool use released or replaced by a note."""
-        self.note(decision.findings)
-        if self.blocked is not None:
+        removed = self.settle(decision)
+        if removed is None:
             return []
-        removed = set(decision.removed_tool_calls)
         by_index = dict(zip(self._tools, calls, strict=True))
         out: list[dict[str, Any]] = []
         for item in self._waiting:

@@ -14,9 +14,9 @@ from typing import Any
 from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.openai_responses import apply_response, function_call, note_item, restore_item
-from lictor.adapters.openai_stream import AuthorizeCalls, CheckText, HeldCalls
+from lictor.adapters.openai_stream import AuthorizeCalls, CheckText
 from lictor.adapters.sse import named_frame as frame
-from lictor.adapters.stream_text import Findings, TextGate
+from lictor.adapters.stream_text import HeldToolCalls, TextGate
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, ToolCall, Verdict
 
@@ -46,15 +46,14 @@ def _note_events(oi: int, notes: list[str], seed: str) -> list[dict[str, Any]]:
     ]
 
 
-class ResponsesStream(Findings):
+class ResponsesStream(HeldToolCalls):
     """Feed upstream events in; get the events to send to the agent out."""
 
     def __init__(self, vault: PlaceholderVault, check_text: CheckText,
                  authorize: AuthorizeCalls) -> None:
-        super().__init__()
+        super().__init__(authorize)
         self._vault = vault
         self._check = check_text
-        self._authorize = authorize
         self._texts: dict[tuple[int, int], TextGate] = {}
         self._calls: dict[int, dict[str, Any]] = {}  # output index -> function_call item
         self._args: dict[int, list[str]] = {}
@@ -63,8 +62,6 @@ class ResponsesStream(Findings):
         self._seq = 0
         self.usage: Any = None
         self.status: str | None = None
-        self.removed_tool_calls: list[str] = []
-        self.held: list[HeldCalls] = []
         self._audit: list[dict[str, str]] = []  # the decided calls, masked, for the audit
 
     def _out(self, events: list[dict[str, Any]], wait: bool = True) -> list[dict[str, Any]]:
@@ -125,7 +122,7 @@ class ResponsesStream(Findings):
             self.usage, self.status = response.get("usage"), response.get("status")
             self._final = event
             if self._calls:
-                return self._decide()
+                return self.decide(self._tool_calls(), self.status)
             return self._out([self._finish_final(Decision(Verdict.ALLOW))])
         return self._out([event])
 
@@ -143,21 +140,12 @@ class ResponsesStream(Findings):
             out.append(function_call({**item, "arguments": whole}))
         return out
 
-    def _decide(self) -> list[dict[str, Any]]:
-        calls = self._tool_calls()
-        decision = self._authorize(calls)
-        if decision.approvals:  # the data plane asks people, maybe waits, then releases
-            self.held.append(HeldCalls(0, calls, decision, self.status))
-            return []
-        return self.release(0, calls, decision, self.status)
-
     def release(self, index: int, calls: list[ToolCall], decision: Decision,
                 finish: str | None) -> list[dict[str, Any]]:
         """The held events, each call released or replaced by a note, then the final event."""
-        self.note(decision.findings)
-        if self.blocked is not None:
+        removed = self.settle(decision)
+        if removed is None:
             return []
-        removed = set(decision.removed_tool_calls)
         by_index = dict(zip(self._calls, calls, strict=True))
         out: list[dict[str, Any]] = []
         for entry in self._waiting:

@@ -4,10 +4,11 @@ restored as it flows, for the Messages and Responses stream governors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from lictor.adapters.openai_stream import WINDOW, CheckText
+from lictor.adapters.openai_stream import WINDOW, AuthorizeCalls, CheckText, HeldCalls
 from lictor.enforcement.pii import PlaceholderVault, StreamRestorer
-from lictor.enforcement.types import STOPS, Finding
+from lictor.enforcement.types import STOPS, Decision, Finding, ToolCall
 
 
 @dataclass(slots=True)
@@ -47,3 +48,32 @@ class Findings:
                 self.findings.append(f)
             if f.verdict in STOPS and not f.shadow and self.blocked is None:
                 self.blocked = f
+
+
+class HeldToolCalls(Findings):
+    """A stream's findings, plus the tool calls it holds back until they are authorized:
+    released at once, or held for the data plane to settle approvals, then `release`d."""
+
+    def __init__(self, authorize: AuthorizeCalls) -> None:
+        super().__init__()
+        self._authorize = authorize
+        self.held: list[HeldCalls] = []
+        self.removed_tool_calls: list[str] = []
+
+    def decide(self, calls: list[ToolCall], finish: str | None) -> list[dict[str, Any]]:
+        """Authorize `calls`; the events to release now (none while people decide)."""
+        decision = self._authorize(calls)
+        if decision.approvals:  # the data plane asks people, maybe waits, then releases
+            self.held.append(HeldCalls(0, calls, decision, finish))
+            return []
+        return self.release(0, calls, decision, finish)
+
+    def settle(self, decision: Decision) -> set[str] | None:
+        """Note the decision's findings; the ids of the calls it removes, or None when
+        the stream is blocked and nothing more may be released."""
+        self.note(decision.findings)
+        return None if self.blocked is not None else set(decision.removed_tool_calls)
+
+    def release(self, index: int, calls: list[ToolCall], decision: Decision,
+                finish: str | None) -> list[dict[str, Any]]:
+        raise NotImplementedError
