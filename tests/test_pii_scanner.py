@@ -17,6 +17,7 @@ from lictor.enforcement.pii import (
     PiiScanner,
     build_recognizers,
 )
+from lictor.enforcement.pii import scanner as scanner_module
 
 CN_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CN_ID_CHECK = "10X98765432"
@@ -299,3 +300,62 @@ def test_numbers_right_after_chinese_text_are_found(text: str, entity: str, valu
 
 def test_ascii_letters_still_delimit_numbers() -> None:
     assert PiiScanner(["CREDIT_CARD"]).scan("abc4111111111111111") == []
+
+
+def _lookbehinds(pattern: str) -> list[str]:
+    """The body of every lookbehind group in a regex source."""
+    bodies = []
+    for start in (i for i in range(len(pattern)) if pattern.startswith(("(?<=", "(?<!"), i)):
+        if start and pattern[start - 1] == "\\":
+            continue
+        depth, i = 0, start
+        while i < len(pattern):
+            if pattern[i] == "\\":
+                i += 2
+                continue
+            depth += {"(": 1, ")": -1}.get(pattern[i], 0)
+            if depth == 0:
+                bodies.append(pattern[start + 4 : i])
+                break
+            i += 1
+    return bodies
+
+
+def test_every_lookbehind_fits_the_run_cache_margin(scanner: PiiScanner) -> None:
+    """A run's matches are cached by the run plus LOOKBEHIND_MARGIN characters before it;
+    no pattern may look further back, or a cached run could answer for another context."""
+    import re._parser as sre_parse  # re's own parser measures a pattern's width
+
+    widths = {}
+    for _, recognizers in scanner._groups:
+        for rec in recognizers:
+            for compiled, *_ in rec.patterns:
+                for body in _lookbehinds(compiled.pattern):
+                    widths[body] = sre_parse.parse(body).getwidth()[1]
+    assert widths, "the patterns have lookbehinds: the parser above must find them"
+    assert max(widths.values()) <= scanner_module.LOOKBEHIND_MARGIN, widths
+
+
+@pytest.mark.parametrize("before", ["", " ", "x", "+", "9", "tel:", "1.", "ab-"])
+def test_a_cached_run_answers_only_for_the_same_surroundings(before: str) -> None:
+    """The same value after different characters: each context scanned as presidio would,
+    though an earlier context already put the run in the cache."""
+    fresh = PiiScanner(SUPPORTED_ENTITIES)
+    recognizers = build_recognizers(SUPPORTED_ENTITIES)
+    for value in ("+44 20 7946 0958", "536-90-4399", "192.168.1.10", "jane.doe@example.com"):
+        for text in (f"call {value} now", f"{before}{value}", f"{before}{value}.5", f"{value}"):
+            assert fresh.scan(text) == _reference(text, recognizers), text
+
+
+def test_email_host_verdicts_match_tldextract() -> None:
+    """Email validation remembers tldextract's verdict per host; it must be the same verdict
+    for every address on that host, as tldextract gives for the whole match."""
+    from lictor.enforcement.pii.recognizers import _OFFLINE_TLD, OfflineEmailRecognizer
+
+    rec = OfflineEmailRecognizer()
+    addresses = ["a@example.com", "b.c@example.com", "x@localhost", "y@example.invalidtld",
+                 "z@sub.example.co.uk", "q@co.uk", "http://u@example.com/x", "w@192.168.0.1",
+                 "v@example.com.", "t@EXAMPLE.COM", "s@exa_mple.com:8080"]
+    for _ in range(2):  # the second pass answers from the cache
+        for address in addresses:
+            assert rec.validate_result(address) == (_OFFLINE_TLD(address).fqdn != ""), address

@@ -8,6 +8,8 @@ text that cannot contain a match.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 import phonenumbers
 import regex
 import tldextract
+from tldextract.remote import lenient_netloc
 
 from lictor.enforcement.pii.presidio_import import (
     CreditCardRecognizer,
@@ -62,14 +65,30 @@ def _digits(text: str) -> str:
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's email recognizer, validating the domain against the bundled suffix list."""
+    """Presidio's email recognizer, validating the domain against the bundled suffix list.
+
+    tldextract's verdict depends only on the host it parses out of the match, and addresses
+    share a few hosts, so verdicts are remembered per host (under a keyed digest, bounded).
+    """
+
+    HOST_CACHE_SIZE = 4096
 
     def __init__(self) -> None:
         super().__init__()
         _OFFLINE_TLD("example.com")  # load the bundled snapshot now, not on the first request
+        self._host_key = os.urandom(16)
+        self._hosts: dict[bytes, bool] = {}
 
     def validate_result(self, pattern_text: str) -> bool:
-        return _OFFLINE_TLD(pattern_text).fqdn != ""
+        host = lenient_netloc(pattern_text)  # what tldextract itself looks at
+        digest = hashlib.blake2b(host.encode(), key=self._host_key, digest_size=16).digest()
+        valid = self._hosts.get(digest)
+        if valid is None:
+            valid = _OFFLINE_TLD(host).fqdn != ""
+            if len(self._hosts) >= self.HOST_CACHE_SIZE:
+                self._hosts.clear()
+            self._hosts[digest] = valid
+        return valid
 
 
 class VersionSafeIpRecognizer(IpRecognizer):

@@ -13,12 +13,13 @@ import os
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import groupby, pairwise
 from operator import itemgetter
 from typing import Any
 
 import regex
 
+from lictor.enforcement.byte_regex import ByteRegex
 from lictor.enforcement.pii.presidio_import import IbanRecognizer, PatternRecognizer
 from lictor.enforcement.pii.recognizers import SCAN_HINTS, ScanHint, build_recognizers
 
@@ -38,6 +39,9 @@ ENTITY_PRIORITY: tuple[str, ...] = (
 # Lookaheads of the patterns read at most 2 characters past a match (and a match ends inside
 # its run); scanning this far past a run keeps them exact.
 _LOOKAHEAD_MARGIN = 8
+# Lookbehinds read at most this many characters before a match (a test checks every pattern):
+# a run's matches are a function of the run and these margins, so they are cached by them.
+LOOKBEHIND_MARGIN = 4
 _UNICODE_DIGIT = "\\d"
 _DIGIT = regex.compile(r"\d")
 _DROP_DIGITS = str.maketrans("", "", "0123456789")
@@ -75,28 +79,27 @@ class _WindowFinder:
     def __init__(self, hint: ScanHint) -> None:
         ascii_allowed = hint.allowed.replace(_UNICODE_DIGIT, "0-9")
         self._forward = [regex.compile(f"(?:{a})[{hint.allowed}]*") for a in hint.anchors]
-        # On ASCII text `\d` is `0-9`, and a plain range keeps regex's fast search path.
-        self._forward_ascii = [
-            regex.compile(f"(?:{a.replace(_UNICODE_DIGIT, '0-9')})[{ascii_allowed}]*")
-            for a in hint.anchors
-        ]
         self._backward = regex.compile(f"[{hint.allowed}]*", regex.REVERSE)
+        # On ASCII text one RE2 pass finds the runs: from a run's first character, any
+        # anchor, to its last (leftmost-first, greedy); `\d` is `0-9` there.
+        anchors = "|".join(a.replace(_UNICODE_DIGIT, "0-9") for a in hint.anchors)
+        self._ascii_runs = ByteRegex(f"[{ascii_allowed}]*(?:{anchors})[{ascii_allowed}]*")
 
-    def windows(self, text: str) -> list[tuple[int, int, int]]:
-        """(start, end, number of digits) of each qualifying run, by start."""
-        is_ascii = text.isascii()
+    def windows(self, text: str, data: bytes | None) -> list[tuple[int, int, int]]:
+        """(start, end, number of digits) of each qualifying run, by start; `data` is the
+        text's ASCII bytes, or None when the text is not ASCII."""
+        if data is not None:
+            return [
+                (start, end, end - start - len(text[start:end].translate(_DROP_DIGITS)))
+                for start, end in self._ascii_runs.spans(data)
+            ]
         found: dict[int, int] = {}
-        for forward in self._forward_ascii if is_ascii else self._forward:
+        for forward in self._forward:
             for match in forward.finditer(text):
                 start, end = match.span()
                 if start and (back := self._backward.match(text, 0, start)):
                     start = back.start()
                 found[start] = end
-        if is_ascii:
-            return [
-                (start, end, end - start - len(text[start:end].translate(_DROP_DIGITS)))
-                for start, end in sorted(found.items())
-            ]
         return [
             (start, end, len(_DIGIT.findall(text, start, end)))
             for start, end in sorted(found.items())
@@ -107,8 +110,9 @@ class PiiScanner:
     """Detects PII in text; compile once per policy load, then `scan` on the hot path.
 
     Validation verdicts (phonenumbers alone costs ~50 us a number, and chat history repeats
-    values on every turn) are remembered under a keyed BLAKE2 digest, so the cache never holds
-    a value; it is emptied when it reaches `VERDICT_CACHE_SIZE` entries.
+    values on every turn) and each run's matches (a message names the same address again and
+    again) are remembered under keyed BLAKE2 digests, so the caches never hold a value; each
+    is emptied when it reaches `VERDICT_CACHE_SIZE` entries.
     """
 
     VERDICT_CACHE_SIZE = 4096
@@ -128,6 +132,8 @@ class PiiScanner:
         self._groups = [(finders[key], recs) for key, recs in groups.items()]
         self._digest_key = os.urandom(16)
         self._verdicts: dict[bytes, int] = {}
+        # a run in its margins -> its matches, as offsets from the run's start
+        self._runs: dict[bytes, tuple[_Found, ...]] = {}
 
     def _compile(self, rec: Any, entity: str, hint: ScanHint) -> _Recognizer:
         cls = type(rec)
@@ -158,22 +164,46 @@ class PiiScanner:
         """Non-overlapping matches scoring at least `min_score`, sorted by start."""
         found: list[_Found] = []
         size = len(text)
-        for finder, recs in self._groups:
-            for start, end, digits in finder.windows(text):
+        data = text.encode() if text.isascii() else None
+        for group, (finder, recs) in enumerate(self._groups):
+            for run in finder.windows(text, data):
+                start, end, _ = run
                 stop = min(size, end + _LOOKAHEAD_MARGIN)
-                for rec in recs:
-                    if digits < rec.min_digits:
-                        continue
-                    for compiled, pattern_score, min_digits, needs in rec.patterns:
-                        if digits < min_digits or (
-                            needs and any(text.find(s, start, end) < 0 for s in needs)
-                        ):
-                            continue
-                        for match in compiled.finditer(text, start, stop):
-                            if match.start() >= end:
-                                break  # belongs to the next run, scanned on its own
-                            self._collect(rec, match, text, pattern_score, found)
+                lead = max(0, start - LOOKBEHIND_MARGIN)
+                key = self._digest(f"{group}\0{start - lead}\0{text[lead:stop]}")
+                matches = self._runs.get(key)
+                if matches is None:
+                    matches = self._scan_run(recs, text, run, stop)
+                    if len(self._runs) >= self.VERDICT_CACHE_SIZE:
+                        self._runs.clear()
+                    self._runs[key] = matches
+                found.extend((start + s, start + e, score, priority, entity)
+                             for s, e, score, priority, entity in matches)
         return _resolve(found)
+
+    def _scan_run(self, recs: list[_Recognizer], text: str, run: tuple[int, int, int],
+                  stop: int) -> tuple[_Found, ...]:
+        """The matches of every recognizer in one run (start, end, digits), as offsets from
+        the run's start; patterns may read up to `stop` for their lookaheads."""
+        start, end, digits = run
+        found: list[_Found] = []
+        for rec in recs:
+            if digits < rec.min_digits:
+                continue
+            for compiled, pattern_score, min_digits, needs in rec.patterns:
+                if digits < min_digits or (
+                    needs and any(text.find(s, start, end) < 0 for s in needs)
+                ):
+                    continue
+                for match in compiled.finditer(text, start, stop):
+                    if match.start() >= end:
+                        break  # belongs to the next run, scanned on its own
+                    self._collect(rec, match, text, pattern_score, found)
+        return tuple((s - start, e - start, score, priority, entity)
+                     for s, e, score, priority, entity in found)
+
+    def _digest(self, value: str) -> bytes:
+        return hashlib.blake2b(value.encode(), key=self._digest_key, digest_size=16).digest()
 
     def _collect(
         self,
@@ -203,9 +233,7 @@ class PiiScanner:
             return 0.0
         if not (rec.validates or rec.invalidates):
             return pattern_score
-        digest = hashlib.blake2b(
-            f"{rec.entity}\0{value}".encode(), key=self._digest_key, digest_size=16
-        ).digest()
+        digest = self._digest(f"{rec.entity}\0{value}")
         verdict = self._verdicts.get(digest)
         if verdict is None:
             verdict = _KEEP
@@ -227,7 +255,10 @@ def _resolve(found: list[_Found]) -> list[PiiMatch]:
     wins an overlap, then a higher score, then entity priority."""
     if not found:
         return []
-    ordered = sorted(set(found), key=lambda f: (f[4], f[0], f[0] - f[1], -f[2]))
+    by_start = sorted(set(found))
+    if all(a[1] <= b[0] for a, b in pairwise(by_start)):  # disjoint: all kept
+        return [PiiMatch(entity, start, end, score) for start, end, score, _, entity in by_start]
+    ordered = sorted(by_start, key=lambda f: (f[4], f[0], f[0] - f[1], -f[2]))
     candidates: list[_Found] = []
     for _, same_entity in groupby(ordered, key=itemgetter(4)):
         active: list[_Found] = []

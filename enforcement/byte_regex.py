@@ -1,0 +1,60 @@
+"""RE2 searches over UTF-8 bytes encoded once per text, for the hot path.
+
+google-re2's `str` API encodes the whole text again and recounts character offsets on every
+`search` and every step of `finditer`, which costs more than the search itself on short texts
+and grows with the number of matches on long ones. Here a caller encodes once and gets byte
+spans; for ASCII text (the common case) byte and character offsets are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import re2
+
+from lictor.rules.regex_syntax import compile_re2
+
+Spans = Sequence[tuple[int, int]]  # the whole match, then each group; (-1, -1) if unset
+
+# google-re2's compiled program and anchor are not public API; the version is pinned in the
+# lock files and tests/test_byte_regex.py fails if they change.
+_UNANCHORED = re2._Anchor.UNANCHORED
+
+
+class ByteRegex:
+    """One compiled RE2 pattern searched over bytes; group names by group index."""
+
+    __slots__ = ("_match", "group_names", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        compiled = compile_re2(pattern)
+        self.pattern = pattern
+        self._match = compiled._regexp.Match
+        self.group_names: dict[int, str] = {
+            index: name.decode() for name, index in compiled._regexp.NamedCapturingGroups()
+        }
+
+    def search(self, data: bytes, pos: int = 0) -> Spans | None:
+        """The leftmost match at or after byte `pos`, or None."""
+        spans: Spans = self._match(_UNANCHORED, data, pos, len(data))
+        return None if spans[0][0] < 0 else spans
+
+    def spans(self, data: bytes) -> Iterator[tuple[int, int]]:
+        """Byte spans of the successive non-overlapping matches, like `finditer`."""
+        pos, size = 0, len(data)
+        while pos <= size:
+            start, end = self._match(_UNANCHORED, data, pos, size)[0]
+            if start < 0:
+                return
+            yield start, end
+            if end > start:
+                pos = end
+                continue
+            pos = end + 1  # past an empty match: to the next character, not into this one
+            while pos < size and 0x80 <= data[pos] < 0xC0:
+                pos += 1
+
+
+def char_offset(data: bytes, offset: int) -> int:
+    """The character offset of byte `offset` (a match boundary) in UTF-8 `data`."""
+    return len(data[:offset].decode("utf-8", "replace"))
