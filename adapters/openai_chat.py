@@ -78,13 +78,16 @@ def parse_request(body: Any) -> Action:
 
 
 def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
-    where = f"messages[{i}]"
     if not isinstance(msg, dict):
-        raise _bad("each message must be an object", where)
+        raise _bad("each message must be an object", f"messages[{i}]")
     trust = ROLE_TRUST.get(msg.get("role"))  # type: ignore[arg-type]
     if trust is None:
-        raise _bad(f"`role` must be one of {', '.join(ROLE_TRUST)}", f"{where}.role")
+        raise _bad(f"`role` must be one of {', '.join(ROLE_TRUST)}", f"messages[{i}].role")
     content = msg.get("content")
+    if isinstance(content, str) and "tool_calls" not in msg:  # the common case, quickly
+        out.append(Segment(content, trust, ("messages", i, "content")))
+        return
+    where = f"messages[{i}]"
     if isinstance(content, str):
         out.append(Segment(content, trust, ("messages", i, "content")))
     elif isinstance(content, list):

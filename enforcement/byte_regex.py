@@ -50,9 +50,15 @@ class ByteRegex:
             if end > start:
                 pos = end
                 continue
-            pos = end + 1  # past an empty match: to the next character, not into this one
-            while pos < size and 0x80 <= data[pos] < 0xC0:
-                pos += 1
+            pos = next_char(data, end)  # past an empty match
+
+
+def next_char(data: bytes, pos: int) -> int:
+    """The byte offset of the character after the one starting at `pos` in UTF-8 `data`."""
+    pos += 1
+    while pos < len(data) and 0x80 <= data[pos] < 0xC0:  # continuation bytes
+        pos += 1
+    return pos
 
 
 def char_offset(data: bytes, offset: int) -> int:

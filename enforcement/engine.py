@@ -16,6 +16,7 @@ from typing import Any
 from lictor.enforcement.action_authorization import ActionAuthorization
 from lictor.enforcement.agent_actions import AgentActions
 from lictor.enforcement.authorization import AuthzResult
+from lictor.enforcement.byte_regex import ByteRegex
 from lictor.enforcement.limits import Limits
 from lictor.enforcement.normalize import normalize, tool_argument_text
 from lictor.enforcement.pattern_scanner import PatternScanner
@@ -150,7 +151,9 @@ class Engine:
             p if r.case_sensitive else f"(?i:{p})"
             for r in policy.pattern_rules if r.spec.sensitive for p in r.patterns
         ]
-        self._secrets = compile_re2("|".join(f"(?:{s})" for s in secrets)) if secrets else None
+        secrets_pattern = "|".join(f"(?:{s})" for s in secrets)
+        self._secrets = ((ByteRegex(secrets_pattern), compile_re2(secrets_pattern)) if secrets
+                         else None)
         # Every known entity is scanned, ruled or not: audit never keeps raw personal data.
         min_score = min((r.min_score for r in policy.pii_rules), default=0.5)
         self._pii = PiiScanner(PII_ENTITIES, min_score=min_score)
@@ -218,36 +221,40 @@ class Engine:
         """Judge each segment, reusing the outcome of the same segment after the same
         prefix and resuming from where the conversation's previous request ended, so a
         resent history costs a lookup per segment. Returns the request's vault."""
+        history = self._history
         node, known = 0, []
-        resume_at, resume = -1, None
-        for i, segment in enumerate(action.segments):  # the longest prefix judged before
-            outcome = self._history.get((node, segment.trust, segment.tool, segment.text))
+        for segment in action.segments:  # the longest prefix judged before
+            outcome = history.get((node, segment.trust, segment.tool, segment.text))
             if outcome is None:
                 break
             known.append(outcome)
             node = outcome.node
-            found = self._resume.get(node)
-            if found is not None:
-                resume_at, resume = i, found
+        resume_at, resume = -1, None
+        for i in range(len(known) - 1, -1, -1):  # usually where the previous request ended
+            resume = self._resume.get(known[i].node)
+            if resume is not None:
+                resume_at = i
+                break
         segment_findings = list(resume.findings) if resume is not None else []
         seen = set(segment_findings)
         if resume is not None:
             vault = resume.vault.snapshot()
-        node = 0
-        for i, segment in enumerate(action.segments):
+        masked.extend(outcome.masked for outcome in known[: resume_at + 1])
+        audit.extend(outcome.audit for outcome in known[: resume_at + 1])
+        node = known[resume_at].node if resume_at >= 0 else 0
+        for i in range(resume_at + 1, len(action.segments)):
+            segment = action.segments[i]
             if i < len(known):
                 outcome = known[i]
-                if i > resume_at:
-                    vault.apply(outcome.delta)
+                vault.apply(outcome.delta)
             else:
                 outcome = self._judge_segment(segment, vault)
-                self._history.put((node, segment.trust, segment.tool, segment.text), outcome,
-                                  len(segment.text))
-            if i > resume_at:
-                for finding in outcome.findings:
-                    if finding not in seen:
-                        seen.add(finding)
-                        segment_findings.append(finding)
+                history.put((node, segment.trust, segment.tool, segment.text), outcome,
+                            len(segment.text))
+            for finding in outcome.findings:
+                if finding not in seen:
+                    seen.add(finding)
+                    segment_findings.append(finding)
             masked.append(outcome.masked)
             audit.append(outcome.audit)
             node = outcome.node
@@ -273,6 +280,7 @@ class Engine:
             masked, delta = vault.mask_with_delta(text, []) if "<" in text else (text, NO_DELTA)
             return masked, self.redact_secrets(masked), delta
         to_mask = []
+        reported: set[tuple[str, str]] = set()  # (rule, entity): one finding each
         for m in matches:
             for rule in self._pii_rules:
                 spec = rule.spec
@@ -284,9 +292,11 @@ class Engine:
                 ):
                     if spec.verdict == "mask" and not spec.shadow:
                         to_mask.append(m)
-                    finding = _finding(spec, f"{m.entity} in {trust} text", m.entity)
-                    if finding not in out:
-                        out.append(finding)
+                    if (spec.rule_id, m.entity) not in reported:
+                        reported.add((spec.rule_id, m.entity))
+                        finding = _finding(spec, f"{m.entity} in {trust} text", m.entity)
+                        if finding not in out:
+                            out.append(finding)
                     if not spec.shadow:  # a trial in shadow mode never switches enforcement off
                         break
         upstream, delta = (vault.mask_with_delta(text, to_mask) if to_mask or "<" in text
@@ -315,7 +325,10 @@ class Engine:
         """What `sensitive` rules match (keys, tokens) replaced by <SECRET>."""
         if self._secrets is None:
             return text
-        return str(self._secrets.sub("<SECRET>", text))
+        finder, replacer = self._secrets
+        if finder.search(text.encode()) is None:  # the common case, without re2's str API
+            return text
+        return str(replacer.sub("<SECRET>", text))
 
     def scan_text(self, text: str, direction: str, trust: str, tool: str = "") -> list[Finding]:
         """Pattern rules over one whole segment, cached: history repeats on every call.
@@ -354,7 +367,7 @@ class Engine:
         """A phrase split across two consecutive untrusted messages is still one phrase."""
         previous: str | None = None
         for segment, text in zip(action.segments, masked, strict=True):
-            if segment.trust.value not in _UNTRUSTED or segment.tool:
+            if segment.trust not in _UNTRUSTED or segment.tool:
                 previous = None
                 continue
             if previous is not None:

@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from lictor.enforcement.byte_regex import ByteRegex
 from lictor.rules.regex_syntax import compile_re2
 
 ZERO_WIDTH = "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"
@@ -36,16 +37,18 @@ _CONFUSABLES = str.maketrans({
 })
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
                        "@": "a", "$": "s", "!": "i", "|": "l"})
-_HAS_LEET = re.compile(r"[A-Za-z][0-9@$!|]|[0-9@$!|][A-Za-z]")
-# Run-finding patterns use RE2: linear time, and ~10x faster than `re` on these (which
-# retry a bounded repeat at every position).
+# Run-finding patterns use RE2 over the folded text's bytes, encoded once: linear time, and
+# ~10x faster than `re` on these (which retry a bounded repeat at every position).
+_HAS_LEET = ByteRegex(r"[A-Za-z][0-9@$!|]|[0-9@$!|][A-Za-z]")
 # Four or more single letters separated by one space or punctuation: "i g n o r e".
-_SPACED = compile_re2(r"\b(?:[A-Za-z][ ._\-*]){3,}[A-Za-z]\b")
+_SPACED_PATTERN = r"\b(?:[A-Za-z][ ._\-*]){3,}[A-Za-z]\b"
+_SPACED = ByteRegex(_SPACED_PATTERN)
+_SPACED_SUB = compile_re2(_SPACED_PATTERN)
 _SPACERS = re.compile(r"[ ._\-*]")
 _WHITESPACE = re.compile(r"\s+")
 
-_BASE64_RUN = compile_re2(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{24,}={0,2}")
-_HEX_RUN = compile_re2(r"\b(?:[0-9A-Fa-f]{2}){12,}\b")
+_BASE64_RUN = ByteRegex(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{24,}={0,2}")
+_HEX_RUN = ByteRegex(r"\b(?:[0-9A-Fa-f]{2}){12,}\b")
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 MIN_ESCAPES = 3  # a token with this many %XX escapes is read as percent-encoded text
 MAX_DECODED = 8  # decoded runs per segment: bounded work on hostile input
@@ -70,10 +73,11 @@ def _printable(data: bytes) -> str | None:
     return text
 
 
-def _decoded_runs(text: str) -> list[tuple[str, str]]:
+def _decoded_runs(text: str, data: bytes) -> list[tuple[str, str]]:
+    """Base64, hex and percent-encoded runs of `text` (`data` is its UTF-8), decoded."""
     found: list[tuple[str, str]] = []
-    for m in _BASE64_RUN.finditer(text):
-        run = m.group(0)
+    for start, end in _BASE64_RUN.spans(data):
+        run = data[start:end].decode()
         try:
             raw = base64.b64decode(run + "=" * (-len(run) % 4), altchars=b"-_"
                                    if ("-" in run or "_" in run) else None)
@@ -84,8 +88,8 @@ def _decoded_runs(text: str) -> list[tuple[str, str]]:
             found.append(("base64", decoded))
         if len(found) >= MAX_DECODED:
             return found
-    for m in _HEX_RUN.finditer(text):
-        decoded = _printable(bytes.fromhex(m.group(0)))
+    for start, end in _HEX_RUN.spans(data):
+        decoded = _printable(bytes.fromhex(data[start:end].decode()))
         if decoded:
             found.append(("hex", decoded))
     if "%" in text:  # percent-encoded text has no whitespace: look at tokens
@@ -100,6 +104,8 @@ def _decoded_runs(text: str) -> list[tuple[str, str]]:
 def _fold(text: str) -> str:
     """NFKC, homoglyphs to Latin, runs of whitespace to one space."""
     if text.isascii():
+        if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+            return text  # its only whitespace is single spaces inside: already folded
         return " ".join(text.split())
     return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text).translate(_CONFUSABLES))
 
@@ -145,13 +151,14 @@ def normalize(text: str) -> Normalized:
         if invisible - {"tag"}:
             text = _INVISIBLE.sub("", text)
     folded = _fold(text)
+    data = folded.encode()
     views = [("text", folded)]
-    if _HAS_LEET.search(folded):
+    if _HAS_LEET.search(data):
         views.append(("leetspeak", folded.translate(_LEET)))
-    if _SPACED.search(folded):
-        views.append(("spaced letters", _SPACED.sub(lambda m: _SPACERS.sub("", m.group(0)),
-                                                    folded)))
+    if _SPACED.search(data):
+        views.append(("spaced letters", _SPACED_SUB.sub(
+            lambda m: _SPACERS.sub("", m.group(0)), folded)))
     views.extend(("tag characters", _fold(h)) for h in hidden if h)
     if len(folded) >= 24:
-        views.extend((kind, _fold(d)) for kind, d in _decoded_runs(folded))
+        views.extend((kind, _fold(d)) for kind, d in _decoded_runs(folded, data))
     return Normalized(tuple(views), frozenset(invisible))

@@ -8,12 +8,12 @@ combined Python `re` of the same patterns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from lictor.enforcement.byte_regex import ByteRegex, char_offset, next_char
 from lictor.enforcement.types import matches_tool
 from lictor.rules.policy import PatternRule, RuleSpec
-from lictor.rules.regex_syntax import compile_re2
 
 _ORDER = {"block": 0, "mask": 1, "flag": 2}
 
@@ -40,7 +40,7 @@ class PatternScanner:
                 self._groups[name] = rule.spec
                 body = pattern if rule.case_sensitive else f"(?i:{pattern})"
                 parts.append((rule.spec, f"(?P<{name}>{body})"))
-        self._regex_by_view: dict[tuple[str, str, str], Any] = {}
+        self._regex_by_view: dict[tuple[str, str, str], _ViewRegex | None] = {}
         for direction in ("request", "response"):
             for trust in ("system", "user", "assistant", "tool", "retrieved"):
                 for where in ("text", "tool_arguments"):
@@ -49,8 +49,9 @@ class PatternScanner:
                         if direction in spec.directions and trust in spec.trust
                         and where in spec.where
                     ]
-                    regex = compile_re2("|".join(chosen)) if chosen else None
-                    self._regex_by_view[(direction, trust, where)] = regex
+                    self._regex_by_view[(direction, trust, where)] = (
+                        _ViewRegex(ByteRegex("|".join(chosen)), self._groups) if chosen else None
+                    )
 
     def scan(
         self, text: str, direction: str, trust: str, tool: str = ""
@@ -59,19 +60,39 @@ class PatternScanner:
 
         `tool` names the tool whose arguments `text` is; empty for message text.
         """
-        regex = self._regex_by_view.get((direction, trust, "tool_arguments" if tool else "text"))
-        if regex is None:
+        view = self._regex_by_view.get((direction, trust, "tool_arguments" if tool else "text"))
+        if view is None:
             return []
+        data = text.encode()
+        ascii_text = len(data) == len(text)
         hits: list[PatternHit] = []
         seen: set[str] = set()
         pos = 0
-        while pos <= len(text):  # RE2 still finds an empty match when pos is past the end
-            m = regex.search(text, pos)
-            if m is None:
+        while pos <= len(data):  # RE2 still finds an empty match when pos is past the end
+            spans = view.regex.search(data, pos)
+            if spans is None:
                 return hits
-            spec = self._groups[m.lastgroup or ""]
+            spec = view.rule_of(spans)
+            start, end = spans[0]
             if spec.rule_id not in seen and (not tool or matches_tool(tool, spec.tools)):
                 seen.add(spec.rule_id)
-                hits.append(PatternHit(spec, m.start(), m.end()))
-            pos = m.start() + 1  # a later, overlapping match may belong to another rule
+                if not ascii_text:
+                    start, end = char_offset(data, start), char_offset(data, end)
+                hits.append(PatternHit(spec, start, end))
+            pos = next_char(data, spans[0][0])  # a later, overlapping match: another rule's?
         return hits
+
+
+@dataclass(slots=True, frozen=True)
+class _ViewRegex:
+    """One view's alternation of rule patterns, and which group names which rule."""
+
+    regex: ByteRegex
+    groups: dict[str, RuleSpec]
+
+    def rule_of(self, spans: Sequence[tuple[int, int]]) -> RuleSpec:
+        """The rule whose group matched: the first named group that took part."""
+        for index, name in self.regex.group_names.items():
+            if spans[index][0] >= 0 and name in self.groups:
+                return self.groups[name]
+        raise LookupError("a match of no rule's group")  # the alternation has only rule groups
