@@ -60,8 +60,14 @@ def parse_request(body: Any) -> Action:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty array", "messages")
+    segments, role_trust = action.segments, ROLE_TRUST
     for i, msg in enumerate(messages):
-        _parse_message(msg, i, action.segments)
+        if msg.__class__ is dict:  # a plain text message, the bulk of a history, inline
+            content, trust = msg.get("content"), role_trust.get(msg.get("role"))
+            if content.__class__ is str and trust is not None and "tool_calls" not in msg:
+                segments.append(Segment(content, trust, ("messages", i, "content")))
+                continue
+        _parse_message(msg, i, segments)
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -84,9 +90,6 @@ def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
     if trust is None:
         raise _bad(f"`role` must be one of {', '.join(ROLE_TRUST)}", f"messages[{i}].role")
     content = msg.get("content")
-    if isinstance(content, str) and "tool_calls" not in msg:  # the common case, quickly
-        out.append(Segment(content, trust, ("messages", i, "content")))
-        return
     where = f"messages[{i}]"
     if isinstance(content, str):
         out.append(Segment(content, trust, ("messages", i, "content")))

@@ -222,13 +222,14 @@ class Engine:
         prefix and resuming from where the conversation's previous request ended, so a
         resent history costs a lookup per segment. Returns the request's vault."""
         history = self._history
+        judged = history.entries().get
         node, known = 0, []
         for segment in action.segments:  # the longest prefix judged before
-            outcome = history.get((node, segment.trust, segment.tool, segment.text))
-            if outcome is None:
+            entry = judged((node, segment.trust, segment.tool, segment.text))
+            if entry is None:
                 break
-            known.append(outcome)
-            node = outcome.node
+            known.append(entry[0])
+            node = entry[0].node
         resume_at, resume = -1, None
         for i in range(len(known) - 1, -1, -1):  # usually where the previous request ended
             resume = self._resume.get(known[i].node)
@@ -239,8 +240,8 @@ class Engine:
         seen = set(segment_findings)
         if resume is not None:
             vault = resume.vault.snapshot()
-        masked.extend(outcome.masked for outcome in known[: resume_at + 1])
-        audit.extend(outcome.audit for outcome in known[: resume_at + 1])
+        masked.extend([outcome.masked for outcome in known[: resume_at + 1]])
+        audit.extend([outcome.audit for outcome in known[: resume_at + 1]])
         node = known[resume_at].node if resume_at >= 0 else 0
         for i in range(resume_at + 1, len(action.segments)):
             segment = action.segments[i]

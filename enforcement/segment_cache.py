@@ -26,6 +26,10 @@ class SegmentCache(Generic[V]):
         self.max_entries = max_entries
         self.max_chars = max_chars
 
+    def entries(self) -> dict[Hashable, tuple[V, int]]:
+        """The map itself, key -> (value, chars), for a hot loop's lookups; read only."""
+        return self._data
+
     def get(self, key: Hashable) -> V | None:
         found = self._data.get(key)
         return None if found is None else found[0]

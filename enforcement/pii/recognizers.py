@@ -19,6 +19,7 @@ import regex
 import tldextract
 from tldextract.remote import lenient_netloc
 
+from lictor.enforcement.pii.phone_validity import PhoneValidity
 from lictor.enforcement.pii.presidio_import import (
     CreditCardRecognizer,
     EmailRecognizer,
@@ -45,6 +46,7 @@ SUPPORTED_ENTITIES: tuple[str, ...] = tuple(ENTITY_LABELS)
 # Our own recognizers are case-sensitive: their classes are explicit about case.
 _FLAGS = regex.DOTALL | regex.MULTILINE
 
+_PHONE_VALIDITY = PhoneValidity()  # phonenumbers' is_valid_number, compiled per region
 # Offline public-suffix extractor: no URL to fetch, no disk cache, the bundled snapshot only.
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
@@ -139,7 +141,7 @@ class PhoneNumberRecognizer(PatternRecognizer):
             number = phonenumbers.parse(pattern_text, self.DEFAULT_REGION)
         except phonenumbers.NumberParseException:
             return False
-        return bool(phonenumbers.is_valid_number(number))
+        return _PHONE_VALIDITY.is_valid(number)
 
 
 class CnResidentIdRecognizer(PatternRecognizer):
