@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import re2
 
-from lictor.rules.regex_syntax import compile_re2
+from lictor.rules.regex_syntax import compile_options, compile_re2
 
 Spans = Sequence[tuple[int, int]]  # the whole match, then each group; (-1, -1) if unset
 
@@ -64,3 +64,22 @@ def next_char(data: bytes, pos: int) -> int:
 def char_offset(data: bytes, offset: int) -> int:
     """The character offset of byte `offset` (a match boundary) in UTF-8 `data`."""
     return len(data[:offset].decode("utf-8", "replace"))
+
+
+class ByteRegexSet:
+    """Which of several RE2 patterns occur anywhere in bytes, in one pass (RE2::Set): cheaper
+    than one search per pattern when most are usually absent."""
+
+    __slots__ = ("_match",)
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        found = re2.Set.SearchSet(compile_options())
+        for index, pattern in enumerate(patterns):
+            if found.Add(pattern) != index:
+                raise ValueError(f"RE2 set refused pattern {index}: {pattern!r}")
+        found.Compile()
+        self._match = found._set.Match
+
+    def present(self, data: bytes) -> frozenset[int]:
+        """The indexes of the patterns that match somewhere in `data`."""
+        return frozenset(self._match(data) or ())

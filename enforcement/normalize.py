@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from lictor.enforcement.byte_regex import ByteRegex
+from lictor.enforcement.byte_regex import ByteRegex, ByteRegexSet
 from lictor.rules.regex_syntax import compile_re2
 
 ZERO_WIDTH = "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"
@@ -39,16 +39,19 @@ _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t
                        "@": "a", "$": "s", "!": "i", "|": "l"})
 # Run-finding patterns use RE2 over the folded text's bytes, encoded once: linear time, and
 # ~10x faster than `re` on these (which retry a bounded repeat at every position).
-_HAS_LEET = ByteRegex(r"[A-Za-z][0-9@$!|]|[0-9@$!|][A-Za-z]")
+_HAS_LEET = r"[A-Za-z][0-9@$!|]|[0-9@$!|][A-Za-z]"
 # Four or more single letters separated by one space or punctuation: "i g n o r e".
-_SPACED_PATTERN = r"\b(?:[A-Za-z][ ._\-*]){3,}[A-Za-z]\b"
-_SPACED = ByteRegex(_SPACED_PATTERN)
-_SPACED_SUB = compile_re2(_SPACED_PATTERN)
+_SPACED = r"\b(?:[A-Za-z][ ._\-*]){3,}[A-Za-z]\b"
+_SPACED_SUB = compile_re2(_SPACED)
 _SPACERS = re.compile(r"[ ._\-*]")
 _WHITESPACE = re.compile(r"\s+")
 
 _BASE64_RUN = ByteRegex(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{24,}={0,2}")
 _HEX_RUN = ByteRegex(r"\b(?:[0-9A-Fa-f]{2}){12,}\b")
+# Which views a text needs, found in one pass: most texts need none, or only leetspeak.
+_FEATURES = ByteRegexSet([_HAS_LEET, _SPACED, _BASE64_RUN.pattern, _HEX_RUN.pattern, "%"])
+_LEET_FEATURE, _SPACED_FEATURE = 0, 1
+_ENCODED_FEATURES = frozenset({2, 3, 4})
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 MIN_ESCAPES = 3  # a token with this many %XX escapes is read as percent-encoded text
 MAX_DECODED = 8  # decoded runs per segment: bounded work on hostile input
@@ -152,13 +155,14 @@ def normalize(text: str) -> Normalized:
             text = _INVISIBLE.sub("", text)
     folded = _fold(text)
     data = folded.encode()
+    present = _FEATURES.present(data)
     views = [("text", folded)]
-    if _HAS_LEET.search(data):
+    if _LEET_FEATURE in present:
         views.append(("leetspeak", folded.translate(_LEET)))
-    if _SPACED.search(data):
+    if _SPACED_FEATURE in present:
         views.append(("spaced letters", _SPACED_SUB.sub(
             lambda m: _SPACERS.sub("", m.group(0)), folded)))
     views.extend(("tag characters", _fold(h)) for h in hidden if h)
-    if len(folded) >= 24:
+    if present & _ENCODED_FEATURES:
         views.extend((kind, _fold(d)) for kind, d in _decoded_runs(folded, data))
     return Normalized(tuple(views), frozenset(invisible))

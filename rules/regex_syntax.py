@@ -16,6 +16,11 @@ _OPTIONS.log_errors = False  # errors are reported to the rule author, not to st
 RegexError = re2.error
 
 
+def compile_options() -> Any:
+    """lictor's RE2 options (for RE2 sets, which take options, not a compiled pattern)."""
+    return _OPTIONS
+
+
 def compile_re2(pattern: str) -> Any:
     """Compile with lictor's RE2 options; raises `RegexError` with RE2's reason."""
     return re2.compile(pattern, _OPTIONS)

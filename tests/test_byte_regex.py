@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lictor.enforcement.byte_regex import ByteRegex, char_offset
+from lictor.enforcement.byte_regex import ByteRegex, ByteRegexSet, char_offset
 from lictor.rules.regex_syntax import compile_re2
 
 TEXTS = [
@@ -41,3 +41,10 @@ def test_no_match_past_the_end() -> None:
     fast = ByteRegex("abc")
     assert fast.search(b"xxabc", 3) is None
     assert list(fast.search(b"xxabc", 2) or ()) == [(2, 5)]
+
+
+def test_set_names_every_pattern_present_and_only_those() -> None:
+    found = ByteRegexSet(["abc", "[0-9]{3}", "%", "zzz"])
+    assert found.present(b"xx abc 1234 %41") == {0, 1, 2}
+    assert found.present("ünï 123".encode()) == {1}
+    assert found.present(b"") == frozenset()
