@@ -97,7 +97,8 @@ def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
     where = f"messages[{i}]"
     if not isinstance(msg, dict):
         raise _bad("each message must be an object", where)
-    trust = ROLE_TRUST.get(msg.get("role"))  # type: ignore[arg-type]
+    role = msg.get("role")
+    trust = ROLE_TRUST.get(role) if isinstance(role, str) else None
     if trust is None:
         raise _bad("`role` must be user or assistant", f"{where}.role")
     content = msg.get("content")

@@ -63,7 +63,8 @@ def parse_request(body: Any) -> Action:
     segments, role_trust = action.segments, ROLE_TRUST
     for i, msg in enumerate(messages):
         if msg.__class__ is dict:  # a plain text message, the bulk of a history, inline
-            content, trust = msg.get("content"), role_trust.get(msg.get("role"))
+            content, role = msg.get("content"), msg.get("role")
+            trust = role_trust.get(role) if role.__class__ is str else None
             if content.__class__ is str and trust is not None and "tool_calls" not in msg:
                 segments.append(Segment(content, trust, ("messages", i, "content")))
                 continue
@@ -86,7 +87,8 @@ def parse_request(body: Any) -> Action:
 def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
     if not isinstance(msg, dict):
         raise _bad("each message must be an object", f"messages[{i}]")
-    trust = ROLE_TRUST.get(msg.get("role"))  # type: ignore[arg-type]
+    role = msg.get("role")
+    trust = ROLE_TRUST.get(role) if isinstance(role, str) else None
     if trust is None:
         raise _bad(f"`role` must be one of {', '.join(ROLE_TRUST)}", f"messages[{i}].role")
     content = msg.get("content")

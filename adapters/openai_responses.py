@@ -74,7 +74,8 @@ def _parse_item(item: Any, i: int, out: list[Segment]) -> None:
         raise _bad("each input item must be an object", where)
     kind = item.get("type", "message")
     if kind == "message":
-        trust = ROLE_TRUST.get(item.get("role"))  # type: ignore[arg-type]
+        role = item.get("role")
+        trust = ROLE_TRUST.get(role) if isinstance(role, str) else None
         if trust is None:
             raise _bad("`role` must be user, assistant, system or developer", f"{where}.role")
         content = item.get("content")

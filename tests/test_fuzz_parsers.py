@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from fuzz_strategies import chat_requests, json_values
 from hypothesis import given
 from hypothesis import strategies as st
@@ -59,3 +60,30 @@ def test_mcp_results_become_actions_or_are_too_deep(method: str, result: Any) ->
     except mcp.TooDeep:
         return
     assert all(isinstance(s.text, str) for s in action.segments)
+
+
+def test_unhashable_or_odd_roles_are_refused_as_bad_requests() -> None:
+    """A role that is a list or an object once raised TypeError (a 500, unaudited)."""
+    for role in (["user"], {"user": 1}, 5, None, ""):
+        for content in ("hi", [{"type": "text", "text": "hi"}]):
+            body = {"model": "m", "messages": [{"role": role, "content": content}]}
+            try:
+                openai_chat.parse_request(body)
+            except ProtocolError as err:
+                assert err.status == 400 and err.param == "messages[0].role"
+            else:
+                raise AssertionError(f"role {role!r} was accepted")
+
+
+def test_odd_roles_are_refused_by_responses_and_messages_too() -> None:
+    from lictor.adapters import anthropic_messages, openai_responses
+
+    for role in (["user"], {"user": 1}, 5):
+        with pytest.raises(ProtocolError) as responses_error:
+            openai_responses.parse_request(
+                {"model": "m", "input": [{"type": "message", "role": role, "content": "hi"}]})
+        assert responses_error.value.param == "input[0].role"
+        with pytest.raises(ProtocolError) as messages_error:
+            anthropic_messages.parse_request(
+                {"model": "m", "max_tokens": 5, "messages": [{"role": role, "content": "hi"}]})
+        assert messages_error.value.param == "messages[0].role"

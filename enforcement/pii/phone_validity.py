@@ -13,7 +13,8 @@ from typing import Any
 
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumber
-from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY
+from phonenumbers.phonemetadata import REGION_CODE_FOR_NON_GEO_ENTITY
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 # A number description compiled: its possible lengths (empty: any) and its pattern.
 _Desc = tuple[frozenset[int], re.Pattern[str]] | None
@@ -71,14 +72,15 @@ class PhoneValidity:
 
     def is_valid(self, number: PhoneNumber) -> bool:
         nsn = phonenumbers.national_significant_number(number)
-        regions = COUNTRY_CODE_TO_REGION_CODE.get(number.country_code)
-        if regions is None:
+        country_code = number.country_code
+        regions = COUNTRY_CODE_TO_REGION_CODE.get(country_code) if country_code else None
+        if country_code is None or regions is None:
             return False
         region_code: str | None = regions[0]
         if len(regions) > 1:  # `_region_code_for_number_from_list`
             region_code = None
             for candidate in regions:
-                region = self._region(number.country_code, candidate)
+                region = self._region(country_code, candidate)
                 if region is None:
                     continue
                 if region.leading_digits is not None:
@@ -90,8 +92,8 @@ class PhoneValidity:
                     break
         if region_code is None:
             return False
-        region = self._region(number.country_code, region_code)
+        region = self._region(country_code, region_code)
         if region is None or (region_code != REGION_CODE_FOR_NON_GEO_ENTITY
-                              and number.country_code != region.country_code):
+                              and country_code != region.country_code):
             return False
         return region.has_type(nsn)

@@ -98,7 +98,9 @@ class PlaceholderVault:
                 raise ValueError(f"no placeholder label for entity {match.entity!r}")
             # A match never contains '<' or '>', so it is inside a literal or clear of it;
             # inside, it is already hidden by the literal's placeholder.
-            if not any(s <= match.start and match.end <= e for s, e, *_ in literals):
+            if not literals or not any(
+                s <= match.start and match.end <= e for s, e, *_ in literals
+            ):
                 spans.append((match.start, match.end, label, text[match.start : match.end], True))
         if not spans:
             return text

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby, pairwise
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import regex
 
@@ -51,9 +51,10 @@ _Found = tuple[int, int, float, int, str]
 _KEEP, _VALID, _DROP = 0, 1, 2
 
 
-@dataclass(slots=True, frozen=True)
-class PiiMatch:
-    """One detected PII value: `text[start:end]` is of type `entity` with confidence `score`."""
+class PiiMatch(NamedTuple):
+    """One detected PII value: `text[start:end]` is of type `entity` with confidence `score`.
+
+    A tuple of atoms, so the garbage collector stops tracking the many that caches hold."""
 
     entity: str
     start: int
