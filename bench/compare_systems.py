@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import write_config
+from measure import source_view, write_config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -150,12 +150,8 @@ def lictor(name: str, port: int, upstream: str, tmp: Path, *, synchronous: str,
     """`lictor serve` with the default packs and the audit log on (`synchronous` as given);
     from `source` (a checkout's root) instead of the installed lictor when given."""
     env = {}
-    if source is not None:  # lictor.<folder> -> <source>/<folder>, ahead of the editable install
-        view = tmp / f"{name}-view" / "lictor"
-        view.mkdir(parents=True)
-        for folder in ("proxy", "rules", "enforcement", "audit", "adapters"):
-            (view / folder).symlink_to(source / folder)
-        env["PYTHONPATH"] = str(view.parent)
+    if source is not None:
+        env["PYTHONPATH"] = str(source_view(source, tmp / f"{name}-view"))
     config = tmp / f"{name}.yaml"
     write_config(config, {
         "data_dir": str(tmp / f"{name}-var"),

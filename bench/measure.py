@@ -74,3 +74,13 @@ def serve_lictor(port: int, *args: str) -> subprocess.Popen[bytes]:
         proc.kill()
         raise
     return proc
+
+
+def source_view(source: Path, dest: Path) -> Path:
+    """A folder to put on PYTHONPATH so `lictor.<folder>` imports from checkout `source`
+    (ahead of the editable install): to run an earlier lictor side by side."""
+    view = dest / "lictor"
+    view.mkdir(parents=True)
+    for folder in ("proxy", "rules", "enforcement", "audit", "adapters"):
+        (view / folder).symlink_to(source / folder)
+    return dest
