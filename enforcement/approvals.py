@@ -104,10 +104,12 @@ class ApprovalDesk:
         self._lock = threading.Lock()
         self.pending_ttl_s, self.valid_for_s, self._clock = pending_ttl_s, valid_for_s, clock
         self._by_id: dict[str, Approval] = {}
+        # the row each approval had when this process last read or wrote it: updates are
+        # compare-and-set on it, as other processes (a CLI, a guard) share the database
+        self._stored: dict[str, str] = {}
         for (body,) in self._db.execute("SELECT body FROM approvals WHERE status IN (?, ?)",
                                         (PENDING, APPROVED)):
-            approval = _from_json(body)
-            self._by_id[approval.id] = approval
+            self._remember(body)
         self._waiters: dict[str, list[asyncio.Future[Approval]]] = {}
 
     def close(self) -> None:
@@ -117,22 +119,52 @@ class ApprovalDesk:
         data = canonicalize({"agent": principal.agent_id, "tool": tool, "arguments": arguments})
         return hmac.new(self._key, data, hashlib.sha256).hexdigest()
 
-    def _save(self, approval: Approval) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO approvals (id, binding, status, body) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body",
-                (approval.id, approval.binding, approval.status,
-                 json.dumps(approval.as_record())))
+    def _remember(self, body: str) -> Approval:
+        """An approval as read from its row, kept as this process's current copy."""
+        approval = _from_json(body)
+        self._stored[approval.id] = body
         if approval.status in (PENDING, APPROVED):
             self._by_id[approval.id] = approval
         else:
             self._by_id.pop(approval.id, None)
+        return approval
+
+    def _reload(self, approval_id: str) -> Approval | None:
+        row = self._db.execute("SELECT body FROM approvals WHERE id = ?",
+                               (approval_id,)).fetchone()
+        return self._remember(row[0]) if row else None
+
+    def _insert(self, approval: Approval) -> None:
+        body = json.dumps(approval.as_record())
+        with self._lock:
+            self._db.execute("INSERT INTO approvals (id, binding, status, body) "
+                             "VALUES (?, ?, ?, ?)",
+                             (approval.id, approval.binding, approval.status, body))
+        self._remember(body)
+
+    def _update(self, approval: Approval) -> Approval | None:
+        """Write `approval` if its row is still what this process last saw (one atomic
+        statement); otherwise another process changed it first: None, and the fresh row
+        replaces this process's copy."""
+        body = json.dumps(approval.as_record())
+        with self._lock:
+            changed = self._db.execute(
+                "UPDATE approvals SET status = ?, body = ? WHERE id = ? AND body = ?",
+                (approval.status, body, approval.id, self._stored.get(approval.id)),
+            ).rowcount
+        if changed != 1:
+            self._reload(approval.id)
+            return None
+        return self._remember(body)
 
     def _expire(self, approval: Approval) -> Approval:
         if approval.status in (PENDING, APPROVED) and self._clock() >= approval.expires:
             approval.status = EXPIRED
-            self._save(approval)
+            saved = self._update(approval)
+            if saved is None:  # decided or used elsewhere meanwhile: that row stands
+                fresh = self._reload(approval.id)
+                return self._expire(fresh) if fresh is not None else approval
+            approval = saved
             self._wake(approval)
         return approval
 
@@ -140,9 +172,7 @@ class ApprovalDesk:
         found = self._by_id.get(approval_id)
         if found is not None:
             return self._expire(found)
-        row = self._db.execute("SELECT body FROM approvals WHERE id = ?",
-                               (approval_id,)).fetchone()
-        return _from_json(row[0]) if row else None
+        return self._reload(approval_id)
 
     def listing(self, status: str | None = None) -> list[Approval]:
         rows = [_from_json(b) for (b,) in self._db.execute(
@@ -162,17 +192,17 @@ class ApprovalDesk:
                                "ORDER BY rowid DESC LIMIT 1", (binding, status)).fetchone()
         if row is None:
             return None
-        approval = _from_json(row[0])
-        self._by_id[approval.id] = approval
-        return approval if self._expire(approval).status == status else None
+        approval = self._expire(self._remember(row[0]))
+        return approval if approval.status == status else None
 
     def take(self, binding: str, request_id: str) -> Approval | None:
-        """Use an approved, unexpired approval of exactly this action (once)."""
+        """Use an approved, unexpired approval of exactly this action (once, across every
+        process on this data dir: the status changes only if nobody used it first)."""
         approval = self.find(binding, APPROVED)
-        if approval is not None:
-            approval.status, approval.used_by = USED, request_id
-            self._save(approval)
-        return approval
+        if approval is None:
+            return None
+        approval.status, approval.used_by = USED, request_id
+        return self._update(approval)
 
     def ask(self, binding: str, principal: Principal, needs: list[ApprovalNeed],
             request_id: str) -> tuple[Approval, bool]:
@@ -188,12 +218,13 @@ class ApprovalDesk:
             mode="hold" if any(n.mode == "hold" for n in needs) else "pending",
             status=PENDING, created=now, expires=now + self.pending_ttl_s,
             request_id=request_id)
-        self._save(approval)
+        self._insert(approval)
         return approval, True
 
     def vote(self, approval_id: str, admin: Principal, approve: bool, reason: str) -> Approval:
         """An approver's decision; a denial ends it, approvals count until enough."""
-        approval = self.get(approval_id)
+        fresh = self._reload(approval_id)  # other processes' votes count too
+        approval = self._expire(fresh) if fresh is not None else None
         if approval is None:
             raise ApprovalError(404, "approval_not_found", f"no approval {approval_id!r}")
         if approval.status != PENDING:
@@ -214,9 +245,12 @@ class ApprovalDesk:
             approval.status = DENIED
         elif not approval.missing():
             approval.status, approval.expires = APPROVED, now + self.valid_for_s
-        self._save(approval)
-        self._wake(approval)
-        return approval
+        saved = self._update(approval)
+        if saved is None:
+            raise ApprovalError(409, "approval_changed", f"approval {approval_id} changed "
+                                "while this decision was made; look at it again")
+        self._wake(saved)
+        return saved
 
     async def wait(self, approval: Approval, timeout_s: float) -> Approval:
         """Until people decide or `timeout_s` passes; the approval as it then stands."""
