@@ -107,7 +107,8 @@ class Authorizer:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        result = self._evaluate({
+        policy_set = self._bundle.slices.policy_set(action, resource_type, resource_id)
+        result = self._evaluate(policy_set, {
             "principal": {"type": "Agent", "id": principal.agent_id},
             "action": {"type": "Action", "id": action},
             "resource": {"type": resource_type, "id": resource_id},
@@ -127,12 +128,12 @@ class Authorizer:
             (k, bucket(v, cuts[k]) if k in cuts and type(v) is int else _frozen(v))
             for k, v in context.items()))
 
-    def _evaluate(self, request: dict[str, Any]) -> AuthzResult:
+    def _evaluate(self, policy_set: Any, request: dict[str, Any]) -> AuthzResult:
         """One Cedar evaluation. UIDs go as {type, id} (Cedar parses `Agent::"x"` strings:
         ~55 us more here) straight to cedarpy's engine, whose public wrapper adds ~40 us
         per call rebuilding objects we do not use (cedarpy is pinned, see pyproject)."""
         try:
-            (raw,) = _cedar_batch([request], self._bundle.policy_set, self._entities_inner,
+            (raw,) = _cedar_batch([request], policy_set, self._entities_inner,
                                   None, False)
             answer = json.loads(raw)
         except Exception as exc:  # a malformed request (e.g. odd context) denies
