@@ -123,6 +123,10 @@ class Authorizer:
             self._cache[key] = result
         return result
 
+    def reads(self, action: str, resource_type: str, resource_id: str) -> frozenset[str] | None:
+        """The context attributes Cedar reads for this request (None: the whole context)."""
+        return self._bundle.slices.find(action, resource_type, resource_id).reads
+
     def _key(self, context: dict[str, Any]) -> Any:
         """The context as a cache key: a number policies only compare with constants is
         keyed by the gap between constants it falls in (`rules.cedar_thresholds`)."""
