@@ -2,10 +2,11 @@
 
 Entities (agents, their teams and tenants) are parsed once into a cedarpy handle; each
 check passes only the small request dict. Errors inside Cedar deny (fail closed).
-Decisions are cached per policy load by their whole request: the same agent asking for the
-same model or tool in the same context gets the same answer (a number is keyed by where
-it falls among the constants policies compare it with), and a Cedar call costs ~100 us
-here.
+Cedar gets only the policies whose scope can match the request and the context attributes
+they read (`rules.cedar_slices`). Decisions are cached per policy load by that request:
+the same agent asking for the same model or tool in the same context gets the same answer
+(a number is keyed by where it falls among the constants policies compare it with); an
+uncached call costs ~50-60 us of CPU here (bench/authorization.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 import cedarpy
@@ -115,7 +117,7 @@ class Authorizer:
                                    "action": {"type": "Action", "id": action},
                                    "resource": {"type": resource_type, "id": resource_id}}
         if context:  # none: Cedar's empty context, cheaper than parsing "{}"
-            request["context"] = json.dumps(context)
+            request["context"] = _context_json(context)
         result = self._evaluate(part.policy_set, request)
         if not result.errors:  # errors (fail closed) are not remembered
             if len(self._cache) >= CACHE_LIMIT:
@@ -186,6 +188,23 @@ def _named(error: str, infos: dict[str, CedarPolicyInfo]) -> str:
         return f"{info.name} ({info.source})" if info else m.group(0)
 
     return re.sub(r"`(policy\d+)`", name, error)
+
+
+def _context_json(context: dict[str, Any]) -> str:
+    """The context as JSON: flat strings, integers and booleans written directly (~6 us
+    less than json.dumps per uncached call here), anything else by json.dumps."""
+    parts = []
+    for name, value in context.items():
+        kind = type(value)
+        if kind is str:
+            parts.append(f"{_quote(name)}:{_quote(value)}")
+        elif kind is int:
+            parts.append(f"{_quote(name)}:{value}")
+        elif kind is bool:
+            parts.append(f"{_quote(name)}:{'true' if value else 'false'}")
+        else:
+            return json.dumps(context)
+    return "{" + ",".join(parts) + "}"
 
 
 def _needed(context: dict[str, Any], reads: frozenset[str]) -> dict[str, Any]:

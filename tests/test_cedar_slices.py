@@ -11,7 +11,7 @@ from typing import Any
 import cedarpy
 from cedarpy import _internal
 
-from lictor.enforcement.authorization import _clean_answer
+from lictor.enforcement.authorization import _clean_answer, _context_json
 from lictor.enforcement.engine import Engine
 from lictor.enforcement.types import Principal
 from lictor.rules.cedar_slices import COPY_BUDGET, context_reads, slices_from_text
@@ -209,3 +209,12 @@ def test_answers_read_without_json_match_json() -> None:
         seen.add((allowed, len(reasons)))
     assert seen == {"errors", (True, 1), (False, 1), (False, 2)}
     assert _clean_answer('{"decision":"NoDecision","diagnostics":{"errors":["x"]}}') is None
+
+
+def test_context_json_reads_back_as_the_context() -> None:
+    for context in ({}, {"tool_name": "é \"x\" \\ \n", "stage": "call"},
+                    {"amount": -(2**63), "tainted": True, "ok": False},
+                    {"arguments": {"currency": "EUR"}, "amount": 5}, {"odd": "\ud800"}):
+        text = _context_json(context)
+        assert json.loads(text) == context
+        assert text.isascii()
