@@ -6,7 +6,7 @@ Cedar gets only the policies whose scope can match the request and the context a
 they read (`rules.cedar_slices`). Decisions are cached per policy load by that request:
 the same agent asking for the same model or tool in the same context gets the same answer
 (a number is keyed by where it falls among the constants policies compare it with); an
-uncached call costs ~50-60 us of CPU here (bench/authorization.py).
+uncached call costs ~60-80 us of CPU on this busy VM (bench/README.md).
 """
 
 from __future__ import annotations
