@@ -91,9 +91,16 @@ class ActionAuthorization:
 
     def tool(self, principal: Principal, session: str, tool: str, arguments: dict[str, Any],
              stage: str) -> AuthzResult:
-        """Cedar's `call_tool`, with only the context attributes some policy reads."""
-        context: dict[str, Any] = {"tool_name": tool, "stage": stage}
-        wanted = self._policy.context_attributes
+        """Cedar's `call_tool`, with only the context attributes its policies read."""
+        reads = self._authorizer.reads("call_tool", "Tool", tool)
+        # None: some policy takes `context` whole, so it gets every attribute policies name
+        wanted = self._policy.context_attributes | _ALWAYS_IN_CONTEXT if reads is None \
+            else reads
+        context: dict[str, Any] = {}
+        if "tool_name" in wanted:
+            context["tool_name"] = tool
+        if "stage" in wanted:
+            context["stage"] = stage
         if not wanted <= _ALWAYS_IN_CONTEXT:
             catalog = self._policy.catalog
             info = catalog.tools.get(tool)

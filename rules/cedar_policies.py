@@ -16,6 +16,7 @@ from typing import Any
 
 import cedarpy
 
+from lictor.rules.cedar_slices import PolicySlices, slices_from_text
 from lictor.rules.cedar_thresholds import thresholds
 from lictor.rules.schema import DURATION, duration_seconds
 from lictor.rules.yaml_lines import short_source
@@ -56,6 +57,7 @@ class CedarBundle:
     policies: dict[str, CedarPolicyInfo]
     text: str
     # numeric context attributes policies only compare with literals -> those literals
+    slices: PolicySlices  # the same policies cut by action and resource (what Cedar runs)
     thresholds: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
@@ -198,7 +200,7 @@ def compile_cedar(files: Sequence[tuple[Path, str]]) -> CedarBundle:
     full = "".join(chunks)
     policy_set = cedarpy.PolicySet.from_str(full)
     return CedarBundle(policy_set=policy_set, policies=infos, text=full,
-                       thresholds=thresholds(full))
+                       thresholds=thresholds(full), slices=slices_from_text(full))
 
 
 def validate_cedar(bundle: CedarBundle, schema: str) -> list[str]:

@@ -53,7 +53,7 @@ def test_authorization_bench_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
-    for shape in ("repeat", "new_amounts", "offer", "cold", "reparse"):
+    for shape in ("repeat", "new_amounts", "offer", "cold", "cold_whole", "reparse"):
         assert 0 < figures[shape]["p50_us"] <= figures[shape]["p99_us"]
     # a real Cedar call costs more than a cached decision
     assert figures["cold"]["p50_us"] > figures["new_amounts"]["p50_us"]
