@@ -19,6 +19,11 @@ the same three targets.
 `--telemetry` adds a fourth target in the same rotation: a second lictor with telemetry on,
 exporting over OTLP/HTTP (batched spans, metrics every 30 s) to the mock upstream, which
 accepts and counts the exports; it prints what telemetry adds over the lictor without it.
+
+`--baseline DIR` adds a lictor from another checkout (DIR, run with DIR/.venv/bin/python)
+to the same rotation, for before/after figures of a change in one run: it prints what this
+lictor adds over that one. Each proxy's CPU time per request (user + system, from /proc)
+is printed too: unlike latency, it does not depend on how the VM schedules the processes.
 """
 
 from __future__ import annotations
@@ -36,7 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from measure import free_port, percentile, run_header, wait_ready, write_config, write_json
+from measure import (
+    free_port,
+    percentile,
+    process_cpu_s,
+    run_header,
+    wait_ready,
+    write_config,
+    write_json,
+)
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-agent"
@@ -103,14 +116,18 @@ PROTOCOLS: dict[str, tuple[str, Callable[[int], bytes]]] = {
 
 
 async def measure(urls: list[str], n: int, warmup: int,
-                  makes: list[Callable[[int], bytes]] | None = None) -> list[list[float]]:
+                  makes: list[Callable[[int], bytes]] | None = None,
+                  measuring: Callable[[], None] | None = None) -> list[list[float]]:
     """Milliseconds per request for each URL (its body from `makes`, default the chat
-    payload); the order rotates every round, so drift hits every target alike."""
+    payload); the order rotates every round, so drift hits every target alike.
+    `measuring` is called once, when the warm-up is over."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
     makes = makes or [payload] * len(urls)
     out: list[list[float]] = [[] for _ in urls]
     async with aiohttp.ClientSession() as session:
         for i in range(warmup + n):
+            if i == warmup and measuring is not None:
+                measuring()
             for k in range(len(urls)):
                 j = (i + k) % len(urls)
                 body = makes[j](i)
@@ -140,6 +157,20 @@ def summarize(samples: list[list[float]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _lictor(python: str, config: Path, port: int, cwd: Path | None = None
+            ) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([python, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
+                             "--port", str(port)], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _baseline_python(checkout: Path) -> str:
+    python = checkout / ".venv" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"--baseline: {python} does not exist (run scripts/test there once)")
+    return str(python)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -147,6 +178,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--telemetry", action="store_true",
                         help="also measure a lictor with telemetry on (console exporter)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also measure the lictor of another checkout (its .venv), "
+                        "for before/after figures in one run")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS),
                         help="other protocols to measure after chat, comma-separated "
                         f"(default: {','.join(PROTOCOLS)}; empty: chat only)")
@@ -155,12 +189,13 @@ def main() -> int:
     unknown = set(others) - set(PROTOCOLS)
     if unknown:
         parser.error(f"unknown protocols: {', '.join(sorted(unknown))}")
+    baseline_python = _baseline_python(args.baseline) if args.baseline else None
 
     up_port, bare_port, lictor_port = free_port(), free_port(), free_port()
-    otel_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     procs: list[subprocess.Popen[bytes]] = []
     otlp_received: Any = None
+    cpu_at_start: list[float | None] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "lictor.yaml"
         settings: dict[str, Any] = {
@@ -171,28 +206,28 @@ def main() -> int:
                         "base_url": upstream_url}],
         }
         write_config(config, settings)
-        otel_config = write_config(Path(tmp) / "lictor-otel.yaml", {
-            **settings, "data_dir": str(Path(tmp) / "var-otel"),
-            "telemetry": {"exporter": "otlp", "endpoint": upstream_url[:-3]}})
         try:
             procs.append(subprocess.Popen(
                 [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(up_port)]))
             procs.append(subprocess.Popen(
                 [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(bare_port),
                  "--upstream", upstream_url]))
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
-                 "--port", str(lictor_port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(_lictor(sys.executable, config, lictor_port))
             ports = [up_port, bare_port, lictor_port]
             names = ["direct", "bare", "lictor"]
             if args.telemetry:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config",
-                     str(otel_config), "--port", str(otel_port)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                ports.append(otel_port)
+                otel_config = write_config(Path(tmp) / "lictor-otel.yaml", {
+                    **settings, "data_dir": str(Path(tmp) / "var-otel"),
+                    "telemetry": {"exporter": "otlp", "endpoint": upstream_url[:-3]}})
+                ports.append(free_port())
+                procs.append(_lictor(sys.executable, otel_config, ports[-1]))
                 names.append("lictor_otel")
+            if baseline_python is not None:
+                base_config = write_config(Path(tmp) / "lictor-baseline.yaml", {
+                    **settings, "data_dir": str(Path(tmp) / "var-baseline")})
+                ports.append(free_port())
+                procs.append(_lictor(baseline_python, base_config, ports[-1], args.baseline))
+                names.append("baseline")
             wait_ready(up_port, procs[0])
             wait_ready(bare_port, procs[1])
             ready_s = wait_ready(lictor_port, procs[2])
@@ -203,14 +238,20 @@ def main() -> int:
             for name in others:  # the other protocols join the same rotation
                 urls += [f"http://127.0.0.1:{p}/v1/{PROTOCOLS[name][0]}" for p in ports[:3]]
                 makes += [PROTOCOLS[name][1]] * 3
-            samples = asyncio.run(measure(urls, args.requests, args.warmup, makes))
+
+            def measuring() -> None:
+                cpu_at_start[:] = [process_cpu_s(proc.pid) for proc in procs]
+
+            samples = asyncio.run(measure(urls, args.requests, args.warmup, makes, measuring))
+            cpu_used = [None if start is None or (now := process_cpu_s(proc.pid)) is None
+                        else now - start for start, proc in zip(cpu_at_start, procs, strict=True)]
             per_protocol = {name: samples[len(ports) + 3 * k: len(ports) + 3 * k + 3]
                             for k, name in enumerate(others)}
             samples = samples[:len(ports)]
             if args.telemetry:
-                for proc in procs[3:]:  # its last spans are flushed while it stops
-                    proc.terminate()
-                    proc.wait(30)
+                otel = procs[names.index("lictor_otel")]  # its last spans are flushed as it stops
+                otel.terminate()
+                otel.wait(30)
                 otlp_received = asyncio.run(_get_json(f"{upstream_url[:-3]}/otlp"))
         finally:
             for proc in reversed(procs):
@@ -228,16 +269,27 @@ def main() -> int:
                         "p99_ms": round(percentile(values, 0.99), 3),
                         "mean_ms": round(statistics.fmean(values), 3)}
     for q in ("p50_ms", "p99_ms"):
-        for name in ("bare", "lictor"):
-            added = result[name][q] - result["direct"][q]
-            result.setdefault(f"{name}_added", {})[q] = round(added, 3)
+        for name in ("bare", "lictor", "baseline"):
+            if name in names:
+                added = result[name][q] - result["direct"][q]
+                result.setdefault(f"{name}_added", {})[q] = round(added, 3)
         own = result["lictor"][q] - result["bare"][q]
         result.setdefault("lictor_over_bare", {})[q] = round(own, 3)
+        if "baseline" in names:
+            change = result["lictor"][q] - result["baseline"][q]
+            result.setdefault("lictor_vs_baseline", {})[q] = round(change, 3)
     if args.telemetry:
         result["otlp_received"] = otlp_received
         result["otel_over_lictor"] = {
             q: round(result["lictor_otel"][q] - result["lictor"][q], 3)
             for q in ("p50_ms", "p99_ms")}
+    # requests each process served while measured: bare and lictor serve every protocol
+    served = {name: args.requests * (1 + len(others) if name in ("bare", "lictor") else 1)
+              for name in names}
+    result["cpu_us_per_request"] = {
+        name: round(used / served[name] * 1e6, 1)
+        for name, used in zip(names, cpu_used, strict=True)
+        if name != "direct" and used is not None}
     result["ratio_lictor_direct_p50"] = round(
         result["lictor"]["p50_ms"] / result["direct"]["p50_ms"], 2)
     result["protocols"] = {"chat": {k: result[k] for k in (
@@ -252,6 +304,9 @@ def main() -> int:
     if args.telemetry:
         rows[3:3] = ["lictor_otel"]
         rows.append("otel_over_lictor")
+    if "baseline" in names:
+        rows[rows.index("bare_added"):rows.index("bare_added")] = ["baseline"]
+        rows += ["baseline_added", "lictor_vs_baseline"]
     for name in rows:
         row = result[name]
         print(f"{name:18} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f}")
@@ -259,6 +314,8 @@ def main() -> int:
         print(f"OTLP exports received: {otlp_received}")
     print(f"ratio lictor/direct at p50: {result['ratio_lictor_direct_p50']}x; "
           f"lictor ready in {result['lictor_ready_s']} s")
+    print("CPU per request (user + system, each proxy process): " + ", ".join(
+        f"{name} {us:.0f} us" for name, us in result["cpu_us_per_request"].items()))
     if per_protocol:
         print(f"\nby protocol (same payload content), p50 / p99 ms; {args.requests} each")
         cols = ["direct", "bare", "lictor", "lictor_added", "lictor_over_bare"]
