@@ -24,7 +24,7 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
     assert "lictor_over_bare" in figures and "lictor_added" in figures
     assert figures["lictor_otel"]["p50_ms"] > 0 and "otel_over_lictor" in figures
     assert "lictor_added" in result.stdout
-    assert figures["cpu_us_per_request"]["lictor"] > figures["cpu_us_per_request"]["bare"] > 0
+    assert figures["cpu_us_per_request"]["lictor"] > figures["cpu_us_per_request"]["bare"] >= 0
     assert set(figures["protocols"]) == {"chat", "responses", "messages", "embeddings"}
     for protocol in figures["protocols"].values():
         assert 0 < protocol["lictor"]["p50_ms"] <= protocol["lictor"]["p99_ms"]
