@@ -13,8 +13,9 @@ Prints p50/p99 for each, the latency each proxy adds over direct, and lictor's o
     python bench/gateway_latency.py [--requests 2000] [--json bench/results/latency.json]
 
 The Responses API, Anthropic Messages and embeddings (`--protocols`) join the same
-rotation, each with the same content as the chat request, each through its own endpoint of
-the same three targets.
+rotation, each with the chat request's system prompt, tool and user message (its ticket
+number new for every request, so no target's cache sees a message twice), each through
+its own endpoint of every target.
 
 `--telemetry` adds a fourth target in the same rotation: a second lictor with telemetry on,
 exporting over OTLP/HTTP (batched spans, metrics every 30 s) to the mock upstream, which
@@ -130,7 +131,7 @@ async def measure(urls: list[str], n: int, warmup: int,
                 measuring()
             for k in range(len(urls)):
                 j = (i + k) % len(urls)
-                body = makes[j](i)
+                body = makes[j](i * len(urls) + j)  # a new user message for every request
                 t0 = time.perf_counter()
                 async with session.post(urls[j], data=body, headers=headers) as resp:
                     await resp.read()
@@ -235,9 +236,9 @@ def main() -> int:
                 wait_ready(port, proc)
             urls = [f"http://127.0.0.1:{p}/v1/chat/completions" for p in ports]
             makes: list[Callable[[int], bytes]] = [payload] * len(urls)
-            for name in others:  # the other protocols join the same rotation
-                urls += [f"http://127.0.0.1:{p}/v1/{PROTOCOLS[name][0]}" for p in ports[:3]]
-                makes += [PROTOCOLS[name][1]] * 3
+            for name in others:  # the other protocols join the same rotation, every target
+                urls += [f"http://127.0.0.1:{p}/v1/{PROTOCOLS[name][0]}" for p in ports]
+                makes += [PROTOCOLS[name][1]] * len(ports)
 
             def measuring() -> None:
                 cpu_at_start[:] = [process_cpu_s(proc.pid) for proc in procs]
@@ -245,7 +246,7 @@ def main() -> int:
             samples = asyncio.run(measure(urls, args.requests, args.warmup, makes, measuring))
             cpu_used = [None if start is None or (now := process_cpu_s(proc.pid)) is None
                         else now - start for start, proc in zip(cpu_at_start, procs, strict=True)]
-            per_protocol = {name: samples[len(ports) + 3 * k: len(ports) + 3 * k + 3]
+            per_protocol = {name: samples[len(ports) * (k + 1): len(ports) * (k + 1) + 3]
                             for k, name in enumerate(others)}
             samples = samples[:len(ports)]
             if args.telemetry:
@@ -283,11 +284,9 @@ def main() -> int:
         result["otel_over_lictor"] = {
             q: round(result["lictor_otel"][q] - result["lictor"][q], 3)
             for q in ("p50_ms", "p99_ms")}
-    # requests each process served while measured: bare and lictor serve every protocol
-    served = {name: args.requests * (1 + len(others) if name in ("bare", "lictor") else 1)
-              for name in names}
+    served = args.requests * (1 + len(others))  # each process serves every protocol
     result["cpu_us_per_request"] = {
-        name: round(used / served[name] * 1e6, 1)
+        name: round(used / served * 1e6, 1)
         for name, used in zip(names, cpu_used, strict=True)
         if name != "direct" and used is not None}
     result["ratio_lictor_direct_p50"] = round(
