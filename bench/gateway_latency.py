@@ -1,8 +1,9 @@
 """Added latency of the lictor gateway over a direct call to the same loopback upstream.
 
 One run, side by side: the upstream, a bare pass-through proxy on lictor's HTTP stack
-(aiohttp, no checks) and lictor each run in their own process, and this process rotates
-direct, bare and lictor requests at concurrency 1, so machine drift hits all three alike.
+(aiohttp, no checks) and lictor each run in their own process, and this process sends
+direct, bare and lictor requests in turn at concurrency 1, in a new random order each round,
+so machine drift hits all three alike.
 Every request carries a new user message (lictor's per-segment cache helps only with the
 repeated system prompt, as in real traffic). lictor runs its default packs (PII, injection
 rules, Cedar) with the audit log on: a durable commit before each response is released.
@@ -21,10 +22,11 @@ its own endpoint of every target.
 exporting over OTLP/HTTP (batched spans, metrics every 30 s) to the mock upstream, which
 accepts and counts the exports; it prints what telemetry adds over the lictor without it.
 
-`--baseline DIR` adds a lictor from another checkout (DIR, run with DIR/.venv/bin/python)
-to the same rotation, for before/after figures of a change in one run: it prints what this
-lictor adds over that one. Each proxy's CPU time per request (user + system, from /proc)
-is printed too: unlike latency, it does not depend on how the VM schedules the processes.
+`--baseline REV` adds lictor as of a git revision (`git archive`, run on this venv's
+packages, as `compare --baseline` does) to the same rotation, for before/after figures of a
+change in one run: it prints what this lictor adds over that one. Each proxy's CPU time
+per request (user + system, from /proc) is printed too: unlike latency, it does not depend
+on how the VM schedules the processes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import statistics
 import subprocess
 import sys
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from compare_systems import checkout, source_env
 from measure import (
     free_port,
     percentile,
@@ -120,17 +125,20 @@ async def measure(urls: list[str], n: int, warmup: int,
                   makes: list[Callable[[int], bytes]] | None = None,
                   measuring: Callable[[], None] | None = None) -> list[list[float]]:
     """Milliseconds per request for each URL (its body from `makes`, default the chat
-    payload); the order rotates every round, so drift hits every target alike.
+    payload); the order is shuffled every round (seeded), so drift hits every target alike
+    and none always follows the same one (whose work after its answer would slow it).
     `measuring` is called once, when the warm-up is over."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
     makes = makes or [payload] * len(urls)
     out: list[list[float]] = [[] for _ in urls]
+    rng = random.Random(1)
     async with aiohttp.ClientSession() as session:
         for i in range(warmup + n):
             if i == warmup and measuring is not None:
                 measuring()
-            for k in range(len(urls)):
-                j = (i + k) % len(urls)
+            order = list(range(len(urls)))
+            rng.shuffle(order)
+            for j in order:
                 body = makes[j](i * len(urls) + j)  # a new user message for every request
                 t0 = time.perf_counter()
                 async with session.post(urls[j], data=body, headers=headers) as resp:
@@ -158,18 +166,12 @@ def summarize(samples: list[list[float]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _lictor(python: str, config: Path, port: int, cwd: Path | None = None
+def _lictor(config: Path, port: int, env: dict[str, str] | None = None
             ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([python, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
-                             "--port", str(port)], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _baseline_python(checkout: Path) -> str:
-    python = checkout / ".venv" / "bin" / "python"
-    if not python.exists():
-        raise SystemExit(f"--baseline: {python} does not exist (run scripts/test there once)")
-    return str(python)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
+         "--port", str(port)], env={**os.environ, **env} if env else None,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> int:
@@ -179,9 +181,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--telemetry", action="store_true",
                         help="also measure a lictor with telemetry on (console exporter)")
-    parser.add_argument("--baseline", type=Path, metavar="DIR",
-                        help="also measure the lictor of another checkout (its .venv), "
-                        "for before/after figures in one run")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure lictor as of this git revision (before/after)")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS),
                         help="other protocols to measure after chat, comma-separated "
                         f"(default: {','.join(PROTOCOLS)}; empty: chat only)")
@@ -190,7 +191,6 @@ def main() -> int:
     unknown = set(others) - set(PROTOCOLS)
     if unknown:
         parser.error(f"unknown protocols: {', '.join(sorted(unknown))}")
-    baseline_python = _baseline_python(args.baseline) if args.baseline else None
 
     up_port, bare_port, lictor_port = free_port(), free_port(), free_port()
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
@@ -213,7 +213,7 @@ def main() -> int:
             procs.append(subprocess.Popen(
                 [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(bare_port),
                  "--upstream", upstream_url]))
-            procs.append(_lictor(sys.executable, config, lictor_port))
+            procs.append(_lictor(config, lictor_port))
             ports = [up_port, bare_port, lictor_port]
             names = ["direct", "bare", "lictor"]
             if args.telemetry:
@@ -221,13 +221,14 @@ def main() -> int:
                     **settings, "data_dir": str(Path(tmp) / "var-otel"),
                     "telemetry": {"exporter": "otlp", "endpoint": upstream_url[:-3]}})
                 ports.append(free_port())
-                procs.append(_lictor(sys.executable, otel_config, ports[-1]))
+                procs.append(_lictor(otel_config, ports[-1]))
                 names.append("lictor_otel")
-            if baseline_python is not None:
+            if args.baseline:
                 base_config = write_config(Path(tmp) / "lictor-baseline.yaml", {
                     **settings, "data_dir": str(Path(tmp) / "var-baseline")})
+                env = source_env(checkout(args.baseline, Path(tmp)), Path(tmp) / "base-view")
                 ports.append(free_port())
-                procs.append(_lictor(baseline_python, base_config, ports[-1], args.baseline))
+                procs.append(_lictor(base_config, ports[-1], env))
                 names.append("baseline")
             wait_ready(up_port, procs[0])
             wait_ready(bare_port, procs[1])

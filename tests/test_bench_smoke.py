@@ -14,7 +14,7 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gateway_latency.py"), "--requests", "20",
-         "--warmup", "2", "--telemetry", "--json", str(out)],
+         "--warmup", "2", "--telemetry", "--baseline", "HEAD", "--json", str(out)],
         capture_output=True, text=True, timeout=180, check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -25,6 +25,7 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
     assert figures["lictor_otel"]["p50_ms"] > 0 and "otel_over_lictor" in figures
     assert "lictor_added" in result.stdout
     assert figures["cpu_us_per_request"]["lictor"] > figures["cpu_us_per_request"]["bare"] >= 0
+    assert figures["baseline"]["p50_ms"] > 0 and "lictor_vs_baseline" in figures
     assert set(figures["protocols"]) == {"chat", "responses", "messages", "embeddings"}
     for protocol in figures["protocols"].values():
         assert 0 < protocol["lictor"]["p50_ms"] <= protocol["lictor"]["p99_ms"]
