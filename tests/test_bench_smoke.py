@@ -31,6 +31,25 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
         assert 0 < protocol["lictor"]["p50_ms"] <= protocol["lictor"]["p99_ms"]
 
 
+def test_gateway_phases_bench_runs(tmp_path: Path) -> None:
+    out = tmp_path / "phases.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gateway_phases.py"), "--requests", "20",
+         "--warmup", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["requests"] == 20
+    phases = figures["phases"]
+    for label in ("engine: evaluate the request", "audit: append, one commit",
+                  "upstream: aiohttp client request", "answer: write it"):
+        assert phases[label]["calls_per_request"] == 1
+        assert phases[label]["cpu_us"] > 0
+    whole = phases["gateway: exchange (all below)"]["wall_us"]
+    assert phases["engine: evaluate the request"]["wall_us"] < whole
+
+
 def test_egress_latency_bench_runs(tmp_path: Path) -> None:
     out = tmp_path / "egress.json"
     result = subprocess.run(
