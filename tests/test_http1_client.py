@@ -173,6 +173,20 @@ def test_malformed_answers_are_refused_and_the_connection_dropped(answer: bytes)
     run(go)
 
 
+def test_bytes_past_an_answer_are_never_taken_for_the_next_one() -> None:
+    fake = _ok(b'{"fake": true}')
+    async def go() -> None:
+        server = RawServer(lambda n: _ok(b'{"n": %d}' % n) + (fake if n == 1 else b""))
+        async with server as url:
+            pool = Http1Pool()
+            assert (await _post(pool, url)).body == b'{"n": 1}'
+            await asyncio.sleep(0.05)  # the extra bytes arrive while the connection is idle
+            assert (await _post(pool, url)).body == b'{"n": 2}'
+            await pool.aclose()
+        assert server.connections == 2
+    run(go)
+
+
 def test_a_cancelled_request_never_leaves_its_connection_in_the_pool() -> None:
     async def go() -> None:
         server = RawServer(lambda n: None if n == 1 else _ok())

@@ -21,6 +21,7 @@ from yarl import URL
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers (the StreamReader's line limit)
 MAX_BODY_BYTES = 256 * 1024 * 1024
 IDLE_S = 15.0  # a kept-alive connection idle longer is closed, not reused (aiohttp's default)
+MAX_IDLE = 100  # kept-alive connections per upstream; more are closed after their answer
 _NO_BODY_STATUS = {204, 304}
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -175,6 +176,14 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[Http1Response, b
     return Http1Response(status, headers, body), reusable
 
 
+def _clean(conn: _Conn) -> bool:
+    """Open, and nothing unread: bytes past the answer (or arriving while idle) would be
+    taken for the next request's answer, so such a connection is never reused."""
+    reader, writer = conn
+    unread = getattr(reader, "_buffer", b"")  # asyncio.StreamReader's buffer (no public API)
+    return not reader.at_eof() and not writer.is_closing() and not unread
+
+
 class Http1Pool:
     """Keep-alive connections per (scheme, host, port); one request per connection at a time."""
 
@@ -202,11 +211,22 @@ class Http1Pool:
         now = time.monotonic()
         while idle:
             entry = idle.pop()
-            reader, writer = entry.conn
-            if now - entry.since <= IDLE_S and not reader.at_eof() and not writer.is_closing():
+            if now - entry.since <= IDLE_S and _clean(entry.conn):
                 return entry.conn
-            writer.close()
+            entry.conn[1].close()
         return None
+
+    def _put(self, key: _Key, conn: _Conn) -> None:
+        """Keep `conn` for the next request, unless it holds bytes no request asked for;
+        connections idle too long are closed on the way."""
+        idle = self._idle.setdefault(key, [])
+        now = time.monotonic()
+        while idle and now - idle[0].since > IDLE_S:
+            idle.pop(0).conn[1].close()
+        if _clean(conn) and len(idle) < MAX_IDLE:
+            idle.append(_Idle(conn, now))
+        else:
+            conn[1].close()
 
     async def post(self, url: URL, body: bytes, headers: dict[str, str]) -> Http1Response:
         """POST `body` to `url`; the whole answer. Cancel it (a timeout) at any point: the
@@ -232,7 +252,7 @@ class Http1Pool:
             raise UpstreamBroken(f"{type(exc).__name__}: {exc}") from None
         finally:
             if reusable:
-                self._idle.setdefault(key, []).append(_Idle(conn, time.monotonic()))
+                self._put(key, conn)
             else:
                 writer.close()
 
