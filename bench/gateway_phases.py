@@ -45,7 +45,7 @@ PHASES: list[tuple[str, str, str]] = [
     ("lictor.proxy.audit_entries", "model_request", "audit: build the request record"),
     ("lictor.adapters.backends.passthrough", "PassthroughBackend.forward",
      "upstream: the call, its wait included"),
-    ("aiohttp.client", "ClientSession._request", "upstream: aiohttp client request"),
+    ("lictor.adapters.backends.http1", "Http1Pool.post", "upstream: the HTTP/1.1 client's post"),
     ("lictor.enforcement.engine", "Engine.evaluate_response", "engine: evaluate the answer"),
     ("lictor.enforcement.engine", "Engine.redact", "engine: redact the answer for audit"),
     ("lictor.proxy.audit_entries", "model_response", "audit: build the answer record"),

@@ -43,7 +43,7 @@ def test_gateway_phases_bench_runs(tmp_path: Path) -> None:
     assert figures["requests"] == 20
     phases = figures["phases"]
     for label in ("engine: evaluate the request", "audit: append, one commit",
-                  "upstream: aiohttp client request", "answer: write it"):
+                  "upstream: the HTTP/1.1 client's post", "answer: write it"):
         assert phases[label]["calls_per_request"] == 1
         assert phases[label]["cpu_us"] > 0
     whole = phases["gateway: exchange (all below)"]["wall_us"]
