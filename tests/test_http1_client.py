@@ -90,6 +90,7 @@ def test_one_write_per_request_and_keep_alive() -> None:
         assert request.startswith(b"POST /v1/chat/completions?x=1 HTTP/1.1\r\n")
         assert f"Host: 127.0.0.1:{url.port}\r\n".encode() in request
         assert b"Authorization: Bearer sk-up\r\n" in request
+        assert b"User-Agent: lictor\r\n" in request
         assert request.endswith(b'\r\n\r\n{"q": 1}')
     run(go)
 
@@ -147,6 +148,8 @@ def test_an_answer_without_length_is_read_to_the_end() -> None:
 @pytest.mark.parametrize("answer", [
     b"HTTP/2 200 OK\r\nContent-Length: 2\r\n\r\n{}",  # not HTTP/1.x
     b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nX-A: 1\nContent-Length: 9\r\nContent-Length: 2\r\n\r\n{}",
     b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 2\r\n\r\n{}",  # obs-fold
     b"HTTP/1.1 200 OK\r\nBad Header: 1\r\nContent-Length: 2\r\n\r\n{}",
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",

@@ -20,6 +20,7 @@ from yarl import URL
 
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers (the StreamReader's line limit)
 MAX_BODY_BYTES = 256 * 1024 * 1024
+USER_AGENT = "lictor"  # some providers' front doors refuse requests without one
 IDLE_S = 15.0  # a kept-alive connection idle longer is closed, not reused (aiohttp's default)
 MAX_IDLE = 100  # kept-alive connections per upstream; more are closed after their answer
 _NO_BODY_STATUS = {204, 304}
@@ -62,7 +63,7 @@ def _request_head(url: URL, headers: dict[str, str], length: int) -> bytes:
         host = f"[{host}]"
     if not url.is_default_port():
         host = f"{host}:{url.port}"
-    lines = [f"POST {url.raw_path_qs} HTTP/1.1", f"Host: {host}",
+    lines = [f"POST {url.raw_path_qs} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}",
              "Accept-Encoding: gzip, deflate", f"Content-Length: {length}"]
     for name, value in headers.items():
         _check_header(name, value)
@@ -78,13 +79,15 @@ def _parse_head(raw: bytes) -> tuple[str, int, dict[str, str]]:
         version, code, *_ = status_line.split(" ", 2)
     except ValueError:
         raise UpstreamBroken("malformed status line") from None
-    if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+    if (version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isascii()
+            or not code.isdigit() or code[0] == "0"):
         raise UpstreamBroken("malformed status line")
     headers: dict[str, str] = {}
     for line in lines:
         name, colon, value = line.partition(":")
-        if not colon or not name or any(c not in _TOKEN for c in name.encode()):
-            raise UpstreamBroken("malformed header line")  # obs-fold included
+        if (not colon or not name or any(c not in _TOKEN for c in name.encode())
+                or "\n" in value or "\r" in value or "\0" in value):
+            raise UpstreamBroken("malformed header line")  # obs-fold and bare LF included
         key, value = name.lower(), value.strip(" \t")
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return version, int(code), headers
