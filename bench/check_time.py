@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compare_systems import checkout
-from measure import percentile, run_header, source_view, write_json
+from compare_systems import checkout, source_env
+from measure import percentile, run_header, write_json
 
 from lictor.adapters import openai_chat
 from lictor.enforcement.engine import Engine
@@ -115,7 +115,7 @@ def worker(n: int, freeze: bool) -> int:
 def start_baseline(rev: str, n: int, freeze: bool, tmp: Path) -> subprocess.Popen[str]:
     """This script as a worker process running lictor as of git revision `rev`."""
     source = checkout(rev, tmp)
-    env = {**os.environ, "PYTHONPATH": str(source_view(source, tmp / "view"))}
+    env = {**os.environ, **source_env(source, tmp / "view")}
     args = [sys.executable, __file__, "--worker", "--requests", str(n)]
     proc = subprocess.Popen([*args, *([] if freeze else ["--no-freeze"])], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import source_view, write_config
+from measure import write_config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -149,9 +149,7 @@ def lictor(name: str, port: int, upstream: str, tmp: Path, *, synchronous: str,
            source: Path | None = None) -> System:
     """`lictor serve` with the default packs and the audit log on (`synchronous` as given);
     from `source` (a checkout's root) instead of the installed lictor when given."""
-    env = {}
-    if source is not None:
-        env["PYTHONPATH"] = str(source_view(source, tmp / f"{name}-view"))
+    env = source_env(source, tmp / f"{name}-view") if source is not None else {}
     config = tmp / f"{name}.yaml"
     write_config(config, {
         "data_dir": str(tmp / f"{name}-var"),
@@ -162,6 +160,16 @@ def lictor(name: str, port: int, upstream: str, tmp: Path, *, synchronous: str,
     return start(name, [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config",
                         str(config), "--port", str(port)], port, key=LICTOR_KEY,
                  env=env, log=tmp / f"{name}.log")
+
+
+def source_env(source: Path, view_dir: Path) -> dict[str, str]:
+    """Environment that makes `python -m lictor...` run the checkout at `source`: lictor.<folder>
+    -> <source>/<folder>, ahead of the editable install (same interpreter and packages)."""
+    view = view_dir / "lictor"
+    view.mkdir(parents=True)
+    for folder in ("proxy", "rules", "enforcement", "audit", "adapters"):
+        (view / folder).symlink_to(source / folder)
+    return {"PYTHONPATH": str(view_dir)}
 
 
 def checkout(rev: str, tmp: Path) -> Path:

@@ -1,8 +1,9 @@
 """Added latency of the lictor gateway over a direct call to the same loopback upstream.
 
 One run, side by side: the upstream, a bare pass-through proxy on lictor's HTTP stack
-(aiohttp, no checks) and lictor each run in their own process, and this process rotates
-direct, bare and lictor requests at concurrency 1, so machine drift hits all three alike.
+(aiohttp, no checks) and lictor each run in their own process, and this process sends
+direct, bare and lictor requests in turn at concurrency 1, in a new random order each round,
+so machine drift hits all three alike.
 Every request carries a new user message (lictor's per-segment cache helps only with the
 repeated system prompt, as in real traffic). lictor runs its default packs (PII, injection
 rules, Cedar) with the audit log on: a durable commit before each response is released.
@@ -13,12 +14,19 @@ Prints p50/p99 for each, the latency each proxy adds over direct, and lictor's o
     python bench/gateway_latency.py [--requests 2000] [--json bench/results/latency.json]
 
 The Responses API, Anthropic Messages and embeddings (`--protocols`) join the same
-rotation, each with the same content as the chat request, each through its own endpoint of
-the same three targets.
+rotation, each with the chat request's system prompt, tool and user message (its ticket
+number new for every request, so no target's cache sees a message twice), each through
+its own endpoint of every target.
 
 `--telemetry` adds a fourth target in the same rotation: a second lictor with telemetry on,
 exporting over OTLP/HTTP (batched spans, metrics every 30 s) to the mock upstream, which
 accepts and counts the exports; it prints what telemetry adds over the lictor without it.
+
+`--baseline REV` adds lictor as of a git revision (`git archive`, run on this venv's
+packages, as `compare --baseline` does) to the same rotation, for before/after figures of a
+change in one run: it prints what this lictor adds over that one. Each proxy's CPU time
+per request (user + system, from /proc) is printed too: unlike latency, it does not depend
+on how the VM schedules the processes.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import statistics
 import subprocess
 import sys
@@ -36,7 +46,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from measure import free_port, percentile, run_header, wait_ready, write_config, write_json
+from compare_systems import checkout, source_env
+from measure import (
+    free_port,
+    percentile,
+    process_cpu_s,
+    run_header,
+    wait_ready,
+    write_config,
+    write_json,
+)
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-agent"
@@ -103,17 +122,24 @@ PROTOCOLS: dict[str, tuple[str, Callable[[int], bytes]]] = {
 
 
 async def measure(urls: list[str], n: int, warmup: int,
-                  makes: list[Callable[[int], bytes]] | None = None) -> list[list[float]]:
+                  makes: list[Callable[[int], bytes]] | None = None,
+                  measuring: Callable[[], None] | None = None) -> list[list[float]]:
     """Milliseconds per request for each URL (its body from `makes`, default the chat
-    payload); the order rotates every round, so drift hits every target alike."""
+    payload); the order is shuffled every round (seeded), so drift hits every target alike
+    and none always follows the same one (whose work after its answer would slow it).
+    `measuring` is called once, when the warm-up is over."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
     makes = makes or [payload] * len(urls)
     out: list[list[float]] = [[] for _ in urls]
+    rng = random.Random(1)
     async with aiohttp.ClientSession() as session:
         for i in range(warmup + n):
-            for k in range(len(urls)):
-                j = (i + k) % len(urls)
-                body = makes[j](i)
+            if i == warmup and measuring is not None:
+                measuring()
+            order = list(range(len(urls)))
+            rng.shuffle(order)
+            for j in order:
+                body = makes[j](i * len(urls) + j)  # a new user message for every request
                 t0 = time.perf_counter()
                 async with session.post(urls[j], data=body, headers=headers) as resp:
                     await resp.read()
@@ -140,6 +166,14 @@ def summarize(samples: list[list[float]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _lictor(config: Path, port: int, env: dict[str, str] | None = None
+            ) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
+         "--port", str(port)], env={**os.environ, **env} if env else None,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -147,6 +181,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--telemetry", action="store_true",
                         help="also measure a lictor with telemetry on (console exporter)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure lictor as of this git revision (before/after)")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS),
                         help="other protocols to measure after chat, comma-separated "
                         f"(default: {','.join(PROTOCOLS)}; empty: chat only)")
@@ -157,10 +193,10 @@ def main() -> int:
         parser.error(f"unknown protocols: {', '.join(sorted(unknown))}")
 
     up_port, bare_port, lictor_port = free_port(), free_port(), free_port()
-    otel_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     procs: list[subprocess.Popen[bytes]] = []
     otlp_received: Any = None
+    cpu_at_start: list[float | None] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "lictor.yaml"
         settings: dict[str, Any] = {
@@ -171,28 +207,29 @@ def main() -> int:
                         "base_url": upstream_url}],
         }
         write_config(config, settings)
-        otel_config = write_config(Path(tmp) / "lictor-otel.yaml", {
-            **settings, "data_dir": str(Path(tmp) / "var-otel"),
-            "telemetry": {"exporter": "otlp", "endpoint": upstream_url[:-3]}})
         try:
             procs.append(subprocess.Popen(
                 [sys.executable, str(HERE / "mock_upstream.py"), "--port", str(up_port)]))
             procs.append(subprocess.Popen(
                 [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(bare_port),
                  "--upstream", upstream_url]))
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
-                 "--port", str(lictor_port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(_lictor(config, lictor_port))
             ports = [up_port, bare_port, lictor_port]
             names = ["direct", "bare", "lictor"]
             if args.telemetry:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config",
-                     str(otel_config), "--port", str(otel_port)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                ports.append(otel_port)
+                otel_config = write_config(Path(tmp) / "lictor-otel.yaml", {
+                    **settings, "data_dir": str(Path(tmp) / "var-otel"),
+                    "telemetry": {"exporter": "otlp", "endpoint": upstream_url[:-3]}})
+                ports.append(free_port())
+                procs.append(_lictor(otel_config, ports[-1]))
                 names.append("lictor_otel")
+            if args.baseline:
+                base_config = write_config(Path(tmp) / "lictor-baseline.yaml", {
+                    **settings, "data_dir": str(Path(tmp) / "var-baseline")})
+                env = source_env(checkout(args.baseline, Path(tmp)), Path(tmp) / "base-view")
+                ports.append(free_port())
+                procs.append(_lictor(base_config, ports[-1], env))
+                names.append("baseline")
             wait_ready(up_port, procs[0])
             wait_ready(bare_port, procs[1])
             ready_s = wait_ready(lictor_port, procs[2])
@@ -200,17 +237,23 @@ def main() -> int:
                 wait_ready(port, proc)
             urls = [f"http://127.0.0.1:{p}/v1/chat/completions" for p in ports]
             makes: list[Callable[[int], bytes]] = [payload] * len(urls)
-            for name in others:  # the other protocols join the same rotation
-                urls += [f"http://127.0.0.1:{p}/v1/{PROTOCOLS[name][0]}" for p in ports[:3]]
-                makes += [PROTOCOLS[name][1]] * 3
-            samples = asyncio.run(measure(urls, args.requests, args.warmup, makes))
-            per_protocol = {name: samples[len(ports) + 3 * k: len(ports) + 3 * k + 3]
+            for name in others:  # the other protocols join the same rotation, every target
+                urls += [f"http://127.0.0.1:{p}/v1/{PROTOCOLS[name][0]}" for p in ports]
+                makes += [PROTOCOLS[name][1]] * len(ports)
+
+            def measuring() -> None:
+                cpu_at_start[:] = [process_cpu_s(proc.pid) for proc in procs]
+
+            samples = asyncio.run(measure(urls, args.requests, args.warmup, makes, measuring))
+            cpu_used = [None if start is None or (now := process_cpu_s(proc.pid)) is None
+                        else now - start for start, proc in zip(cpu_at_start, procs, strict=True)]
+            per_protocol = {name: samples[len(ports) * (k + 1): len(ports) * (k + 1) + 3]
                             for k, name in enumerate(others)}
             samples = samples[:len(ports)]
             if args.telemetry:
-                for proc in procs[3:]:  # its last spans are flushed while it stops
-                    proc.terminate()
-                    proc.wait(30)
+                otel = procs[names.index("lictor_otel")]  # its last spans are flushed as it stops
+                otel.terminate()
+                otel.wait(30)
                 otlp_received = asyncio.run(_get_json(f"{upstream_url[:-3]}/otlp"))
         finally:
             for proc in reversed(procs):
@@ -228,16 +271,25 @@ def main() -> int:
                         "p99_ms": round(percentile(values, 0.99), 3),
                         "mean_ms": round(statistics.fmean(values), 3)}
     for q in ("p50_ms", "p99_ms"):
-        for name in ("bare", "lictor"):
-            added = result[name][q] - result["direct"][q]
-            result.setdefault(f"{name}_added", {})[q] = round(added, 3)
+        for name in ("bare", "lictor", "baseline"):
+            if name in names:
+                added = result[name][q] - result["direct"][q]
+                result.setdefault(f"{name}_added", {})[q] = round(added, 3)
         own = result["lictor"][q] - result["bare"][q]
         result.setdefault("lictor_over_bare", {})[q] = round(own, 3)
+        if "baseline" in names:
+            change = result["lictor"][q] - result["baseline"][q]
+            result.setdefault("lictor_vs_baseline", {})[q] = round(change, 3)
     if args.telemetry:
         result["otlp_received"] = otlp_received
         result["otel_over_lictor"] = {
             q: round(result["lictor_otel"][q] - result["lictor"][q], 3)
             for q in ("p50_ms", "p99_ms")}
+    served = args.requests * (1 + len(others))  # each process serves every protocol
+    result["cpu_us_per_request"] = {
+        name: round(used / served * 1e6, 1)
+        for name, used in zip(names, cpu_used, strict=True)
+        if name != "direct" and used is not None}
     result["ratio_lictor_direct_p50"] = round(
         result["lictor"]["p50_ms"] / result["direct"]["p50_ms"], 2)
     result["protocols"] = {"chat": {k: result[k] for k in (
@@ -252,6 +304,9 @@ def main() -> int:
     if args.telemetry:
         rows[3:3] = ["lictor_otel"]
         rows.append("otel_over_lictor")
+    if "baseline" in names:
+        rows[rows.index("bare_added"):rows.index("bare_added")] = ["baseline"]
+        rows += ["baseline_added", "lictor_vs_baseline"]
     for name in rows:
         row = result[name]
         print(f"{name:18} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f}")
@@ -259,6 +314,8 @@ def main() -> int:
         print(f"OTLP exports received: {otlp_received}")
     print(f"ratio lictor/direct at p50: {result['ratio_lictor_direct_p50']}x; "
           f"lictor ready in {result['lictor_ready_s']} s")
+    print("CPU per request (user + system, each proxy process): " + ", ".join(
+        f"{name} {us:.0f} us" for name, us in result["cpu_us_per_request"].items()))
     if per_protocol:
         print(f"\nby protocol (same payload content), p50 / p99 ms; {args.requests} each")
         cols = ["direct", "bare", "lictor", "lictor_added", "lictor_over_bare"]

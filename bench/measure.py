@@ -26,6 +26,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far; None where /proc is absent."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_json(path: Path | None, data: Any) -> None:
     """Write `data` to `path` (its folder made if need be); nothing when no path was asked."""
     if path is not None:
@@ -75,12 +84,3 @@ def serve_lictor(port: int, *args: str) -> subprocess.Popen[bytes]:
         raise
     return proc
 
-
-def source_view(source: Path, dest: Path) -> Path:
-    """A folder to put on PYTHONPATH so `lictor.<folder>` imports from checkout `source`
-    (ahead of the editable install): to run an earlier lictor side by side."""
-    view = dest / "lictor"
-    view.mkdir(parents=True)
-    for folder in ("proxy", "rules", "enforcement", "audit", "adapters"):
-        (view / folder).symlink_to(source / folder)
-    return dest

@@ -14,7 +14,7 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gateway_latency.py"), "--requests", "20",
-         "--warmup", "2", "--telemetry", "--json", str(out)],
+         "--warmup", "2", "--telemetry", "--baseline", "HEAD", "--json", str(out)],
         capture_output=True, text=True, timeout=180, check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -24,9 +24,30 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
     assert "lictor_over_bare" in figures and "lictor_added" in figures
     assert figures["lictor_otel"]["p50_ms"] > 0 and "otel_over_lictor" in figures
     assert "lictor_added" in result.stdout
+    assert figures["cpu_us_per_request"]["lictor"] > figures["cpu_us_per_request"]["bare"] >= 0
+    assert figures["baseline"]["p50_ms"] > 0 and "lictor_vs_baseline" in figures
     assert set(figures["protocols"]) == {"chat", "responses", "messages", "embeddings"}
     for protocol in figures["protocols"].values():
         assert 0 < protocol["lictor"]["p50_ms"] <= protocol["lictor"]["p99_ms"]
+
+
+def test_gateway_phases_bench_runs(tmp_path: Path) -> None:
+    out = tmp_path / "phases.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gateway_phases.py"), "--requests", "20",
+         "--warmup", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["requests"] == 20
+    phases = figures["phases"]
+    for label in ("engine: evaluate the request", "audit: append, one commit",
+                  "upstream: the HTTP/1.1 client's post", "answer: write it"):
+        assert phases[label]["calls_per_request"] == 1
+        assert phases[label]["cpu_us"] > 0
+    whole = phases["gateway: exchange (all below)"]["wall_us"]
+    assert phases["engine: evaluate the request"]["wall_us"] < whole
 
 
 def test_egress_latency_bench_runs(tmp_path: Path) -> None:
