@@ -118,8 +118,9 @@ class McpRelay:
     def client(self) -> aiohttp.ClientSession:
         """The one HTTP client for every server (both transports), made in the running loop."""
         if self._client is None or self._client.closed:
-            self._client = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0), auto_decompress=True, trust_env=False)
+            self._client = aiohttp.ClientSession(  # shared by every agent: keeps no cookies
+                connector=aiohttp.TCPConnector(limit=0), auto_decompress=True, trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar())
         return self._client
 
     def _headers(self, ex: Exchange, has_body: bool) -> dict[str, str]:

@@ -29,6 +29,7 @@ class FaultyUpstream(AppThread):
         self.requests = 0
         self.then_ok_after = -1  # >= 0: fail that many more times in `mode`, then answer
         self.retry_after = "7"
+        self.cookies_seen: list[str] = []  # the Cookie header of each request, "" if none
 
     def _app(self) -> web.Application:
         app = web.Application()
@@ -38,6 +39,7 @@ class FaultyUpstream(AppThread):
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         streamed = bool(json.loads(await request.read()).get("stream"))
         self.requests += 1
+        self.cookies_seen.append(request.headers.get("Cookie", ""))
         mode = self.mode
         if self.then_ok_after == 0:
             mode = "ok"
@@ -57,11 +59,12 @@ class FaultyUpstream(AppThread):
         if mode == "not_json":
             return web.Response(text="<html>bad gateway</html>", content_type="text/html")
         if mode == "ok" and not streamed:
-            return web.json_response({
+            return web.json_response(headers={"Set-Cookie": "lb=agent-a; Path=/"}, data={
                 "id": "c1", "object": "chat.completion", "model": "m", "choices": [{
                     "index": 0, "message": {"role": "assistant", "content": "Hello there"},
                     "finish_reason": "stop"}]})
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Set-Cookie": "lb=agent-a; Path=/"})
         await resp.prepare(request)
         await resp.write(frame(CHUNK))
         if mode == "truncated":  # a clean end of the body, but no [DONE]
@@ -91,6 +94,7 @@ def faulty_server() -> Any:
 @pytest.fixture
 def faulty(faulty_server: FaultyUpstream) -> FaultyUpstream:
     faulty_server.then_ok_after, faulty_server.retry_after = -1, "7"
+    faulty_server.cookies_seen.clear()
     return faulty_server
 
 
@@ -232,3 +236,19 @@ def test_an_unreachable_upstream_is_retried_then_refused(start_lictor: StartLict
     resp = _post(server, stream=False)
     assert resp.status_code == 502
     assert resp.json()["error"]["code"] == "upstream_unreachable"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_cookies_an_upstream_sets_are_never_sent_back(start_lictor: StartLictor,
+                                                      faulty: FaultyUpstream,
+                                                      stream: bool) -> None:
+    """lictor's upstream clients serve every agent: a cookie set in one agent's answer
+    must not ride along on the next request, whoever makes it. (By a host name: aiohttp's
+    default jar keeps no cookies of IP addresses.)"""
+    by_name = faulty.url.replace("127.0.0.1", "localhost") + "/v1"
+    gateway = start_lictor(models=[{"name": "flaky", "backend": "passthrough",
+                                    "base_url": by_name, "timeout_s": 5}])
+    faulty.mode = "ok"
+    for _ in range(3):
+        assert _post(gateway, stream=stream).status_code == 200
+    assert faulty.cookies_seen == ["", "", ""]

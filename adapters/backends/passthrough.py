@@ -101,8 +101,9 @@ class PassthroughBackend:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=self._ssl)
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=True, trust_env=False
+            self._session = aiohttp.ClientSession(  # one client for every agent: no cookies
+                connector=connector, auto_decompress=True, trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
