@@ -222,14 +222,14 @@ class Engine:
         prefix and resuming from where the conversation's previous request ended, so a
         resent history costs a lookup per segment. Returns the request's vault."""
         history = self._history
-        judged = history.entries().get
+        judged = history.get
         node, known = 0, []
         for segment in action.segments:  # the longest prefix judged before
-            entry = judged((node, segment.trust, segment.tool, segment.text))
-            if entry is None:
+            outcome = judged((node, segment.trust, segment.tool, segment.text))
+            if outcome is None:
                 break
-            known.append(entry[0])
-            node = entry[0].node
+            known.append(outcome)
+            node = outcome.node
         resume_at, resume = -1, None
         for i in range(len(known) - 1, -1, -1):  # usually where the previous request ended
             resume = self._resume.get(known[i].node)

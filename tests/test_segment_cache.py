@@ -1,4 +1,4 @@
-"""The segment cache: computed once per (text, view), bounded, oldest evicted first."""
+"""The segment cache: computed once per (text, view), bounded, entries in use kept."""
 
 from __future__ import annotations
 
@@ -27,15 +27,40 @@ def test_short_texts_are_not_stored() -> None:
 
 
 def test_bounded_by_entries_and_chars() -> None:
-    cache: SegmentCache[int] = SegmentCache(max_entries=3, max_chars=10 * MIN_CHARS)
-    texts = [str(i) * MIN_CHARS for i in range(5)]
+    cache: SegmentCache[int] = SegmentCache(max_entries=10, max_chars=100 * MIN_CHARS)
+    texts = [f"{i:03d}" * MIN_CHARS for i in range(50)]
     for t in texts:
         cache.get_or_compute(t, None, len)
-    assert len(cache) == 3
+        assert len(cache) <= 10
     calls: list[str] = []
     cache.get_or_compute(texts[0], None, lambda t: calls.append(t) or 0)
-    assert calls == [texts[0]]  # the oldest was evicted
-    big: SegmentCache[int] = SegmentCache(max_entries=100, max_chars=3 * MIN_CHARS)
+    assert calls == [texts[0]]  # long gone
+    big: SegmentCache[int] = SegmentCache(max_entries=100, max_chars=4 * 3 * MIN_CHARS)
     for t in texts:
         big.get_or_compute(t, None, len)
-    assert len(big) == 3
+        assert sum(len(key[0]) for key in big._data) <= 4 * 3 * MIN_CHARS
+
+
+def test_entries_in_use_survive_traffic_that_passes_by() -> None:
+    """A conversation touched on each of its turns keeps its entries while ten times the
+    cache's size of other texts goes through (an entry outlives at least half the cache's
+    worth of insertions after its last use); an untouched one is evicted."""
+    cache: SegmentCache[int] = SegmentCache(max_entries=100)
+    in_use = [f"turn {i} ".ljust(MIN_CHARS, "x") for i in range(20)]
+    idle = "idle ".ljust(MIN_CHARS, "y")
+    for text in [*in_use, idle]:
+        cache.get_or_compute(text, None, len)
+    computed: list[str] = []
+
+    def compute(text: str) -> int:
+        computed.append(text)
+        return len(text)
+
+    for burst in range(40):  # 25 passing texts between two turns of the conversation
+        for i in range(25):
+            cache.get_or_compute(f"other {burst} {i} ".ljust(MIN_CHARS, "z"), None, len)
+        for text in in_use:
+            cache.get_or_compute(text, None, compute)
+    assert computed == []
+    cache.get_or_compute(idle, None, compute)
+    assert computed == [idle]
