@@ -13,9 +13,9 @@ import asyncio
 import json
 import random
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -33,6 +33,7 @@ from lictor.adapters.sse import SseFormatError, read_json_events
 CHAT_PATH = "/chat/completions"
 MESSAGES_PATH = "/messages"
 _FORWARDED_STATUS = {400, 401, 403, 404, 409, 413, 422, 429}
+A = TypeVar("A")  # an upstream answer: aiohttp's response or the lean client's
 RETRY_STATUS = {429, 502, 503, 504}  # the upstream did not act on the request
 MAX_RETRY_WAIT_S = 10.0  # a longer Retry-After goes back to the agent instead
 
@@ -51,6 +52,32 @@ def _retry_wait(route: Route, attempt: int, retry_after: str | None) -> float | 
     except ValueError:  # an HTTP date: too far ahead to hold the agent's request for
         return None
     return wait if 0 <= wait <= MAX_RETRY_WAIT_S else None
+
+
+async def _retrying(route: Route, send: Callable[[], Awaitable[A]],
+                    unreachable: type[Exception], answer: Callable[[A], tuple[int, str | None]],
+                    discard: Callable[[A], None]) -> A:
+    """`send`, again up to `route.retries` times when the upstream surely did not act: it
+    could not be reached (`unreachable`), or it answered 429, 502, 503 or 504 (`answer` gives
+    the status and Retry-After; `discard` lets go of an answer not kept)."""
+    attempt = 0
+    while True:
+        try:
+            resp = await send()
+        except unreachable:
+            if attempt >= route.retries:
+                raise
+            await asyncio.sleep(_backoff(route, attempt))
+            attempt += 1
+            continue
+        status, retry_after = answer(resp)
+        wait = (_retry_wait(route, attempt, retry_after)
+                if status in RETRY_STATUS and attempt < route.retries else None)
+        if wait is None:
+            return resp
+        discard(resp)
+        await asyncio.sleep(wait)
+        attempt += 1
 
 
 def _upstream_error(status: int, payload: Any, retry_after: str | None) -> ProtocolError:
@@ -114,24 +141,11 @@ class PassthroughBackend:
         """POST and check the status, retrying up to `route.retries` times only when the
         upstream surely did not act: it could not be reached, or it answered 429, 502,
         503 or 504 (honouring Retry-After up to MAX_RETRY_WAIT_S, with backoff)."""
-        attempt = 0
-        while True:
-            try:
-                resp = await self._client().post(url, data=payload, headers=headers,
-                                                 timeout=limits)
-            except aiohttp.ClientConnectorError:
-                if attempt >= route.retries:
-                    raise
-                await asyncio.sleep(_backoff(route, attempt))
-                attempt += 1
-                continue
-            wait = (_retry_wait(route, attempt, resp.headers.get("Retry-After"))
-                    if resp.status in RETRY_STATUS and attempt < route.retries else None)
-            if wait is None:
-                break
-            resp.release()
-            await asyncio.sleep(wait)
-            attempt += 1
+        resp = await _retrying(
+            route, lambda: self._client().post(url, data=payload, headers=headers,
+                                               timeout=limits),
+            aiohttp.ClientConnectorError,
+            lambda r: (r.status, r.headers.get("Retry-After")), lambda r: r.release())
         try:
             await _raise_for_status(resp)
             yield resp
@@ -143,23 +157,14 @@ class PassthroughBackend:
         """POST for a whole answer, with `_post`'s retry policy: again only when the
         upstream surely did not act (not reached, or 429, 502, 503, 504)."""
         target = URL(url)
-        attempt = 0
-        while True:
-            try:
-                async with asyncio.timeout(route.timeout_s):
-                    resp = await self._whole.post(target, payload, headers)
-            except UpstreamUnreachable:
-                if attempt >= route.retries:
-                    raise
-                await asyncio.sleep(_backoff(route, attempt))
-                attempt += 1
-                continue
-            wait = (_retry_wait(route, attempt, resp.headers.get("retry-after"))
-                    if resp.status in RETRY_STATUS and attempt < route.retries else None)
-            if wait is None:
-                return resp
-            await asyncio.sleep(wait)
-            attempt += 1
+
+        async def send() -> Http1Response:
+            async with asyncio.timeout(route.timeout_s):
+                return await self._whole.post(target, payload, headers)
+
+        return await _retrying(route, send, UpstreamUnreachable,
+                               lambda r: (r.status, r.headers.get("retry-after")),
+                               lambda r: None)
 
     @staticmethod
     def _prepare(body: dict[str, Any], route: Route,
