@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from lictor.enforcement.action_authorization import ActionAuthorization
 from lictor.enforcement.agent_actions import AgentActions
@@ -31,8 +31,10 @@ from lictor.enforcement.types import (
     ApprovalNeed,
     Decision,
     Finding,
+    FindingRow,
     Principal,
     Segment,
+    Trust,
     Verdict,
     combine,
 )
@@ -47,18 +49,24 @@ BOUNDARY_CHARS = 200  # of each side of a message boundary, scanned joined
 _UNTRUSTED = frozenset({"user", "tool", "retrieved"})
 
 
-@dataclass(slots=True, frozen=True)
-class _SegmentOutcome:
-    """One request segment judged after one exact conversation prefix (`node` names it)."""
-
-    node: int
-    masked: str
-    audit: str
-    findings: tuple[Finding, ...]
-    delta: VaultDelta  # what masking it added to the request's vault
-
+# One request segment judged after one exact conversation prefix, as the history keeps it:
+# (node naming that prefix and segment, masked text, audit text, findings as rows, and what
+# masking added to the request's vault: VaultDelta's entries and reserved). A plain tuple of
+# strings, numbers and such tuples, which the garbage collector stops tracking; it would
+# walk a dataclass per entry, and the history holds tens of thousands, on each collection.
+_Outcome = tuple[int, str, str, tuple[FindingRow, ...], tuple[tuple[str, str, bool], ...],
+                 tuple[str, ...]]
+_NODE: Final = 0
+_MASKED: Final = 1
+_AUDIT: Final = 2
+_FINDINGS: Final = 3
+_DELTA_ENTRIES: Final = 4
+_DELTA_RESERVED: Final = 5
 
 NO_DELTA = VaultDelta((), ())
+# Trust labels as plain strings, for cache keys: an enum member is a tracked object, and a
+# key tuple holding one would stay tracked too.
+_TRUST_TEXT: dict[str, str] = {trust: trust.value for trust in Trust}
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,7 +74,7 @@ class _Resume:
     """Where the previous request of a conversation ended: the vault and findings there."""
 
     vault: PlaceholderVault  # a snapshot: never handed out, copied on use
-    findings: tuple[Finding, ...]
+    findings: tuple[FindingRow, ...]
 
 
 @dataclass(slots=True)
@@ -158,10 +166,11 @@ class Engine:
         min_score = min((r.min_score for r in policy.pii_rules), default=0.5)
         self._pii = PiiScanner(PII_ENTITIES, min_score=min_score)
         self._actions = ActionAuthorization(policy, principals, self.limits, clock, self.redact)
-        self._pii_cache: SegmentCache[list[PiiMatch]] = SegmentCache()
-        self._pattern_cache: SegmentCache[list[Finding]] = SegmentCache()
+        # plain tuples in the caches, untracked by the GC (see `_Outcome`)
+        self._pii_cache: SegmentCache[tuple[tuple[str, int, int, float], ...]] = SegmentCache()
+        self._pattern_cache: SegmentCache[tuple[FindingRow, ...]] = SegmentCache()
         # Agents resend their history: a segment after the same prefix is judged once.
-        self._history: SegmentCache[_SegmentOutcome] = SegmentCache()
+        self._history: SegmentCache[_Outcome] = SegmentCache()
         self._resume: SegmentCache[_Resume] = SegmentCache(max_entries=4096)
         self._nodes = itertools.count(1)
 
@@ -225,57 +234,60 @@ class Engine:
         judged = history.get
         node, known = 0, []
         for segment in action.segments:  # the longest prefix judged before
-            outcome = judged((node, segment.trust, segment.tool, segment.text))
+            outcome = judged((node, _TRUST_TEXT[segment.trust], segment.tool, segment.text))
             if outcome is None:
                 break
             known.append(outcome)
-            node = outcome.node
+            node = outcome[_NODE]
         resume_at, resume = -1, None
         for i in range(len(known) - 1, -1, -1):  # usually where the previous request ended
-            resume = self._resume.get(known[i].node)
+            resume = self._resume.get(known[i][_NODE])
             if resume is not None:
                 resume_at = i
                 break
-        segment_findings = list(resume.findings) if resume is not None else []
-        seen = set(segment_findings)
+        rows = list(resume.findings) if resume is not None else []
+        seen = set(rows)
         if resume is not None:
             vault = resume.vault.snapshot()
-        masked.extend([outcome.masked for outcome in known[: resume_at + 1]])
-        audit.extend([outcome.audit for outcome in known[: resume_at + 1]])
-        node = known[resume_at].node if resume_at >= 0 else 0
+        masked.extend([outcome[_MASKED] for outcome in known[: resume_at + 1]])
+        audit.extend([outcome[_AUDIT] for outcome in known[: resume_at + 1]])
+        node = known[resume_at][_NODE] if resume_at >= 0 else 0
         for i in range(resume_at + 1, len(action.segments)):
             segment = action.segments[i]
             if i < len(known):
                 outcome = known[i]
-                vault.apply(outcome.delta)
+                vault.apply(VaultDelta(outcome[_DELTA_ENTRIES], outcome[_DELTA_RESERVED]))
             else:
                 outcome = self._judge_segment(segment, vault)
-                history.put((node, segment.trust, segment.tool, segment.text), outcome,
-                            len(segment.text))
-            for finding in outcome.findings:
-                if finding not in seen:
-                    seen.add(finding)
-                    segment_findings.append(finding)
-            masked.append(outcome.masked)
-            audit.append(outcome.audit)
-            node = outcome.node
+                history.put((node, _TRUST_TEXT[segment.trust], segment.tool, segment.text),
+                            outcome, len(segment.text))
+            for row in outcome[_FINDINGS]:
+                if row not in seen:
+                    seen.add(row)
+                    rows.append(row)
+            masked.append(outcome[_MASKED])
+            audit.append(outcome[_AUDIT])
+            node = outcome[_NODE]
         if node and self._resume.get(node) is None:
-            self._resume.put(node, _Resume(vault.snapshot(), tuple(segment_findings)), 1)
-        findings.extend(f for f in segment_findings if f not in findings)
+            self._resume.put(node, _Resume(vault.snapshot(), tuple(rows)), 1)
+        findings.extend(f for f in map(Finding.from_row, rows) if f not in findings)
         return vault
 
-    def _judge_segment(self, segment: Segment, vault: PlaceholderVault) -> _SegmentOutcome:
+    def _judge_segment(self, segment: Segment, vault: PlaceholderVault) -> _Outcome:
         found: list[Finding] = []
         upstream, audit_text, delta = self._mask_pii(segment, vault, found)
         found.extend(self.scan_text(upstream, "request", segment.trust.value, segment.tool))
-        return _SegmentOutcome(next(self._nodes), upstream, audit_text, tuple(found), delta)
+        return (next(self._nodes), upstream, audit_text, tuple(f.as_row() for f in found),
+                delta.entries, delta.reserved)
 
     def _mask_pii(
         self, segment: Segment, vault: PlaceholderVault, out: list[Finding]
     ) -> tuple[str, str, VaultDelta]:
         """(text to send upstream, text to audit, vault delta) for one request segment."""
         text, trust = segment.text, segment.trust.value
-        matches = self._pii_cache.get_or_compute(text, None, self._pii.scan)
+        matches = [PiiMatch(*m) for m in self._pii_cache.get_or_compute(
+            text, None, lambda t: tuple((m.entity, m.start, m.end, m.score)
+                                        for m in self._pii.scan(t)))]
         if not matches:
             # placeholder-shaped text typed by the sender is still reserved in the vault
             masked, delta = vault.mask_with_delta(text, []) if "<" in text else (text, NO_DELTA)
@@ -335,9 +347,10 @@ class Engine:
         """Pattern rules over one whole segment, cached: history repeats on every call.
 
         `tool` names the tool when `text` is a tool call's arguments."""
-        return self._pattern_cache.get_or_compute(
-            text, (direction, trust, tool), lambda t: self.scan_window(t, direction, trust, tool)
-        )
+        rows = self._pattern_cache.get_or_compute(
+            text, (direction, trust, tool),
+            lambda t: tuple(f.as_row() for f in self.scan_window(t, direction, trust, tool)))
+        return [Finding.from_row(row) for row in rows]
 
     def scan_window(self, text: str, direction: str, trust: str, tool: str = "") -> list[Finding]:
         """Pattern and invisible-character rules over every view of a text; not cached

@@ -7,6 +7,7 @@ cache per policy load), hold no agent data, and are bounded by entries and chara
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -28,8 +29,9 @@ class SegmentCache(Generic[V]):
     __slots__ = ("_chars", "_data", "_seq", "max_chars", "max_entries")
 
     def __init__(self, max_entries: int = 20_000, max_chars: int = 64_000_000) -> None:
-        # key -> (value, chars it holds, insertion number), in insertion order
-        self._data: dict[Hashable, tuple[V, int, int]] = {}
+        # key -> (value, chars it holds, insertion number), oldest first; an OrderedDict, as
+        # a dict's first entry is found by skipping the slots of every entry popped before
+        self._data: OrderedDict[Hashable, tuple[V, int, int]] = OrderedDict()
         self._chars = 0
         self._seq = 0
         self.max_entries = max_entries
@@ -40,9 +42,9 @@ class SegmentCache(Generic[V]):
         if found is None:
             return None
         if self._seq - found[2] > self.max_entries // 2:  # getting old while in use
-            del self._data[key]
             self._seq += 1
             self._data[key] = (found[0], found[1], self._seq)
+            self._data.move_to_end(key)
         return found[0]
 
     def put(self, key: Hashable, value: V, chars: int) -> None:
@@ -52,8 +54,7 @@ class SegmentCache(Generic[V]):
         self._data[key] = (value, chars, self._seq)
         self._chars += chars
         while len(self._data) > self.max_entries or self._chars > self.max_chars:
-            oldest = next(iter(self._data))
-            self._chars -= self._data.pop(oldest)[1]
+            self._chars -= self._data.popitem(last=False)[1][1]
 
     def get_or_compute(self, text: str, view: Hashable, compute: Callable[[str], V]) -> V:
         if len(text) < MIN_CHARS:

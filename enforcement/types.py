@@ -124,6 +124,12 @@ class Action:
     tool_definitions: dict[str, ToolDefinition] = field(default_factory=dict)  # offered tools
 
 
+# A Finding as a plain tuple (rule_id, verdict, owasp, severity, message, evidence, shadow,
+# retry_after): what caches keep, as the garbage collector stops tracking exact tuples of
+# strings and numbers, and walks every dataclass instance on each collection.
+FindingRow = tuple[str, str, tuple[str, ...], str, str, str, bool, float | None]
+
+
 @dataclass(slots=True, frozen=True)
 class Finding:
     """One rule that matched: which, why, and where (never the raw matched value)."""
@@ -151,6 +157,14 @@ class Finding:
         if self.shadow:
             out["shadow"] = True
         return out
+
+    def as_row(self) -> FindingRow:
+        return (self.rule_id, self.verdict.value, self.owasp, self.severity, self.message,
+                self.evidence, self.shadow, self.retry_after)
+
+    @classmethod
+    def from_row(cls, row: FindingRow) -> Finding:
+        return cls(row[0], Verdict(row[1]), *row[2:])
 
 
 @dataclass(slots=True, frozen=True)
