@@ -33,9 +33,10 @@ class MockOpenAI(AppThread):
     """Start with `with MockOpenAI() as upstream:`; `upstream.base_url` ends in /v1."""
 
     def __init__(self, fail_status: int | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, set_cookie: str = "") -> None:
         super().__init__(self._app, "127.0.0.1", 0, ssl_context)
         self.fail_status = fail_status  # answer every request with this error status
+        self.set_cookie = set_cookie  # a Set-Cookie header on every answer
         self.received: list[Received] = []
         self._model = LocalModelBackend()
 
@@ -48,7 +49,12 @@ class MockOpenAI(AppThread):
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.on_response_prepare.append(self._cookie)
         return app
+
+    async def _cookie(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.set_cookie:
+            response.headers["Set-Cookie"] = self.set_cookie
 
     async def _received(self, request: web.Request) -> dict[str, Any] | web.Response:
         body = await request.json()

@@ -64,6 +64,26 @@ def test_tool_calls_through_router(start_lictor) -> None:
         assert "no-shell-tools" in (msg.content or "")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_router_sends_no_cookie_an_upstream_set(start_lictor, stream: bool) -> None:
+    """One Router serves every agent: a cookie set in one answer must not ride along on
+    later requests (by a host name: HTTP clients keep no cookies of IP addresses)."""
+    with MockOpenAI(set_cookie="lb=agent-a; Path=/") as healthy:
+        by_name = healthy.base_url.replace("127.0.0.1", "localhost")
+        server = start_lictor(
+            models=[{"name": "smart", "backend": "litellm", "upstream_model": "backup"}],
+            litellm=router_config(by_name, by_name),
+        )
+        for _ in range(3):
+            kwargs = {"model": "smart", "messages": [{"role": "user", "content": "hi"}]}
+            if stream:
+                collect(client(server).chat.completions.create(**kwargs, stream=True))
+            else:
+                client(server).chat.completions.create(**kwargs)
+        assert len(healthy.received) == 3
+        assert [r.headers.get("Cookie", "") for r in healthy.received] == ["", "", ""]
+
+
 def test_litellm_not_imported_unless_used() -> None:
     """Start-up with the embedded defaults never imports litellm."""
     code = (

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
+
+import httpx  # LiteLLM's own HTTP client library (litellm depends on it)
 
 from lictor.adapters.backends.base import Route
 from lictor.adapters.errors import ProtocolError
@@ -41,6 +44,12 @@ class LiteLLMBackend:
     def __init__(self, model_list: list[dict[str, Any]], router_settings: dict[str, Any]) -> None:
         litellm.telemetry = False
         litellm.drop_params = True
+        # One HTTP client for OpenAI-compatible providers that keeps no cookies: LiteLLM's
+        # own stores what a provider sets and sends it on every later request, whichever
+        # agent makes it.
+        self._http = httpx.AsyncClient(
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+        litellm.aclient_session = self._http
         self._router = litellm.Router(model_list=model_list, **router_settings)
 
     @staticmethod
@@ -76,3 +85,4 @@ class LiteLLMBackend:
         from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
         await GLOBAL_LOGGING_WORKER.stop()
+        await self._http.aclose()
