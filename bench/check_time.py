@@ -8,7 +8,7 @@ Agents resend their whole history on every call; lictor caches per-segment resul
 the third should cost about what its one new message costs, not what 128 KB costs.
 
     python bench/check_time.py [--requests 500] [--json bench/results/check_time.json]
-                               [--baseline REV]
+                               [--baseline REV] [--gc]
 
 `--baseline REV` also times lictor as of git revision REV, in a worker process that takes
 alternate rounds with this one, so drift hits both alike: a before/after ratio in one run.
@@ -125,6 +125,26 @@ def start_baseline(rev: str, n: int, freeze: bool, tmp: Path) -> subprocess.Pope
     return proc
 
 
+class GcPauses:
+    """Collections of each generation while it is installed: count, total and longest."""
+
+    def __init__(self) -> None:
+        self.by_generation: dict[int, list[float]] = {}
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            pauses = self.by_generation.setdefault(info["generation"], [])
+            pauses.append(time.perf_counter() - self._start)
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return {f"gen{g}": {"collections": len(p), "total_ms": round(sum(p) * 1e3, 1),
+                            "longest_ms": round(max(p) * 1e3, 1)}
+                for g, p in sorted(self.by_generation.items())}
+
+
 def row(values: list[float], size: int) -> dict[str, float]:
     return {"bytes": size, "p50_us": round(percentile(values, 0.5), 1),
             "p99_us": round(percentile(values, 0.99), 1),
@@ -139,6 +159,8 @@ def main() -> int:
                         help="leave start-up objects to the garbage collector")
     parser.add_argument("--baseline", metavar="REV",
                         help="also time lictor as of git revision REV, in alternate rounds")
+    parser.add_argument("--gc", action="store_true",
+                        help="also report this process's garbage collections while timing")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     n, freeze = args.requests, not args.no_freeze
@@ -149,6 +171,9 @@ def main() -> int:
         engine, shapes = build(n)
         if freeze:
             gc.freeze()  # as `lictor serve` does after start-up
+        pauses = GcPauses()
+        if args.gc:
+            gc.callbacks.append(pauses)
         rounds: dict[str, list[float]] = {k: [] for k in shapes}
         before: dict[str, list[float]] = {k: [] for k in shapes}
         for start in range(0, n, ROUND):  # interleave shapes (and revisions): drift hits all
@@ -180,6 +205,12 @@ def main() -> int:
             line += (f"   {' ' * len(args.baseline)}  {old[name]['p50_us']:9.1f} "
                      f"{old[name]['p99_us']:9.1f}  {ratio:8.2f}x")
         print(line)
+    if args.gc:
+        gc.callbacks.remove(pauses)
+        results["gc"] = pauses.report()
+        for gen, figures in results["gc"].items():
+            print(f"{gen}: {figures['collections']} collections, {figures['total_ms']} ms in "
+                  f"all, the longest {figures['longest_ms']} ms")
     write_json(args.json, results)
     return 0
 

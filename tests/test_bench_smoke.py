@@ -174,3 +174,20 @@ def test_compare_quick_runs(tmp_path: Path) -> None:
     assert figures["ratios"]["plain_1k_c32"]["lictor_over_bare"] > 0
     assert figures["rss_mb"]["lictor"] > 0 and figures["systems"]["lictor"]["ready_s"] > 0
     assert "targets:" in result.stdout
+
+
+def test_check_time_bench_runs_with_a_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "check_time.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "check_time.py"), "--requests", "50", "--gc",
+         "--baseline", "HEAD", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for shape in ("2KB", "32KB", "128KB+1"):
+        assert 0 < figures[shape]["p50_us"] <= figures[shape]["p99_us"]
+        assert 0 < figures["baseline"][shape]["p50_us"] <= figures["baseline"][shape]["p99_us"]
+    assert figures["baseline"]["rev"] == "HEAD"
+    assert figures["gc"] and all(g["collections"] > 0 for g in figures["gc"].values())
+    assert "p50 ratio" in result.stdout
