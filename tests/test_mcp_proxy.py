@@ -397,3 +397,16 @@ def test_changed_tool_definition_blocked_until_approved(tmp_path: Path) -> None:
             assert pins(restarted)["lookup_order"]["status"] == "approved"
             names, answer = run(lambda: call(restarted))
             assert "lookup_order" in names and answer == "Order A1: shipped."
+
+
+def test_the_relay_sends_no_cookie_a_server_set(tmp_path: Path) -> None:
+    """The relay's client serves every agent: a cookie one MCP server answer set must not
+    ride along on later requests (by a host name: clients keep no cookies of IP addresses)."""
+    with McpUpstream("jar", set_cookie="lb=agent-a; Path=/") as jar:
+        config = lictor_config(tmp_path, [{"name": "jar", "pin": "first_use",
+                                           "url": jar.url.replace("127.0.0.1", "localhost")}])
+        with BackgroundServer(config) as server:
+            assert run(lambda: tool_names(server, "jar", OPS_KEY)) == ALL_TOOLS
+            assert run(lambda: tool_names(server, "jar", SUPPORT_KEY))
+        assert len(jar.cookies) >= 4
+        assert set(jar.cookies) == {""}
