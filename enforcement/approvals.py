@@ -104,8 +104,9 @@ class ApprovalDesk:
         self._lock = threading.Lock()
         self.pending_ttl_s, self.valid_for_s, self._clock = pending_ttl_s, valid_for_s, clock
         self._by_id: dict[str, Approval] = {}
-        # the row each approval had when this process last read or wrote it: updates are
-        # compare-and-set on it, as other processes (a CLI, a guard) share the database
+        # the row each pending or approved approval had when this process last read or
+        # wrote it: updates are compare-and-set on it, as other processes (a CLI, a guard)
+        # share the database
         self._stored: dict[str, str] = {}
         for (body,) in self._db.execute("SELECT body FROM approvals WHERE status IN (?, ?)",
                                         (PENDING, APPROVED)):
@@ -121,12 +122,15 @@ class ApprovalDesk:
 
     def _remember(self, body: str) -> Approval:
         """An approval as read from its row, kept as this process's current copy."""
-        approval = _from_json(body)
-        self._stored[approval.id] = body
+        return self._keep(_from_json(body), body)
+
+    def _keep(self, approval: Approval, body: str) -> Approval:
+        """`approval`, whose row is `body`, as this process's current copy."""
         if approval.status in (PENDING, APPROVED):
-            self._by_id[approval.id] = approval
-        else:
+            self._by_id[approval.id], self._stored[approval.id] = approval, body
+        else:  # decided for good: nothing left to compare-and-set
             self._by_id.pop(approval.id, None)
+            self._stored.pop(approval.id, None)
         return approval
 
     def _reload(self, approval_id: str) -> Approval | None:
@@ -140,12 +144,12 @@ class ApprovalDesk:
             self._db.execute("INSERT INTO approvals (id, binding, status, body) "
                              "VALUES (?, ?, ?, ?)",
                              (approval.id, approval.binding, approval.status, body))
-        self._remember(body)
+        self._keep(approval, body)
 
-    def _update(self, approval: Approval) -> Approval | None:
+    def _update(self, approval: Approval) -> tuple[bool, Approval | None]:
         """Write `approval` if its row is still what this process last saw (one atomic
-        statement); otherwise another process changed it first: None, and the fresh row
-        replaces this process's copy."""
+        statement): (written, the row now). Not written: another process changed it first,
+        and its row replaces this process's copy."""
         body = json.dumps(approval.as_record())
         with self._lock:
             changed = self._db.execute(
@@ -153,18 +157,18 @@ class ApprovalDesk:
                 (approval.status, body, approval.id, self._stored.get(approval.id)),
             ).rowcount
         if changed != 1:
-            self._reload(approval.id)
-            return None
-        return self._remember(body)
+            return False, self._reload(approval.id)
+        return True, self._keep(approval, body)
 
     def _expire(self, approval: Approval) -> Approval:
         if approval.status in (PENDING, APPROVED) and self._clock() >= approval.expires:
             approval.status = EXPIRED
-            saved = self._update(approval)
-            if saved is None:  # decided or used elsewhere meanwhile: that row stands
-                fresh = self._reload(approval.id)
-                return self._expire(fresh) if fresh is not None else approval
-            approval = saved
+            written, current = self._update(approval)
+            if current is None:
+                return approval
+            if not written:  # decided or used elsewhere meanwhile: that row stands
+                return self._expire(current)
+            approval = current
             self._wake(approval)
         return approval
 
@@ -202,7 +206,8 @@ class ApprovalDesk:
         if approval is None:
             return None
         approval.status, approval.used_by = USED, request_id
-        return self._update(approval)
+        written, used = self._update(approval)
+        return used if written else None
 
     def ask(self, binding: str, principal: Principal, needs: list[ApprovalNeed],
             request_id: str) -> tuple[Approval, bool]:
@@ -245,8 +250,8 @@ class ApprovalDesk:
             approval.status = DENIED
         elif not approval.missing():
             approval.status, approval.expires = APPROVED, now + self.valid_for_s
-        saved = self._update(approval)
-        if saved is None:
+        written, saved = self._update(approval)
+        if not written or saved is None:
             raise ApprovalError(409, "approval_changed", f"approval {approval_id} changed "
                                 "while this decision was made; look at it again")
         self._wake(saved)
