@@ -85,14 +85,15 @@ def parse_request(body: Any) -> Action:
 
 
 def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
+    """Any message (`parse_request` takes plain text messages inline, before this)."""
+    where = f"messages[{i}]"
     if not isinstance(msg, dict):
-        raise _bad("each message must be an object", f"messages[{i}]")
+        raise _bad("each message must be an object", where)
     role = msg.get("role")
     trust = ROLE_TRUST.get(role) if isinstance(role, str) else None
     if trust is None:
-        raise _bad(f"`role` must be one of {', '.join(ROLE_TRUST)}", f"messages[{i}].role")
+        raise _bad(f"`role` must be one of {', '.join(ROLE_TRUST)}", f"{where}.role")
     content = msg.get("content")
-    where = f"messages[{i}]"
     if isinstance(content, str):
         out.append(Segment(content, trust, ("messages", i, "content")))
     elif isinstance(content, list):

@@ -276,9 +276,9 @@ class Engine:
     def _judge_segment(self, segment: Segment, vault: PlaceholderVault) -> _Outcome:
         found: list[Finding] = []
         upstream, audit_text, delta = self._mask_pii(segment, vault, found)
-        found.extend(self.scan_text(upstream, "request", segment.trust.value, segment.tool))
-        return (next(self._nodes), upstream, audit_text, tuple(f.as_row() for f in found),
-                delta.entries, delta.reserved)
+        rows = (*(f.as_row() for f in found),
+                *self._scan_rows(upstream, "request", segment.trust.value, segment.tool))
+        return next(self._nodes), upstream, audit_text, rows, delta.entries, delta.reserved
 
     def _mask_pii(
         self, segment: Segment, vault: PlaceholderVault, out: list[Finding]
@@ -307,9 +307,7 @@ class Engine:
                         to_mask.append(m)
                     if (spec.rule_id, m.entity) not in reported:
                         reported.add((spec.rule_id, m.entity))
-                        finding = _finding(spec, f"{m.entity} in {trust} text", m.entity)
-                        if finding not in out:
-                            out.append(finding)
+                        out.append(_finding(spec, f"{m.entity} in {trust} text", m.entity))
                     if not spec.shadow:  # a trial in shadow mode never switches enforcement off
                         break
         upstream, delta = (vault.mask_with_delta(text, to_mask) if to_mask or "<" in text
@@ -347,10 +345,14 @@ class Engine:
         """Pattern rules over one whole segment, cached: history repeats on every call.
 
         `tool` names the tool when `text` is a tool call's arguments."""
-        rows = self._pattern_cache.get_or_compute(
+        return [Finding.from_row(row) for row in self._scan_rows(text, direction, trust, tool)]
+
+    def _scan_rows(self, text: str, direction: str, trust: str,
+                   tool: str) -> tuple[FindingRow, ...]:
+        """`scan_text` as the cache keeps it (rows: see `_Outcome`)."""
+        return self._pattern_cache.get_or_compute(
             text, (direction, trust, tool),
             lambda t: tuple(f.as_row() for f in self.scan_window(t, direction, trust, tool)))
-        return [Finding.from_row(row) for row in rows]
 
     def scan_window(self, text: str, direction: str, trust: str, tool: str = "") -> list[Finding]:
         """Pattern and invisible-character rules over every view of a text; not cached

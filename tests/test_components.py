@@ -156,7 +156,7 @@ def test_engine_fails_closed_when_a_check_raises(monkeypatch: pytest.MonkeyPatch
     def boom(*args: object) -> None:
         raise RuntimeError("detector crashed")
 
-    monkeypatch.setattr(Engine, "scan_text", boom)
+    monkeypatch.setattr(Engine, "scan_window", boom)  # the detector itself
     outcome = default.evaluate_request(AGENT, action)
     assert outcome.decision.verdict is Verdict.BLOCK
     assert outcome.decision.findings[0].rule_id == INTERNAL_ERROR_RULE
