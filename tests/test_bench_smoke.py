@@ -10,13 +10,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
-    out = tmp_path / "latency.json"
+def run_bench(tmp_path: Path, script: str, *args: str,
+              timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`bench/<script> ARGS --json FILE`, run from bench/: its result, and FILE."""
+    out = tmp_path / f"{Path(script).stem}.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gateway_latency.py"), "--requests", "20",
-         "--warmup", "2", "--telemetry", "--baseline", "HEAD", "--json", str(out)],
-        capture_output=True, text=True, timeout=180, check=False,
+        [sys.executable, str(ROOT / "bench" / script), *args, "--json", str(out)],
+        capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT / "bench",
     )
+    return result, out
+
+
+def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
+    result, out = run_bench(
+        tmp_path, "gateway_latency.py", "--requests", "20", "--warmup", "2", "--telemetry",
+        "--baseline", "HEAD")
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     for name in ("direct", "bare", "lictor"):
@@ -32,12 +40,7 @@ def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
 
 
 def test_gateway_phases_bench_runs(tmp_path: Path) -> None:
-    out = tmp_path / "phases.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gateway_phases.py"), "--requests", "20",
-         "--warmup", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=180, check=False,
-    )
+    result, out = run_bench(tmp_path, "gateway_phases.py", "--requests", "20", "--warmup", "2")
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     assert figures["requests"] == 20
@@ -51,12 +54,9 @@ def test_gateway_phases_bench_runs(tmp_path: Path) -> None:
 
 
 def test_egress_latency_bench_runs(tmp_path: Path) -> None:
-    out = tmp_path / "egress.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "egress_latency.py"), "--requests", "10", "--tls",
-         "--warmup", "2", "--concurrency", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=180, check=False, cwd=ROOT / "bench",
-    )
+    result, out = run_bench(
+        tmp_path, "egress_latency.py", "--requests", "10", "--tls", "--warmup", "2",
+        "--concurrency", "2")
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     for name in ("direct", "gateway", "egress_model", "egress_http"):
@@ -66,12 +66,7 @@ def test_egress_latency_bench_runs(tmp_path: Path) -> None:
 
 
 def test_authorization_bench_runs(tmp_path: Path) -> None:
-    out = tmp_path / "authorization.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "authorization.py"), "--actions", "300",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT / "bench",
-    )
+    result, out = run_bench(tmp_path, "authorization.py", "--actions", "300", timeout=120)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     for shape in ("repeat", "new_amounts", "offer", "cold", "cold_whole", "reparse"):
@@ -81,12 +76,7 @@ def test_authorization_bench_runs(tmp_path: Path) -> None:
 
 
 def test_mcp_latency_bench_runs(tmp_path: Path) -> None:
-    out = tmp_path / "mcp_latency.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "mcp_latency.py"), "--requests", "10",
-         "--warmup", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=180, check=False,
-    )
+    result, out = run_bench(tmp_path, "mcp_latency.py", "--requests", "10", "--warmup", "2")
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     for name in ("sse_direct", "sse_lictor", "json_direct", "json_lictor"):
@@ -95,12 +85,8 @@ def test_mcp_latency_bench_runs(tmp_path: Path) -> None:
 
 
 def test_audit_append_bench_runs(tmp_path: Path) -> None:
-    out = tmp_path / "audit_append.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "audit_append.py"), "--seconds", "0.3",
-         "--samples", "100", "--json", str(out)],
-        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT / "bench",
-    )
+    result, out = run_bench(
+        tmp_path, "audit_append.py", "--seconds", "0.3", "--samples", "100", timeout=120)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     for mode in ("normal", "full"):
@@ -109,12 +95,8 @@ def test_audit_append_bench_runs(tmp_path: Path) -> None:
 
 
 def test_audit_evidence_bench_runs(tmp_path: Path) -> None:
-    out = tmp_path / "audit.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "audit_evidence.py"), "--records", "3000",
-         "--rounds", "2", "--commits", "200", "--json", str(out)],
-        capture_output=True, text=True, timeout=180, check=False, cwd=ROOT / "bench",
-    )
+    result, out = run_bench(
+        tmp_path, "audit_evidence.py", "--records", "3000", "--rounds", "2", "--commits", "200")
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     for name in ("chain_only", "with_merkle"):
@@ -125,12 +107,7 @@ def test_audit_evidence_bench_runs(tmp_path: Path) -> None:
 
 def test_crash_loop_bench_runs(tmp_path: Path) -> None:
     """Two rounds of kill -9 under load (the long run is `bench/crash_loop.py --rounds 20`)."""
-    out = tmp_path / "crash.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "crash_loop.py"), "--rounds", "2",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=180, check=False, cwd=ROOT / "bench",
-    )
+    result, out = run_bench(tmp_path, "crash_loop.py", "--rounds", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(out.read_text())
     assert figures["kills"] == 2 and figures["failed_rounds"] == 0
@@ -139,12 +116,8 @@ def test_crash_loop_bench_runs(tmp_path: Path) -> None:
 
 def test_soak_bench_runs(tmp_path: Path) -> None:
     """A short soak (the long run is `bench/soak.py --requests 200000`)."""
-    out = tmp_path / "soak.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "soak.py"), "--requests", "600",
-         "--concurrency", "8", "--json", str(out)],
-        capture_output=True, text=True, timeout=240, check=False, cwd=ROOT / "bench",
-    )
+    result, out = run_bench(
+        tmp_path, "soak.py", "--requests", "600", "--concurrency", "8", timeout=240)
     figures = json.loads(out.read_text())
     assert figures["audit_verifies"] and figures["unexpected"] == {}, result.stdout
     assert figures["complete_record_sets"] == figures["requests"] == 600
@@ -153,11 +126,7 @@ def test_soak_bench_runs(tmp_path: Path) -> None:
 
 def test_compare_quick_runs(tmp_path: Path) -> None:
     """`bench/compare --quick`: direct, bare and lictor, three short cells, real processes."""
-    out = tmp_path / "compare.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "compare.py"), "--quick", "--json", str(out)],
-        capture_output=True, text=True, timeout=90, check=False,
-    )
+    result, out = run_bench(tmp_path, "compare.py", "--quick", timeout=90)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     assert set(figures["cells"]) == {"direct", "bare", "lictor"}
@@ -177,12 +146,8 @@ def test_compare_quick_runs(tmp_path: Path) -> None:
 
 
 def test_check_time_bench_runs_with_a_baseline(tmp_path: Path) -> None:
-    out = tmp_path / "check_time.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "check_time.py"), "--requests", "50", "--gc",
-         "--baseline", "HEAD", "--json", str(out)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
+    result, out = run_bench(
+        tmp_path, "check_time.py", "--requests", "50", "--gc", "--baseline", "HEAD", timeout=300)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     for shape in ("2KB", "32KB", "128KB+1"):
