@@ -8,8 +8,6 @@ text that cannot contain a match.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,6 +17,7 @@ import regex
 import tldextract
 from tldextract.remote import lenient_netloc
 
+from lictor.enforcement.pii.digest_cache import DigestCache
 from lictor.enforcement.pii.phone_validity import PhoneValidity
 from lictor.enforcement.pii.presidio_import import (
     CreditCardRecognizer,
@@ -78,18 +77,15 @@ class OfflineEmailRecognizer(EmailRecognizer):
     def __init__(self) -> None:
         super().__init__()
         _OFFLINE_TLD("example.com")  # load the bundled snapshot now, not on the first request
-        self._host_key = os.urandom(16)
-        self._hosts: dict[bytes, bool] = {}
+        self._hosts: DigestCache[bool] = DigestCache(self.HOST_CACHE_SIZE)
 
     def validate_result(self, pattern_text: str) -> bool:
         host = lenient_netloc(pattern_text)  # what tldextract itself looks at
-        digest = hashlib.blake2b(host.encode(), key=self._host_key, digest_size=16).digest()
+        digest = self._hosts.digest(host)
         valid = self._hosts.get(digest)
         if valid is None:
             valid = _OFFLINE_TLD(host).fqdn != ""
-            if len(self._hosts) >= self.HOST_CACHE_SIZE:
-                self._hosts.clear()
-            self._hosts[digest] = valid
+            self._hosts.put(digest, valid)
         return valid
 
 

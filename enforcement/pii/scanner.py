@@ -8,8 +8,6 @@ the patterns, flags, validation and scores are presidio's own.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import Any, NamedTuple
 import regex
 
 from lictor.enforcement.byte_regex import ByteRegex
+from lictor.enforcement.pii.digest_cache import DigestCache
 from lictor.enforcement.pii.presidio_import import IbanRecognizer, PatternRecognizer
 from lictor.enforcement.pii.recognizers import SCAN_HINTS, ScanHint, build_recognizers
 
@@ -131,10 +130,9 @@ class PiiScanner:
             finders.setdefault(key, _WindowFinder(hint))
             groups.setdefault(key, []).append(self._compile(rec, entity, hint))
         self._groups = [(finders[key], recs) for key, recs in groups.items()]
-        self._digest_key = os.urandom(16)
-        self._verdicts: dict[bytes, int] = {}
+        self._verdicts: DigestCache[int] = DigestCache(self.VERDICT_CACHE_SIZE)
         # a run in its margins -> its matches, as offsets from the run's start
-        self._runs: dict[bytes, tuple[_Found, ...]] = {}
+        self._runs: DigestCache[tuple[_Found, ...]] = DigestCache(self.VERDICT_CACHE_SIZE)
 
     def _compile(self, rec: Any, entity: str, hint: ScanHint) -> _Recognizer:
         cls = type(rec)
@@ -171,13 +169,11 @@ class PiiScanner:
                 start, end, _ = run
                 stop = min(size, end + _LOOKAHEAD_MARGIN)
                 lead = max(0, start - LOOKBEHIND_MARGIN)
-                key = self._digest(f"{group}\0{start - lead}\0{text[lead:stop]}")
+                key = self._runs.digest(f"{group}\0{start - lead}\0{text[lead:stop]}")
                 matches = self._runs.get(key)
                 if matches is None:
                     matches = self._scan_run(recs, text, run, stop)
-                    if len(self._runs) >= self.VERDICT_CACHE_SIZE:
-                        self._runs.clear()
-                    self._runs[key] = matches
+                    self._runs.put(key, matches)
                 found.extend((start + s, start + e, score, priority, entity)
                              for s, e, score, priority, entity in matches)
         return _resolve(found)
@@ -202,9 +198,6 @@ class PiiScanner:
                     self._collect(rec, match, text, pattern_score, found)
         return tuple((s - start, e - start, score, priority, entity)
                      for s, e, score, priority, entity in found)
-
-    def _digest(self, value: str) -> bytes:
-        return hashlib.blake2b(value.encode(), key=self._digest_key, digest_size=16).digest()
 
     def _collect(
         self,
@@ -234,7 +227,7 @@ class PiiScanner:
             return 0.0
         if not (rec.validates or rec.invalidates):
             return pattern_score
-        digest = self._digest(f"{rec.entity}\0{value}")
+        digest = self._verdicts.digest(f"{rec.entity}\0{value}")
         verdict = self._verdicts.get(digest)
         if verdict is None:
             verdict = _KEEP
@@ -244,9 +237,7 @@ class PiiScanner:
                     verdict = _VALID if valid else _DROP
             if rec.invalidates and rec.recognizer.invalidate_result(value):
                 verdict = _DROP
-            if len(self._verdicts) >= self.VERDICT_CACHE_SIZE:
-                self._verdicts.clear()
-            self._verdicts[digest] = verdict
+            self._verdicts.put(digest, verdict)
         return pattern_score if verdict == _KEEP else 1.0 if verdict == _VALID else 0.0
 
 
