@@ -28,6 +28,9 @@ COPY_BUDGET = 10_000
 class Slice:
     policy_set: Any  # cedarpy PolicySet
     reads: frozenset[str] | None  # the context attributes its policies read; None: all
+    # (policy id, Cedar's JSON form) of each policy, for `enforcement.cedar_compiled`;
+    # None when not known (then only cedarpy evaluates the slice)
+    policies: tuple[tuple[str, dict[str, Any]], ...] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,6 +54,14 @@ class PolicySlices:
 
     def policy_set(self, action: str, resource_type: str, resource_id: str) -> Any:
         return self.find(action, resource_type, resource_id).policy_set
+
+    def every_slice(self) -> list[Slice]:
+        """Every slice, each once (slices holding the same policies are one object)."""
+        seen: dict[int, Slice] = {}
+        for part in (*self.by_action.values(), self.other):
+            for one in (part.generic, *part.by_resource.values()):
+                seen.setdefault(id(one), one)
+        return list(seen.values())
 
 
 def _equals(scope: dict[str, Any]) -> Uid | None:
@@ -105,7 +116,7 @@ class _Builder:
                 own = self.reads[pid]
                 reads = None if reads is None or own is None else reads | own
             done = self.built[key] = Slice(cedarpy.PolicySet.from_json_str(json.dumps(est)),
-                                           reads)
+                                           reads, tuple((pid, self.policies[pid]) for pid in key))
         return done
 
 
