@@ -103,7 +103,8 @@ def _compile_slices(slices: PolicySlices) -> dict[int, CompiledSlice]:
 
 
 class Authorizer:
-    __slots__ = ("_bundle", "_cache", "_compiled", "_entities", "_entities_inner", "_store")
+    __slots__ = ("_bundle", "_cache", "_compiled", "_entities", "_entities_inner", "_results",
+                 "_store")
 
     def __init__(self, bundle: CedarBundle, principals: Iterable[Principal],
                  catalog: CatalogSnapshot) -> None:
@@ -114,6 +115,8 @@ class Authorizer:
         self._store = EntityStore(known)
         self._compiled = _compile_slices(bundle.slices)
         self._cache: dict[tuple[Any, ...], AuthzResult] = {}
+        # compiled decisions by (allowed, deciding ids): a handful, made once each
+        self._results: dict[tuple[bool, tuple[str, ...]], AuthzResult] = {}
 
     def check(
         self,
@@ -136,8 +139,7 @@ class Authorizer:
             Uid("Agent", principal.agent_id), Uid("Action", action),
             Uid(resource_type, resource_id), context, self._store)
         if decided is not None:
-            infos = self._bundle.policies
-            result = AuthzResult(decided[0], tuple(infos[r] for r in decided[1] if r in infos))
+            result = self._results.get(decided) or self._result(decided)
         else:
             result = self._cedar(part.policy_set, {
                 "principal": {"type": "Agent", "id": principal.agent_id},
@@ -148,6 +150,13 @@ class Authorizer:
                 self._cache.clear()  # bounded; refilled by the next requests
             self._cache[key] = result
         return result
+
+    def _result(self, decided: tuple[bool, tuple[str, ...]]) -> AuthzResult:
+        infos = self._bundle.policies
+        made = AuthzResult(decided[0], tuple(infos[r] for r in decided[1] if r in infos))
+        if len(self._results) < CACHE_LIMIT:
+            self._results[decided] = made
+        return made
 
     def _cedar(self, policy_set: Any, request: dict[str, Any],
                context: dict[str, Any]) -> AuthzResult:

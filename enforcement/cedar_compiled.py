@@ -102,11 +102,22 @@ def literal(value: Any) -> Any:
     if kind is dict:
         if "__entity" in value and len(value) == 1:
             return _uid(value["__entity"])
-        if any(type(k) is not str or k.startswith("__") for k in value) \
-                or value.keys() == {"type", "id"}:
-            raise Defer("an escape or implicit entity, left to Cedar")
-        return {k: literal(v) for k, v in value.items()}
+        return record(value)
     raise Defer(f"{kind.__name__} is not a Cedar value")
+
+
+def record(value: dict[str, Any]) -> dict[str, Any]:
+    """A Cedar record from a JSON object (the context): the same dict when every value is
+    already a plain ASCII string, in-range integer or boolean, the common case."""
+    if any(type(k) is not str or k.startswith("__") for k in value) \
+            or value.keys() == {"type", "id"}:
+        raise Defer("an escape or implicit entity, left to Cedar")
+    for v in value.values():
+        kind = type(v)
+        if not (kind is bool or (kind is str and v.isascii())
+                or (kind is int and I64_MIN <= v <= I64_MAX)):
+            return {k: literal(v) for k, v in value.items()}
+    return value
 
 
 def equal(a: Any, b: Any) -> bool:
@@ -229,12 +240,20 @@ def compile_expr(node: Any) -> Expr:
         return lambda env: not _want(inner(env), CedarSet)
     if op in (".", "has"):
         left, name = compile_expr(arg["left"]), arg["attr"]
+        if op == "." and arg["left"] == {"Var": "context"}:
+            return _context_attr(name)  # the most common read, one call
         if op == ".":
             return lambda env: _attr(left(env), name, env[4])
         return lambda env: _has(left(env), name, env[4])
     if op == "like":
-        left, regex = compile_expr(arg["left"]), _like(arg["pattern"])
-        return lambda env: regex.fullmatch(_want(left(env), str)) is not None
+        left, match = compile_expr(arg["left"]), _like(arg["pattern"]).fullmatch
+
+        def like(env: Env) -> bool:
+            value = left(env)
+            if type(value) is not str:
+                raise Defer("`like` on a value that is not a string")
+            return match(value) is not None
+        return like
     if op == "is":
         left, kind = compile_expr(arg["left"]), arg["entity_type"]
         group = compile_expr(arg["in"]) if "in" in arg else None
@@ -279,6 +298,15 @@ def _binary(op: str, arg: dict[str, Any]) -> Expr:
         return lambda env: _checked(apply(_long(left(env)), _long(right(env))))
     test = _SETS[op]
     return lambda env: test(_want(left(env), CedarSet), _want(right(env), CedarSet))
+
+
+def _context_attr(name: str) -> Expr:
+    def read(env: Env) -> Any:
+        try:
+            return env[3][name]
+        except KeyError:
+            raise Defer(f"no attribute {name!r}") from None
+    return read
 
 
 def _string_set(node: Any) -> frozenset[str] | None:
@@ -362,7 +390,7 @@ class CompiledSlice(NamedTuple):
         policy errs (lictor denies then, naming the error) or a value is outside the subset.
         Every policy is evaluated, as Cedar does, so no error goes unseen."""
         try:
-            env = (principal, action, resource, literal(context), store)
+            env = (principal, action, resource, record(context), store)
             permits: list[str] = []
             forbids: list[str] = []
             for policy_id, forbid, satisfied in self.policies:
