@@ -69,8 +69,8 @@ def test_authorization_bench_runs(tmp_path: Path) -> None:
     result, out = run_bench(tmp_path, "authorization.py", "--actions", "300", timeout=120)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
-    for shape in ("repeat", "new_amounts", "offer", "cold", "cold_cedar", "cold_whole",
-                  "reparse"):
+    for shape in ("repeat", "new_amounts", "offer", "cold", "cold_turns", "cold_cedar",
+                  "cold_whole", "reparse"):
         assert 0 < figures[shape]["p50_us"] <= figures[shape]["p99_us"]
     # a real Cedar call costs more than a cached decision
     assert figures["cold_cedar"]["p50_us"] > figures["new_amounts"]["p50_us"]
