@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from lictor.enforcement import young_objects
 from lictor.enforcement.action_authorization import ActionAuthorization
 from lictor.enforcement.agent_actions import AgentActions
 from lictor.enforcement.authorization import AuthzResult
@@ -204,6 +205,7 @@ class Engine:
             policy_hash=self.policy.content_hash,
             removed_offered_tools=removed_tools,
         )
+        young_objects.collect_if_due()  # part of the check's time, a little each time
         return RequestOutcome(decision, masked, audit, vault)
 
     def _check_pins(self, action: Action, out: list[Finding]) -> None:
@@ -416,6 +418,7 @@ class Engine:
                                           needs)
         except Exception as exc:
             return _internal_error("response", exc)
+        young_objects.collect_if_due()
         return Decision(
             verdict=combine(findings),
             findings=findings,

@@ -11,6 +11,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from lictor.enforcement import young_objects
+
 V = TypeVar("V")
 
 MIN_CHARS = 64  # shorter texts are cheaper to scan than to hash and store
@@ -53,6 +55,7 @@ class SegmentCache(Generic[V]):
         self._seq += 1
         self._data[key] = (value, chars, self._seq)
         self._chars += chars
+        young_objects.kept()
         while len(self._data) > self.max_entries or self._chars > self.max_chars:
             self._chars -= self._data.popitem(last=False)[1][1]
 

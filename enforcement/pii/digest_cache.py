@@ -12,6 +12,8 @@ import hashlib
 import os
 from typing import Generic, TypeVar
 
+from lictor.enforcement import young_objects
+
 V = TypeVar("V")
 
 
@@ -34,3 +36,4 @@ class DigestCache(Generic[V]):
         if len(self._data) >= self.size:
             self._data.clear()
         self._data[digest] = value
+        young_objects.kept()
