@@ -38,8 +38,9 @@ class HeaderDeadlineHandler(RequestHandler):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        # between requests (or before the first): these bytes begin a request's headers
-        awaiting = self._request_count == 0 or self._waiter is not None
+        # before the first request, or idle between two: these bytes begin a request's headers
+        waiter = self._waiter
+        awaiting = self._request_count == 0 or (waiter is not None and not waiter.done())
         count = self._request_count
         super().data_received(data)
         if self._request_count != count:  # a request's headers are complete

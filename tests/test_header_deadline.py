@@ -4,6 +4,7 @@ with a 408, others are served meanwhile, and kept-alive idle connections are lef
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -110,6 +111,23 @@ def test_kept_alive_idle_connections_are_left_alone(lictor: BackgroundServer) ->
     started = time.monotonic()
     assert _read_all(sock).startswith(b"HTTP/1.1 408")
     assert DEADLINE_S <= time.monotonic() - started < DEADLINE_S + 2
+    sock.close()
+
+
+def test_a_request_whose_headers_arrived_is_not_cut(lictor: BackgroundServer) -> None:
+    """Once the headers are in, the deadline is off: a body sent over longer than it is
+    still answered (the demo agent and the built-in local model, on loopback)."""
+    body = json.dumps({"model": "lictor-local",
+                       "messages": [{"role": "user", "content": "hello there"}]}).encode()
+    sock = _connect(lictor)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: lictor\r\n"
+                 b"Authorization: Bearer sk-lictor-demo\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    half = len(body) // 2
+    for part in (body[:half], body[half:]):
+        time.sleep(DEADLINE_S * 0.8)
+        sock.sendall(part)
+    assert _answer(sock).startswith(b"HTTP/1.1 200")
     sock.close()
 
 
