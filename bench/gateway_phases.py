@@ -150,9 +150,6 @@ def main() -> int:
             wait_ready(port, server)
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             asyncio.run(drive(url, 0, args.warmup))
-            # the client has its last answer before the server's handler returns: let it
-            # return, or a reset in between counts that request's tail in the measured run
-            time.sleep(0.3)
             server.send_signal(signal.SIGUSR1)
             time.sleep(0.2)
             cpu0 = process_cpu_s(server.pid)
