@@ -236,6 +236,27 @@ def result_action(method: str, result: Any) -> Action:
     return action
 
 
+def server_request_action(message: Message) -> Action:
+    """A server's own request (sampling, elicitation, ...): every string in its params is
+    read as untrusted, since the agent's model or its user will read them (a sampling
+    prompt, a system prompt, tool descriptions, an elicitation message and its form)."""
+    action = Action(ActionKind.TOOL_RESULT, Direction.REQUEST, PROTOCOL)
+    found = {k: v for k, v in params(message).items() if k != "_meta"}
+    _strings(found, (), action.segments, 0)
+    return action
+
+
+def answer_action(body: dict[str, Any]) -> Action:
+    """An agent's answer to a server's request (a sampling result, elicitation content):
+    every string it sends out, read like a tool call's arguments (outgoing data)."""
+    action = Action(ActionKind.MCP_CALL, Direction.RESPONSE, PROTOCOL)
+    if "result" in body:
+        _strings(body["result"], ("result",), action.segments, 0, Trust.ASSISTANT)
+    else:
+        _text(body.get("error"), "message", ("error",), Trust.ASSISTANT, action.segments)
+    return action
+
+
 def error_action(error: Any) -> Action:
     """An error's message reaches the model too (a failed call's explanation)."""
     action = Action(ActionKind.TOOL_RESULT, Direction.REQUEST, PROTOCOL)
@@ -263,17 +284,18 @@ def _content(part: Any, path: tuple[str | int, ...], trust: Trust, out: list[Seg
         _text(part.get("resource"), "text", (*path, "resource"), trust, out)
 
 
-def _strings(value: Any, path: tuple[str | int, ...], out: list[Segment], depth: int) -> None:
+def _strings(value: Any, path: tuple[str | int, ...], out: list[Segment], depth: int,
+             trust: Trust = Trust.TOOL) -> None:
     if depth > MAX_DEPTH:
-        raise TooDeep(f"the result nests deeper than {MAX_DEPTH} levels")
+        raise TooDeep(f"the message nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
-        out.append(Segment(value, Trust.TOOL, path))
+        out.append(Segment(value, trust, path))
     elif isinstance(value, dict):
         for key, item in value.items():
-            _strings(item, (*path, key), out, depth + 1)
+            _strings(item, (*path, key), out, depth + 1, trust)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _strings(item, (*path, i), out, depth + 1)
+            _strings(item, (*path, i), out, depth + 1, trust)
 
 
 def apply_masks(value: dict[str, Any], action: Action, masked: list[str]) -> dict[str, Any]:

@@ -230,6 +230,30 @@ def mcp_result(
     }
 
 
+def mcp_server_request(
+    *,
+    request_id: str,
+    principal: Principal,
+    server: str,
+    method: str,
+    decision: Decision,
+    refused: bool,
+    content: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A request an MCP server sent the agent (sampling, elicitation), as judged before the
+    agent sees it: `refused` ones were answered by lictor and never reached it."""
+    return {
+        "kind": "mcp_server_request",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "mcp_call", "protocol": "mcp", "server": server,
+                   "message": "server_request", "method": method},
+        **_decision(decision),
+        "refused": refused,
+        "content": content,
+    }
+
+
 def mcp_tool_approval(
     *,
     request_id: str,

@@ -29,6 +29,13 @@ class ServerConfig(Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
+class LimitsConfig(Strict):
+    """Connection limits of lictor's own HTTP server."""
+
+    # a connection that has not sent a request's complete headers in this time is closed
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+
+
 class AgentConfig(Strict):
     """One agent and its own key (plain, as a SHA-256, or read from the environment)."""
 
@@ -189,6 +196,7 @@ class EgressConfig(Strict):
 
 class Config(Strict):
     server: ServerConfig = ServerConfig()
+    limits: LimitsConfig = LimitsConfig()
     data_dir: Path = Path("./var")
     rules: RulesConfig = RulesConfig()
     agents: list[AgentConfig] = []

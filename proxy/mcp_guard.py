@@ -5,6 +5,9 @@ rules, code-execution patterns, caps, loops, approvals), and only for a tool who
 definition the server still serves. What comes back is untrusted input, judged before the
 agent sees it: a tool list loses the tools the agent may not call or that wait for an
 admin; a result that fails a blocking rule is withheld; personal data in it is masked.
+A server's own requests (sampling, elicitation) are authorized (Cedar's `call_mcp`, for
+their method) and judged the same way; the agent's answer to one is outgoing data, read
+like a tool call's arguments.
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class Checked:
     content: list[dict[str, Any]] = field(default_factory=list)  # what audit keeps
     refusal: JsonRpcError | None = None
     call: ToolCall | None = None  # a tools/call, for the approval flow
+    # an agent's refused answer to a server's request: the error the server gets instead,
+    # so it is not left waiting (the agent's POST is accepted; audit says what happened)
+    substitute: Message | None = None
 
 
 @dataclass(slots=True)
@@ -102,8 +108,10 @@ class McpGuard:
 
     # -- from the agent -----------------------------------------------------------------
 
-    def check(self, caller: Caller, message: Message) -> Checked:
-        """Kill switch and rates for every message; a tools/call is authorized in full.
+    def check(self, caller: Caller, message: Message, answers: str = "") -> Checked:
+        """Kill switch and rates for every message; a tools/call is authorized in full; an
+        answer to a server's request (of method `answers`, "" if unknown) is read for
+        secrets like a tool call's arguments.
 
         Raises JsonRpcError for a tools/call without a usable name or arguments."""
         engine = self._engine()
@@ -131,11 +139,33 @@ class McpGuard:
                 for f in decided.findings:
                     cedar = bool(removed) and f.rule_id.startswith("cedar:")
                     findings.append(_refused(f, principal, call.name) if cedar else f)
+        gated = _stops(findings)
+        if message.kind is Kind.RESPONSE and not gated:
+            checked.content = self._check_answer(engine, caller, message, findings)
         checked.decision = Decision(combine(findings), findings, engine.policy.content_hash,
                                     removed_tool_calls=removed, approvals=approvals)
         what = "tool call" if checked.tool else f"MCP {message.kind.value}"
         checked.refusal = self.refusal(checked.decision, what, message, caller.request_id)
+        if message.kind is Kind.RESPONSE and not gated and checked.decision.blocking_finding:
+            found = checked.decision.blocking_finding
+            what = f"answer to {answers}" if answers else "answer"
+            error = mcp.refusal(found, what, message.id, caller.request_id)
+            checked.substitute = Message(Kind.RESPONSE, error.body())
+            checked.refusal = None
         return checked
+
+    @staticmethod
+    def _check_answer(engine: Engine, caller: Caller, message: Message,
+                      out: list[Finding]) -> list[dict[str, Any]]:
+        """An agent's answer to a server's request leaves for the server: every text in it
+        is scanned as outgoing (secrets block); audit keeps it redacted."""
+        try:
+            action = mcp.answer_action(message.body)
+        except mcp.TooDeep as exc:
+            raise JsonRpcError(mcp.INVALID_REQUEST, str(exc), status=400) from None
+        decided = engine.evaluate_response(caller.principal, action, caller.session)
+        out.extend(f for f in decided.findings if f not in out)
+        return [{"path": list(s.path), "text": engine.redact(s.text)} for s in action.segments]
 
     def check_session(self, principal: Principal, session: str) -> Decision:
         """Opening a server stream or ending a session: the kill switch."""
@@ -164,6 +194,42 @@ class McpGuard:
             out.append(_pin_finding(why, tool, Verdict.BLOCK))
 
     # -- from the server ----------------------------------------------------------------
+
+    def judge_server_request(self, caller: Caller, message: Message) -> Judged:
+        """A server's own request (sampling, elicitation, ...): Cedar's `call_mcp` for its
+        method, then its texts judged like a tool result (and the session tainted the same
+        way). `withheld`: the agent never sees it; `body` is the error the server gets."""
+        engine = self._engine()
+        principal, server, method = caller.principal, caller.server.name, message.method
+        findings = _gate(engine, principal, caller.session, counts=False)
+        denied = engine.authorize_mcp(principal, server, method, "")
+        if denied is not None:
+            policy = denied.rule_id.removeprefix("cedar:")
+            findings.append(replace(denied, message=f"MCP server {server!r} may not send "
+                                    f"{method} to agent {principal.agent_id!r} (policy "
+                                    f"{policy})"))
+        body, content = message.body, []
+        if not _stops(findings):
+            try:
+                action = mcp.server_request_action(message)
+            except mcp.TooDeep as exc:
+                findings.append(Finding(INTERNAL_ERROR_RULE, Verdict.BLOCK, (), "high",
+                                        str(exc)))
+                action = Action(ActionKind.TOOL_RESULT, Direction.REQUEST, mcp.PROTOCOL)
+            if action.segments:
+                outcome = engine.evaluate_request(principal, action, caller.session)
+                findings.extend(f for f in outcome.decision.findings if f not in findings)
+                content = [{"trust": s.trust.value, "path": ["params", *s.path], "text": text}
+                           for s, text in zip(action.segments, outcome.audit_texts,
+                                              strict=False)]
+                if outcome.decision.verdict not in STOPS:
+                    masked = mcp.apply_masks(mcp.params(message), action, outcome.masked_texts)
+                    body = {**body, "params": masked}
+        decision = Decision(combine(findings), findings, engine.policy.content_hash)
+        refusal = self.refusal(decision, f"{method} request", message, caller.request_id)
+        if refusal is not None:
+            return Judged(refusal.body(), decision, withheld=True, content=content)
+        return Judged(body, decision, content=content)
 
     def judge(self, caller: Caller, method: str, body: dict[str, Any]) -> Judged:
         """A response to a request of `method` ("" if unknown: then read whole)."""
@@ -278,3 +344,22 @@ class SessionOwners:
 
     def unbind(self, server: str, session_id: str) -> None:
         self._owners.pop((server, session_id), None)
+
+
+class ServerRequests:
+    """The requests each server sent an agent and lictor passed on, by session: what an
+    agent's answer answers (its method), for the check and the audit record."""
+
+    MAX = 50_000
+
+    def __init__(self) -> None:
+        self._asked: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+
+    def add(self, server: str, session: str, message: Message) -> None:
+        self._asked[(server, session, mcp.id_key(message.id))] = message.method
+        if len(self._asked) > self.MAX:
+            self._asked.popitem(last=False)
+
+    def answered(self, server: str, session: str, message: Message) -> str:
+        """The method of the request `message` answers, forgotten now; "" if unknown."""
+        return self._asked.pop((server, session, mcp.id_key(message.id)), "")

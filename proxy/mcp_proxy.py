@@ -149,7 +149,8 @@ class McpProxy:
                     upstream: Upstream) -> web.StreamResponse:
         message = mcp.parse_body(await self.read_body(request))
         caller = self.caller(request, rid, principal, upstream)
-        checked = await self.admit(request, caller, message)
+        checked = await self.admit(request, caller, message,
+                                   request.headers.get(SESSION_ID, ""))
         if checked.refusal is not None:
             refusal = checked.refusal
             return json_response(refusal.body(), refusal.status, request_headers(rid))
@@ -157,13 +158,19 @@ class McpProxy:
         if message.kind is Kind.REQUEST:
             ex.pending[mcp.id_key(message.id)] = (message.method, checked.tool)
         # what was checked is what goes: re-serialized, so no duplicate key can differ
-        return await self.relay.forward(ex, message.wire(), message)
+        sent = checked.substitute or message
+        return await self.relay.forward(ex, sent.wire(), message)
 
-    async def admit(self, request: web.Request, caller: Caller, message: Message) -> Checked:
+    async def admit(self, request: web.Request, caller: Caller, message: Message,
+                    session: str) -> Checked:
         """Decide an agent's message (`McpGuard.check`, approvals) and audit it, whichever
         transport brought it: `refusal` is set to what to answer instead of forwarding it
-        (a refusal, or the audit failure that stops everything)."""
-        checked = self.gateway.telemetry.timed(self.guard.check, caller, message)
+        (a refusal, or the audit failure that stops everything). `session` is the server
+        session it belongs to: an answer is matched to the server's request it answers."""
+        answers = ""
+        if message.kind is Kind.RESPONSE:
+            answers = self.relay.asked.answered(caller.server.name, session, message)
+        checked = self.gateway.telemetry.timed(self.guard.check, caller, message, answers)
         if checked.decision.approvals and checked.call is not None:
             failed = await self._settle_approvals(request, caller, message, checked)
             if failed is not None:
@@ -171,7 +178,8 @@ class McpProxy:
                 return checked
         failed = audit_failure(self.gateway, audit_entries.mcp_request(
             request_id=caller.request_id, principal=caller.principal,
-            server=caller.server.name, message=message.kind.value, method=message.method,
+            server=caller.server.name, message=message.kind.value,
+            method=answers or message.method,
             tool=checked.tool, decision=checked.decision, content=checked.content), message)
         if failed is not None:
             checked.refusal = failed

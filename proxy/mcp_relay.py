@@ -3,8 +3,10 @@
 Answers come whole (`application/json`) or as an SSE stream; in a stream each JSON-RPC
 message is judged on its own, and event ids, names and `retry` are kept so a client can
 resume. Every response is judged (`McpGuard.judge`) and audited before the agent sees it;
-the server's own requests and notifications pass as they are. The server's HTTP errors are
-relayed with their status (a 404 tells an MCP client its session is gone).
+so is every request of the server's own (sampling, elicitation: `McpGuard.judge_server_request`),
+and one refused never reaches the agent: lictor answers the server with the JSON-RPC error.
+Notifications pass as they are. The server's HTTP errors are relayed with their status (a
+404 tells an MCP client its session is gone).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from lictor.enforcement.types import Principal
 from lictor.proxy import audit_entries
 from lictor.proxy.config import McpServerConfig
 from lictor.proxy.gateway import Gateway
-from lictor.proxy.mcp_guard import Caller, McpGuard, SessionOwners
+from lictor.proxy.mcp_guard import Caller, McpGuard, ServerRequests, SessionOwners
 
 log = logging.getLogger("lictor.mcp")
 
@@ -50,10 +52,17 @@ class Exchange:
     upstream: Upstream
     request: web.Request
     pending: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> method, tool
+    reply_url: str = ""  # where the server takes the agent's messages ("": its own URL)
+    session_key: str = ""  # the session its own requests belong to ("": Mcp-Session-Id)
 
     @property
     def rid(self) -> str:
         return self.caller.request_id
+
+    @property
+    def server_session(self) -> str:
+        """The server's session (not the agent's x-lictor-session)."""
+        return self.session_key or self.request.headers.get(SESSION_ID, "")
 
     @property
     def principal(self) -> Principal:
@@ -104,6 +113,7 @@ class McpRelay:
         self.gateway = gateway
         self.guard = guard
         self.owners = owners
+        self.asked = ServerRequests()  # what the servers' own requests passed on await
         self._client: aiohttp.ClientSession | None = None
         self._open: set[aiohttp.ClientResponse] = set()
 
@@ -201,7 +211,11 @@ class McpRelay:
         except (ValueError, UnicodeDecodeError, JsonRpcError) as exc:
             return self.failed(ex, message, 502, f"MCP server {name!r} sent an answer that "
                                 f"is not a JSON-RPC message ({str(exc)[:120]})")
-        return json_response(self.judge(ex, answer), resp.status, headers)
+        body = await self.judge_message(ex, answer)
+        if body is None:
+            return self.failed(ex, message, 502, f"MCP server {name!r} answered with a "
+                               "request lictor refused")
+        return json_response(body, resp.status, headers)
 
     async def upstream_status(self, ex: Exchange, resp: aiohttp.ClientResponse,
                                message: Message | None, headers: dict[str, str]) -> web.Response:
@@ -223,9 +237,60 @@ class McpRelay:
         err = JsonRpcError(mcp.UPSTREAM_FAILED, reason, id=ident)
         return json_response(err.body(), status, headers)
 
+    async def judge_message(self, ex: Exchange, answer: Message) -> dict[str, object] | None:
+        """A server's message as the agent gets it (None: it does not get it): responses
+        and the server's own requests judged and audited first; notifications as they are."""
+        if answer.kind is Kind.REQUEST:
+            return await self.server_request(ex, answer)
+        return self.judge(ex, answer)
+
+    async def server_request(self, ex: Exchange, request: Message) -> dict[str, object] | None:
+        """A server's own request (sampling, elicitation, ...), judged and audited: None
+        when refused, and the server is answered lictor's JSON-RPC error instead."""
+        config = ex.upstream.config
+        judged = self.gateway.telemetry.timed(self.guard.judge_server_request, ex.caller,
+                                              request)
+        body = judged.body
+        try:
+            self.gateway.append_records(audit_entries.mcp_server_request(
+                request_id=ex.rid, principal=ex.principal, server=config.name,
+                method=request.method, decision=judged.decision, refused=judged.withheld,
+                content=judged.content))
+        except ProtocolError as exc:
+            body = JsonRpcError(mcp.AUDIT_UNAVAILABLE, exc.message, id=request.id).body()
+            judged.withheld = True
+        if not judged.withheld:
+            self.asked.add(config.name, ex.server_session, request)
+            return body
+        await self.answer_server(ex, body)
+        return None
+
+    async def answer_server(self, ex: Exchange, body: dict[str, object]) -> None:
+        """lictor's own answer to a server's request, sent where the agent's would go."""
+        config = ex.upstream.config
+        headers = {"Accept": "application/json, text/event-stream",
+                   "Content-Type": "application/json", **ex.upstream.headers}
+        for name in (SESSION_ID, PROTOCOL_VERSION):
+            value = ex.request.headers.get(name)
+            if value:
+                headers[name] = value
+        try:
+            async with self.client().post(
+                    ex.reply_url or config.url, data=mcp.dump(body), headers=headers,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=config.timeout_s)) as resp:
+                await resp.read()
+                if resp.status < 300:
+                    return
+                why = f"HTTP {resp.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            why = type(exc).__name__
+        log.warning("%s: MCP server %r did not take lictor's refusal of its request: %s",
+                    ex.rid, config.name, why)
+
     def judge(self, ex: Exchange, answer: Message) -> dict[str, object]:
-        """A server's message as the agent gets it: responses judged and audited first;
-        the server's own requests and notifications pass as they are."""
+        """A response as the agent gets it, judged and audited first (anything else passes
+        as it is: `judge_message` is the way in for every message)."""
         if answer.kind is not Kind.RESPONSE:
             return answer.body
         method, tool = ex.pending.pop(mcp.id_key(answer.id), ("", ""))
@@ -240,7 +305,7 @@ class McpRelay:
             return JsonRpcError(mcp.AUDIT_UNAVAILABLE, exc.message, id=answer.id).body()
         return judged.body
 
-    def judge_event(self, ex: Exchange, event: SseEvent) -> bytes:
+    async def judge_event(self, ex: Exchange, event: SseEvent) -> bytes:
         if not event.data.strip():
             return event.frame()  # a priming event: an id to resume from, no message
         try:
@@ -249,7 +314,8 @@ class McpRelay:
             log.warning("%s: dropped an SSE event from MCP server %r that is not a JSON-RPC "
                         "message", ex.rid, ex.upstream.config.name)
             return b""
-        return event.frame(mcp.dump(self.judge(ex, answer)).decode())
+        body = await self.judge_message(ex, answer)
+        return b"" if body is None else event.frame(mcp.dump(body).decode())
 
     async def _relay_stream(self, ex: Exchange, resp: aiohttp.ClientResponse,
                             headers: dict[str, str]) -> web.StreamResponse:
@@ -285,7 +351,7 @@ class McpRelay:
             except (MessageTooLarge, UnicodeDecodeError) as exc:
                 return f"the stream failed: {exc}"
             for event in events:
-                data = self.judge_event(ex, event)
+                data = await self.judge_event(ex, event)
                 if data:
                     await out.write(data)
             if not chunk:

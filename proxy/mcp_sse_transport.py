@@ -77,7 +77,8 @@ class SseSession:
 
     def exchange(self, caller: Caller, pending: dict[str, tuple[str, str]]) -> Exchange:
         """What `McpRelay` judges and reports with: one caller and what it waits for."""
-        return Exchange(caller, self.upstream, self.request, pending)
+        return Exchange(caller, self.upstream, self.request, pending, reply_url=self.post_url,
+                        session_key=self.id)
 
 
 def _endpoint(base: str, data: str) -> str:
@@ -217,7 +218,7 @@ class SseTransport:
         ended, idle = False, 0.0
         while True:
             for event in events:
-                frame = self._judge(session, event)
+                frame = await self._judge(session, event)
                 if frame:
                     await session.send(frame)
             if ended:
@@ -242,9 +243,10 @@ class SseTransport:
                 return f"the stream failed: {exc}"
             ended = not chunk
 
-    def _judge(self, session: SseSession, event: SseEvent) -> bytes:
+    async def _judge(self, session: SseSession, event: SseEvent) -> bytes:
         """A server's event as the agent gets it: a response judged for the request it
-        answers, by whom it was sent; anything but a JSON-RPC `message` is dropped."""
+        answers, by whom it was sent, a request of the server's own judged (and refused to
+        the server if it must be); anything but a JSON-RPC `message` is dropped."""
         name = session.upstream.config.name
         if event.event != "message" or not event.data.strip():
             if event.event != "message":
@@ -262,8 +264,8 @@ class SseTransport:
             key = mcp.id_key(answer.id)
             caller, method, tool = session.pending.pop(key, (session.owner, "", ""))
             pending[key] = (method, tool)
-        body = self.relay.judge(session.exchange(caller, pending), answer)
-        return SseEvent(mcp.dump(body).decode()).frame()
+        body = await self.relay.judge_message(session.exchange(caller, pending), answer)
+        return b"" if body is None else SseEvent(mcp.dump(body).decode()).frame()
 
     # -- messages -----------------------------------------------------------------------
 
@@ -301,13 +303,13 @@ class SseTransport:
     async def _post(self, request: web.Request, rid: str, session: SseSession,
                     message: Message) -> web.StreamResponse:
         caller = self.proxy.caller(request, rid, session.owner.principal, session.upstream)
-        checked = await self.proxy.admit(request, caller, message)
+        checked = await self.proxy.admit(request, caller, message, session.id)
         if checked.refusal is not None:
             return await self._answer(session, checked.refusal, rid)
         key = mcp.id_key(message.id)
         if message.kind is Kind.REQUEST:
             session.pending[key] = (caller, message.method, checked.tool)
-        failed = await self._forward(session, caller, message)
+        failed = await self._forward(session, caller, checked.substitute or message)
         if failed is not None:
             if message.kind is Kind.REQUEST:
                 session.pending.pop(key, None)

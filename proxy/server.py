@@ -26,6 +26,7 @@ from lictor.proxy.audit_commands import audit_path
 from lictor.proxy.components import open_components, rule_paths
 from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import GATEWAY_KEY, Gateway, build_app
+from lictor.proxy.header_deadline import HeaderDeadlineRunner
 from lictor.proxy.kill_switches import KillSwitches
 from lictor.proxy.mcp_admin import McpAdminApi
 from lictor.proxy.mcp_pins import PinStore
@@ -164,10 +165,38 @@ def serve(config: Config, egress: bool = False) -> None:
     gc.freeze()
     url = f"http://{config.server.host}:{config.server.port}"
     print(banner(config, app[GATEWAY_KEY], url), flush=True)
-    web.run_app(
-        app, host=config.server.host, port=config.server.port, print=None, access_log=None,
-        shutdown_timeout=10.0,
-    )
+    # what `web.run_app` does, with the header deadline on every connection: on SIGINT or
+    # SIGTERM the server task alone is cancelled first, so requests in flight can finish
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(_run(app, config))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(main)
+        rest = asyncio.all_tasks(loop)
+        for task in rest:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _run(app: web.Application, config: Config) -> None:
+    """Serve until cancelled; then requests in flight get up to 10 s to finish."""
+    runner = HeaderDeadlineRunner(app, config.limits.header_timeout_s, handle_signals=True,
+                                  access_log=None, shutdown_timeout=10.0,
+                                  keepalive_timeout=75.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.server.host, config.server.port).start()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
 
 
 class AppThread:
@@ -175,9 +204,11 @@ class AppThread:
     listens. For tests and benchmarks that drive a server with real clients."""
 
     def __init__(self, make: Callable[[], web.Application], host: str, port: int,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 header_timeout_s: float | None = None) -> None:
         self._make, self._host, self._port = make, host, port
         self._ssl = ssl_context  # set: serve HTTPS (tests' loopback upstreams)
+        self._header_timeout_s = header_timeout_s  # set: lictor's own header deadline
         self.url = ""
         self.app: web.Application | None = None
         self._loop = asyncio.new_event_loop()
@@ -199,7 +230,9 @@ class AppThread:
 
     async def _start(self) -> None:
         self.app = self._make()
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = (web.AppRunner(self.app, access_log=None)
+                        if self._header_timeout_s is None else
+                        HeaderDeadlineRunner(self.app, self._header_timeout_s, access_log=None))
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl).start()
         port = self._runner.addresses[0][1]
@@ -238,7 +271,7 @@ class BackgroundServer(AppThread):
     def __init__(self, config: Config, telemetry: Telemetry | None = None,
                  egress: bool = False) -> None:
         super().__init__(lambda: make_app(config, telemetry, egress), config.server.host,
-                         config.server.port)
+                         config.server.port, header_timeout_s=config.limits.header_timeout_s)
         self.config = config
 
     @property

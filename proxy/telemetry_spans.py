@@ -25,6 +25,7 @@ DECISION_KINDS = {
     "model_response": ("openai", "response"),
     "mcp_request": ("mcp", "request"),
     "mcp_result": ("mcp", "response"),
+    "mcp_server_request": ("mcp", "server_request"),
 }
 REFUSED_KINDS = ("rejected_request", "upstream_error")
 _NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
@@ -124,6 +125,8 @@ class RequestTrace:
         elif kind == "mcp_result":
             self.hidden_tools += len(entry.get("hidden_tools") or [])
             self.withheld = self.withheld or bool(entry.get("withheld"))
+        elif kind == "mcp_server_request":
+            self.withheld = self.withheld or bool(entry.get("refused"))
         elif kind.startswith("approval_"):
             self.events.append(safe_name(kind))
         if kind in DECISION_KINDS:
