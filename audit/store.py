@@ -61,6 +61,9 @@ _SCHEMA = (
 # append re-binds parameters instead of re-parsing SQL.
 _INSERT_RECORD = "INSERT INTO records (seq, hash, body) VALUES (?, ?, ?)"
 _INSERT_LEAF = "INSERT INTO leaves (seq, hash) VALUES (?, ?)"
+# moves the head only from where this process left it: 0 rows when another process
+# appended meanwhile (or the store is empty), so no SELECT is needed to find out
+_ADVANCE_HEAD = "UPDATE chain_head SET seq = ?, hash = ?, tree = ? WHERE id = 1 AND seq = ?"
 _UPSERT_HEAD = (
     "INSERT INTO chain_head (id, seq, hash, tree) VALUES (1, ?, ?, ?) ON CONFLICT (id)"
     " DO UPDATE SET seq = excluded.seq, hash = excluded.hash, tree = excluded.tree"
@@ -278,17 +281,18 @@ class AuditStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    row = conn.execute("SELECT seq FROM chain_head WHERE id = 1").fetchone()
-                    if (row[0] if row else 0) != self._last_seq:  # another process appended
+                    head = (chained.seq, chained.prev, chained.tree.to_bytes())
+                    if conn.execute(_ADVANCE_HEAD, (*head, self._last_seq)).rowcount != 1:
+                        # another process appended, or this is the first record
                         last_seq, last_hash, saved = self._load_head(conn, self._path)
                         tree, missing = self._load_tree(conn, self._path, last_seq, saved)
                         conn.executemany(_INSERT_LEAF, missing)
                         self._last_seq, self._last_hash, self._tree = last_seq, last_hash, tree
                         chained = self._chain(entries, now)
+                        conn.execute(_UPSERT_HEAD, (chained.seq, chained.prev,
+                                                    chained.tree.to_bytes()))
                     conn.executemany(_INSERT_RECORD, chained.rows)
                     conn.executemany(_INSERT_LEAF, chained.leaves)
-                    conn.execute(_UPSERT_HEAD, (chained.seq, chained.prev,
-                                                chained.tree.to_bytes()))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
