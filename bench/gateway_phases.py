@@ -150,6 +150,7 @@ def main() -> int:
             wait_ready(port, server)
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             asyncio.run(drive(url, 0, args.warmup))
+            time.sleep(0.5)  # the last warm-up request's phases may end after its answer
             server.send_signal(signal.SIGUSR1)
             time.sleep(0.2)
             cpu0 = process_cpu_s(server.pid)
