@@ -23,6 +23,7 @@ from typing import Any, Literal, Self
 
 from lictor.audit.canonical_json import canonicalize
 from lictor.audit.merkle import CompactRange, leaf_hash
+from lictor.audit.wal_checkpoint import FALLBACK_PAGES, WalCheckpointer
 
 __all__ = [
     "GENESIS_HASH",
@@ -61,6 +62,9 @@ _SCHEMA = (
 # append re-binds parameters instead of re-parsing SQL.
 _INSERT_RECORD = "INSERT INTO records (seq, hash, body) VALUES (?, ?, ?)"
 _INSERT_LEAF = "INSERT INTO leaves (seq, hash) VALUES (?, ?)"
+# moves the head only from where this process left it: 0 rows when another process
+# appended meanwhile (or the store is empty), so no SELECT is needed to find out
+_ADVANCE_HEAD = "UPDATE chain_head SET seq = ?, hash = ?, tree = ? WHERE id = 1 AND seq = ?"
 _UPSERT_HEAD = (
     "INSERT INTO chain_head (id, seq, hash, tree) VALUES (1, ?, ?, ?) ON CONFLICT (id)"
     " DO UPDATE SET seq = excluded.seq, hash = excluded.hash, tree = excluded.tree"
@@ -127,10 +131,11 @@ class AuditStore:
 
     def __init__(
         self, conn: sqlite3.Connection, path: Path, last_seq: int, last_hash: str,
-        tree: CompactRange,
+        tree: CompactRange, *, wal: WalCheckpointer,
     ) -> None:
         """Use ``AuditStore.open``; this only wires up an already prepared connection."""
         self._conn = conn
+        self._wal = wal
         self._path = path
         self._lock = threading.Lock()
         self._last_seq = last_seq
@@ -163,6 +168,9 @@ class AuditStore:
             if str(mode).lower() != "wal":
                 raise AuditWriteError(f"{db_path}: cannot enable WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            # WAL checkpoints run on a thread of their own (wal_checkpoint.py), not inside a
+            # request's commit; SQLite's own remains as the fallback that bounds the WAL
+            conn.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
             conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -177,6 +185,7 @@ class AuditStore:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(_INSERT_LEAF, missing)
                 conn.execute("COMMIT")
+            wal = WalCheckpointer(db_path)
         except (sqlite3.Error, AuditWriteError) as exc:
             if conn is not None:
                 conn.close()
@@ -185,7 +194,7 @@ class AuditStore:
             why = ("; its folder is read-only or not writable by this user, and the log "
                    "needs to write" if not os.access(db_path.parent, os.W_OK) else "")
             raise AuditWriteError(f"cannot open audit store {db_path}: {exc}{why}") from exc
-        return cls(conn, db_path, last_seq, last_hash, tree)
+        return cls(conn, db_path, last_seq, last_hash, tree, wal=wal)
 
     @staticmethod
     def _load_head(conn: sqlite3.Connection, path: Path) -> tuple[int, str, bytes | None]:
@@ -278,17 +287,18 @@ class AuditStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    row = conn.execute("SELECT seq FROM chain_head WHERE id = 1").fetchone()
-                    if (row[0] if row else 0) != self._last_seq:  # another process appended
+                    head = (chained.seq, chained.prev, chained.tree.to_bytes())
+                    if conn.execute(_ADVANCE_HEAD, (*head, self._last_seq)).rowcount != 1:
+                        # another process appended, or this is the first record
                         last_seq, last_hash, saved = self._load_head(conn, self._path)
                         tree, missing = self._load_tree(conn, self._path, last_seq, saved)
                         conn.executemany(_INSERT_LEAF, missing)
                         self._last_seq, self._last_hash, self._tree = last_seq, last_hash, tree
                         chained = self._chain(entries, now)
+                        conn.execute(_UPSERT_HEAD, (chained.seq, chained.prev,
+                                                    chained.tree.to_bytes()))
                     conn.executemany(_INSERT_RECORD, chained.rows)
                     conn.executemany(_INSERT_LEAF, chained.leaves)
-                    conn.execute(_UPSERT_HEAD, (chained.seq, chained.prev,
-                                                chained.tree.to_bytes()))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -298,6 +308,7 @@ class AuditStore:
                 raise AuditWriteError(
                     f"audit append of record {chained.seq} failed: {exc}") from exc
             self._last_seq, self._last_hash, self._tree = chained.seq, chained.prev, chained.tree
+            self._wal.committed()
         return chained.out
 
     def _chain(self, entries: Sequence[dict[str, Any]], now: str) -> _Chained:
@@ -425,6 +436,7 @@ class AuditStore:
 
     def close(self) -> None:
         """Close the connection; later appends raise AuditWriteError."""
+        self._wal.close()  # first: the last connection to close folds the WAL in
         with self._lock:
             self._conn.close()
 

@@ -20,6 +20,8 @@ from lictor.audit import (
     canonicalize,
     verify_chain,
 )
+from lictor.audit.full_verify import verify_store
+from lictor.audit.merkle import root_from_leaves
 
 N = 10
 _INSERT = "INSERT INTO records (seq, hash, body) VALUES (?, ?, ?)"
@@ -344,3 +346,27 @@ def test_verify_empty_store_is_ok(tmp_path: Path) -> None:
     AuditStore.open(path).close()
     report = verify_chain(path)
     assert report.ok and report.records == 0
+
+
+def test_two_writers_on_one_store_still_form_one_chain(tmp_path: Path) -> None:
+    """The head moves with `WHERE seq = <ours>` (no SELECT per commit): when another
+    process appended, that matches no row, and the store re-reads the head and chains
+    after it."""
+    path = tmp_path / "a.db"
+    first, second = AuditStore.open(path), AuditStore.open(path)
+    try:
+        for i in range(4):
+            first.append({"event": "request", "writer": 1, "n": i})
+            second.append_many([{"event": "request", "writer": 2, "n": i},
+                                {"event": "response", "writer": 2, "n": i}])
+        assert first.head[0] == 10 and second.head[0] == 12
+        assert first.tree_head()[0] == 10  # first has not seen the last two yet
+        first.append({"event": "request", "writer": 1, "n": 4})
+        size, root = first.tree_head()
+        assert size == 13 and root == root_from_leaves(first.leaf_hashes(13))
+    finally:
+        first.close()
+        second.close()
+    report = verify_chain(path)
+    assert report.ok and report.records == 13
+    assert verify_store(path).ok

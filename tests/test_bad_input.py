@@ -125,3 +125,18 @@ def test_unexpected_failure_is_a_500_and_nothing_goes_upstream(
     assert resp.status_code == 500
     assert resp.json()["error"]["code"] == "internal_error"
     assert upstream.received == []
+
+
+@pytest.mark.parametrize(("content_type", "status"), [
+    ("application/json", 200),  # the exact header SDKs send: aiohttp's parse is skipped
+    ("application/json; charset=utf-8", 200),
+    ("Application/JSON", 200),
+    ("application/jsonx", 415),
+    ("text/json", 415),
+])
+def test_content_type_is_judged_by_its_media_type(
+        small_lictor: BackgroundServer, upstream: MockOpenAI, content_type: str,
+        status: int) -> None:
+    resp = post(small_lictor, json.dumps(GOOD).encode(), auth(content_type))
+    assert resp.status_code == status, resp.text
+    assert len(upstream.received) == (1 if status == 200 else 0)

@@ -152,6 +152,9 @@ def test_an_answer_without_length_is_read_to_the_end() -> None:
     b"HTTP/1.1 200 OK\r\nX-A: 1\nContent-Length: 9\r\nContent-Length: 2\r\n\r\n{}",
     b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 2\r\n\r\n{}",  # obs-fold
     b"HTTP/1.1 200 OK\r\nBad Header: 1\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nX-\xe9: 1\r\nContent-Length: 2\r\n\r\n{}",  # not a token
+    b"HTTP/1.1 200 OK\r\nX(a): 1\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\n: 1\r\nContent-Length: 2\r\n\r\n{}",  # no name
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
     b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\n{}",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
@@ -210,8 +213,11 @@ def test_unreachable_and_bad_requests_fail_before_sending() -> None:
         with pytest.raises(UpstreamUnreachable):
             await _post(pool, URL("http://127.0.0.1:9/v1/chat/completions"))
         async with RawServer(lambda n: _ok()) as url:
-            with pytest.raises(ValueError, match="invalid upstream request header"):
-                await pool.post(url, b"{}", {"X-Key": "a\r\nInjected: 1"})
+            for name, value in (("X-Key", "a\r\nInjected: 1"), ("X-Key", "a\0"),
+                                ("Bad Name", "1"), ("X-\u00e9", "1"), ("", "1"),
+                                ("X:Y", "1")):
+                with pytest.raises(ValueError, match="invalid upstream request header"):
+                    await pool.post(url, b"{}", {name: value})
             with pytest.raises(ValueError, match="not an http"):
                 await pool.post(URL("ftp://127.0.0.1/x"), b"{}", {})
     run(go)

@@ -24,7 +24,7 @@ USER_AGENT = "lictor"  # some providers' front doors refuse requests without one
 IDLE_S = 15.0  # a kept-alive connection idle longer is closed, not reused (aiohttp's default)
 MAX_IDLE = 100  # kept-alive connections per upstream; more are closed after their answer
 _NO_BODY_STATUS = {204, 304}
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _Key = tuple[str, str, int]
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -51,9 +51,13 @@ class _Idle:
     since: float
 
 
+def _is_token(name: str) -> bool:
+    """A header name: RFC 9110 token characters only (deleting them, in C, leaves nothing)."""
+    return bool(name) and not name.encode().translate(None, _TOKEN)
+
+
 def _check_header(name: str, value: str) -> None:
-    if not name or any(c not in _TOKEN for c in name.encode()) or any(
-            c in value for c in "\r\n\0"):
+    if not _is_token(name) or "\r" in value or "\n" in value or "\0" in value:
         raise ValueError(f"invalid upstream request header {name!r}")
 
 
@@ -85,7 +89,7 @@ def _parse_head(raw: bytes) -> tuple[str, int, dict[str, str]]:
     headers: dict[str, str] = {}
     for line in lines:
         name, colon, value = line.partition(":")
-        if (not colon or not name or any(c not in _TOKEN for c in name.encode())
+        if (not colon or not _is_token(name)
                 or "\n" in value or "\r" in value or "\0" in value):
             raise UpstreamBroken("malformed header line")  # obs-fold and bare LF included
         key, value = name.lower(), value.strip(" \t")
