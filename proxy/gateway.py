@@ -2,9 +2,12 @@
 Responses API, embeddings and Anthropic Messages.
 
 Per request: authenticate the agent's own key, read and validate the body, evaluate,
-audit (durable) before anything goes upstream or back, route, evaluate the answer,
-audit again, and release (`model_exchange`, `gateway_stream`). Every refusal is an error
-in the client's own protocol.
+route, evaluate the answer, and release it only once the request's records are durable
+(one commit: what was asked, decided and returned; a stream's text may go out as it is
+judged, its tool calls and its end only after that commit: `model_exchange`,
+`gateway_stream`).
+A refusal is audited before its answer goes back. Every refusal is an error in the
+client's own protocol.
 """
 
 from __future__ import annotations
