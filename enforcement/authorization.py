@@ -104,7 +104,7 @@ def _compile_slices(slices: PolicySlices) -> dict[int, CompiledSlice]:
 
 class Authorizer:
     __slots__ = ("_bundle", "_cache", "_compiled", "_entities", "_entities_inner", "_results",
-                 "_store")
+                 "_store", "_uids")
 
     def __init__(self, bundle: CedarBundle, principals: Iterable[Principal],
                  catalog: CatalogSnapshot) -> None:
@@ -117,6 +117,7 @@ class Authorizer:
         self._cache: dict[tuple[Any, ...], AuthzResult] = {}
         # compiled decisions by (allowed, deciding ids): a handful, made once each
         self._results: dict[tuple[bool, tuple[str, ...]], AuthzResult] = {}
+        self._uids: dict[tuple[str, str], Uid] = {}
 
     def check(
         self,
@@ -136,8 +137,8 @@ class Authorizer:
             return cached
         compiled = self._compiled.get(id(part))
         decided = None if compiled is None else compiled.decide(
-            Uid("Agent", principal.agent_id), Uid("Action", action),
-            Uid(resource_type, resource_id), context, self._store)
+            self._uid("Agent", principal.agent_id), self._uid("Action", action),
+            Uid((resource_type, resource_id)), context, self._store)
         if decided is not None:
             result = self._results.get(decided) or self._result(decided)
         else:
@@ -150,6 +151,15 @@ class Authorizer:
                 self._cache.clear()  # bounded; refilled by the next requests
             self._cache[key] = result
         return result
+
+    def _uid(self, kind: str, ident: str) -> Uid:
+        """Agents' and actions' uids, made once each (there are few of them)."""
+        found = self._uids.get((kind, ident))
+        if found is None:
+            found = Uid((kind, ident))
+            if len(self._uids) < CACHE_LIMIT:
+                self._uids[found] = found
+        return found
 
     def _result(self, decided: tuple[bool, tuple[str, ...]]) -> AuthzResult:
         infos = self._bundle.policies

@@ -18,11 +18,11 @@ from typing import Any, NamedTuple
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 
 
-class Uid(NamedTuple):
-    """An entity uid; its own type, so it never equals a set or record."""
+class Uid(tuple[str, str]):
+    """An entity uid, `Uid((type, id))`: its own type, so it never equals a set or record
+    (a tuple subclass: made in C, unlike a NamedTuple's Python `__new__`)."""
 
-    type: str
-    id: str
+    __slots__ = ()
 
 
 class CedarSet(tuple[Any, ...]):
@@ -77,7 +77,7 @@ def _uid(raw: Any) -> Uid:
     if not (isinstance(raw, dict) and isinstance(raw.get("type"), str)
             and isinstance(raw.get("id"), str)):
         raise Unsupported(f"entity reference {raw!r}")
-    return Uid(raw["type"], raw["id"])
+    return Uid((raw["type"], raw["id"]))
 
 
 def literal(value: Any) -> Any:
@@ -260,7 +260,7 @@ def compile_expr(node: Any) -> Expr:
 
         def is_type(env: Env) -> bool:
             uid = _want(left(env), Uid)
-            found = uid.type == kind
+            found = uid[0] == kind
             if group is not None:  # evaluated either way: an error in it is never hidden
                 found = _in(env[4], uid, group(env)) and found
             return found
@@ -341,10 +341,10 @@ def compile_scope(scope: dict[str, Any]) -> ScopeTest | None:
     if op == "is":
         kind = scope["entity_type"]
         if "in" not in scope:
-            return lambda uid, store: uid.type == kind
+            return lambda uid, store: uid[0] == kind
         inner = compile_scope({"op": "in", **scope["in"]})
         assert inner is not None
-        return lambda uid, store: uid.type == kind and inner(uid, store)
+        return lambda uid, store: uid[0] == kind and inner(uid, store)
     raise Unsupported(f"scope {scope!r}")
 
 

@@ -181,7 +181,7 @@ def _cedar(policies: str, request: dict[str, Any]) -> tuple[bool, set[str], list
 
 def _uid(text: str) -> Uid:
     kind, ident = text.split("::")
-    return Uid(kind, json.loads(ident))
+    return Uid((kind, json.loads(ident)))
 
 
 def test_generated_policies_answer_as_cedar_does() -> None:
@@ -232,7 +232,7 @@ def test_values_cedar_does_not_read_are_left_to_it(value: Any) -> None:
     est = json.loads(cedarpy.policies_to_json_str(READS_V))["staticPolicies"]
     compiled = compile_slice(est.items())
     assert compiled is not None
-    assert compiled.decide(Uid("Agent", "a1"), Uid("Action", "x"), Uid("Tool", "t"),
+    assert compiled.decide(Uid(("Agent", "a1")), Uid(("Action", "x")), Uid(("Tool", "t")),
                            {"v": value}, STORE) is None
 
 
@@ -243,7 +243,7 @@ def test_escapes_are_read_as_cedar_reads_them(value: Any) -> None:
     est = json.loads(cedarpy.policies_to_json_str(READS_V))["staticPolicies"]
     compiled = compile_slice(est.items())
     assert compiled is not None
-    decided = compiled.decide(Uid("Agent", "a1"), Uid("Action", "x"), Uid("Tool", "t"),
+    decided = compiled.decide(Uid(("Agent", "a1")), Uid(("Action", "x")), Uid(("Tool", "t")),
                               {"v": value}, STORE)
     allowed, reasons, errors = _cedar(READS_V, {
         "principal": 'Agent::"a1"', "action": 'Action::"x"', "resource": 'Tool::"t"',
@@ -257,7 +257,7 @@ def test_cedar_equality_is_typed() -> None:
     assert equal(CedarSet((1, 2)), CedarSet((2, 1, 1)))
     assert not equal(CedarSet((1,)), CedarSet((True,)))
     assert equal(literal({"a": [1, "x"]}), literal({"a": ["x", 1]}))
-    assert not equal(Uid("A", "b"), ("A", "b"))
+    assert not equal(Uid(("A", "b")), ("A", "b"))
 
 
 def test_extensions_and_templates_stay_with_cedar() -> None:
@@ -321,6 +321,6 @@ def test_like_matches_as_cedar_on_every_string_and_pattern() -> None:
             allowed, _, errors = _cedar(text, {
                 "principal": 'Agent::"a1"', "action": 'Action::"x"', "resource": 'Tool::"t"',
                 "context": {"s": value}})
-            decided = compiled.decide(Uid("Agent", "a1"), Uid("Action", "x"), Uid("Tool", "t"),
-                                      {"s": value}, STORE)
+            decided = compiled.decide(Uid(("Agent", "a1")), Uid(("Action", "x")),
+                                      Uid(("Tool", "t")), {"s": value}, STORE)
             assert not errors and decided is not None and decided[0] == allowed, (pattern, value)
