@@ -381,6 +381,17 @@ def compile_policy(policy_id: str, policy: dict[str, Any]) -> CompiledPolicy:
     return CompiledPolicy(policy_id, effect == "forbid", satisfied)
 
 
+def why_not_compiled(policy: dict[str, Any]) -> str | None:
+    """What keeps a policy (Cedar's JSON form) out of the compiled subset, or None."""
+    try:
+        compile_policy("policy", policy)
+    except (Unsupported, Defer) as exc:
+        return str(exc)
+    except (KeyError, TypeError, AttributeError) as exc:
+        return f"unexpected policy form ({type(exc).__name__}: {exc})"
+    return None
+
+
 class CompiledSlice(NamedTuple):
     policies: tuple[CompiledPolicy, ...]
 

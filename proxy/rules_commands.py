@@ -73,6 +73,7 @@ def _rules_test(args: argparse.Namespace) -> int:
 
 
 def _rules_check(args: argparse.Namespace) -> int:
+    from lictor.enforcement.cedar_compiled import why_not_compiled
     from lictor.enforcement.normalize import normalize
     from lictor.rules.lint import check
     from lictor.rules.loader import default_paths
@@ -80,7 +81,7 @@ def _rules_check(args: argparse.Namespace) -> int:
     def scanned(text: str) -> str:  # the main view of a text, as pattern rules see it
         return normalize(text).views[0][1]
 
-    report = check(list(args.paths) or default_paths(), scanned)
+    report = check(list(args.paths) or default_paths(), scanned, why_not_compiled)
     print("\n".join(report.lines()))
     return 1 if report.errors else 0
 

@@ -7,9 +7,10 @@ compliance team believes protect them and that do not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lictor.rules.cedar_policies import (
     CedarLoadError,
@@ -148,11 +149,14 @@ def _case_warnings(report: CheckReport) -> list[Issue]:
     return out
 
 
-def check(paths: Sequence[Path], text_view: TextView | None = None) -> CheckReport:
+def check(paths: Sequence[Path], text_view: TextView | None = None,
+          not_compiled: Callable[[dict[str, Any]], str | None] | None = None) -> CheckReport:
     """Validate every rule, test-case and Cedar file under `paths`, and lint what loads.
 
     `text_view` shows what a text looks like once scanned, to find pattern characters that
-    normalization removes; without it that check is skipped."""
+    normalization removes; `not_compiled` says what keeps a policy off the compiled fast
+    path (evaluation's business, so it is passed in); without them those checks are
+    skipped."""
     report = CheckReport()
     cedar_texts = _read(paths, report)
     if cedar_texts:
@@ -175,6 +179,13 @@ def check(paths: Sequence[Path], text_view: TextView | None = None) -> CheckRepo
     warnings.extend(_case_warnings(report))
     warnings.extend(Issue(lp.path, lp.line, message)
                     for lp, message in cedar_warnings(report.policies))
+    if not_compiled is not None:
+        for lp in report.policies:
+            if (why := not_compiled(lp.policy)) is not None:
+                warnings.append(Issue(lp.path, lp.line, (
+                    f"{lp.label} is decided by Cedar's engine, not lictor's compiled policies "
+                    f"({why}): about 3x the time per uncached decision "
+                    "(bench/authorization.py)")))
     order = {path: i for i, path in enumerate(report.files)}
     report.warnings = sorted(warnings, key=lambda w: (order.get(w.path, -1), w.line))
     return report

@@ -275,6 +275,22 @@ def test_shadow_mode_pii_rule_does_not_switch_masking_off(
     assert {"pii.trial", "pii.mask"} <= {f.rule_id for f in outcome.decision.findings}
 
 
+def test_warns_policy_outside_the_compiled_subset(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Extension functions keep a policy on Cedar's slower engine: said, not refused."""
+    path = write(tmp_path, "p.cedar", """\
+        @id("office-hosts")
+        permit (principal, action == Action::"http_request", resource)
+        when { context.host == "intranet.example" && ip("10.0.0.1").isIpv4() };
+        """)
+    code, out = run(capsys, "check", str(path))
+    assert code == 0
+    assert warnings(out) == [
+        f"warning: {path}:1: permit 'office-hosts' is decided by Cedar's engine, not lictor's "
+        "compiled policies (operator 'isIpv4'): about 3x the time per uncached decision "
+        "(bench/authorization.py)"]
+
+
 def test_warns_cedar_permit_under_blanket_forbid_and_false_condition(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "p.cedar", """\
