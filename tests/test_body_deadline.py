@@ -27,6 +27,7 @@ AGENT_KEY = "sk-slow-agent-0123456789"
 ADMIN_KEY = "sk-slow-admin-0123456789"
 CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
 PLANES = {"gateway": ("/v1/chat/completions", AGENT_KEY), "mcp": ("/mcp/shop", AGENT_KEY),
+          "mcp-sse": ("", AGENT_KEY),  # the messages URL of an open stream's endpoint event
           "admin": ("/admin/agents/slow-agent/kill", ADMIN_KEY)}  # path, key
 
 
@@ -37,8 +38,14 @@ def upstreams() -> Iterator[tuple[MockOpenAI, McpUpstream]]:
 
 
 @pytest.fixture(scope="module")
-def lictor(tmp_path_factory: pytest.TempPathFactory,
-           upstreams: tuple[MockOpenAI, McpUpstream]) -> Iterator[BackgroundServer]:
+def shop_sse() -> Iterator[McpUpstream]:
+    with McpUpstream("shop-sse", sse=True) as shop:
+        yield shop
+
+
+@pytest.fixture(scope="module")
+def lictor(tmp_path_factory: pytest.TempPathFactory, upstreams: tuple[MockOpenAI, McpUpstream],
+           shop_sse: McpUpstream) -> Iterator[BackgroundServer]:
     model, shop = upstreams
     config = load_config(None, {
         "server": {"host": "127.0.0.1", "port": 0},
@@ -47,7 +54,8 @@ def lictor(tmp_path_factory: pytest.TempPathFactory,
         "agents": [{"id": "slow-agent", "key": AGENT_KEY}],
         "admin": {"keys": [{"id": "slow-admin", "key": ADMIN_KEY}]},
         "models": [{"name": "mock-gpt", "backend": "passthrough", "base_url": model.base_url}],
-        "mcp_servers": [{"name": "shop", "url": shop.url, "pin": "first_use"}],
+        "mcp_servers": [{"name": "shop", "url": shop.url, "pin": "first_use"},
+                        {"name": "shop-sse", "url": shop_sse.url, "transport": "sse"}],
     })
     with BackgroundServer(config) as server:
         yield server
@@ -59,6 +67,17 @@ def _read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _messages_path(stream: requests.Response) -> str:
+    """The path an SSE-transport client posts to: its stream's `endpoint` event."""
+    lines = stream.iter_lines(decode_unicode=True)
+    for line in lines:
+        if line == "event: endpoint":
+            data = next(lines)
+            assert data.startswith("data: ")
+            return str(data.removeprefix("data: ").strip())
+    raise AssertionError("the stream sent no endpoint event")
 
 
 def _dribble(server: BackgroundServer, path: str, key: str, outcome: dict[str, Any]) -> None:
@@ -90,6 +109,11 @@ def test_a_dribbled_body_gets_the_planes_408_and_others_are_served(
     path, key = PLANES[plane]
     shop_requests = shop.http_requests
     outcome: dict[str, Any] = {}
+    stream = None
+    if plane == "mcp-sse":  # a session of the older transport: a stream, then its messages
+        stream = requests.get(lictor.url + "/mcp/shop-sse/sse", stream=True, timeout=10,
+                              headers={"Authorization": f"Bearer {key}"})
+        path = _messages_path(stream)
     thread = threading.Thread(target=_dribble, args=(lictor, path, key, outcome))
     thread.start()
     served = []
@@ -99,12 +123,14 @@ def test_a_dribbled_body_gets_the_planes_408_and_others_are_served(
         served.append(requests.get(lictor.url + "/healthz", timeout=5).status_code)
         time.sleep(0.05)
     thread.join(30)
+    if stream is not None:
+        stream.close()
     assert served and set(served) == {200}
     head, _, body = outcome["answer"].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), head
     assert DEADLINE_S <= outcome["after_s"] < DEADLINE_S + 2  # closed right after the answer
     error = json.loads(body)
-    if plane == "mcp":  # a JSON-RPC error
+    if plane.startswith("mcp"):  # a JSON-RPC error
         assert error["jsonrpc"] == "2.0" and "body_timeout_s" in error["error"]["message"]
     else:  # OpenAI's error envelope (the admin API's shape too)
         assert error["error"]["code"] == "request_timeout"
