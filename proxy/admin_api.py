@@ -28,7 +28,8 @@ from lictor.enforcement.limits import kill_key
 from lictor.enforcement.types import Principal
 from lictor.proxy import audit_entries
 from lictor.proxy.agent_keys import AgentKeys
-from lictor.proxy.gateway import Gateway
+from lictor.proxy.body_deadline import BodyTimeout, read_body_within
+from lictor.proxy.gateway import GATEWAY_KEY, Gateway
 from lictor.proxy.kill_switches import KillSwitches
 from lictor.proxy.openai_errors import error_response
 from lictor.proxy.rule_reload import RuleReloader
@@ -158,7 +159,10 @@ class AdminApi:
 
 async def read_body(request: web.Request) -> dict[str, Any]:
     """An admin request's JSON object body (strict JSON; empty means {})."""
-    raw = await request.read()
+    try:
+        raw = await read_body_within(request, request.app[GATEWAY_KEY].body_timeout_s)
+    except BodyTimeout as exc:
+        raise ProtocolError(408, str(exc), code="request_timeout") from None
     if raw and request.content_type != "application/json":
         raise ProtocolError(415, "Content-Type must be application/json, not "
                             f"{request.content_type or 'absent'}", code="unsupported_media_type")

@@ -254,6 +254,30 @@ def mcp_server_request(
     }
 
 
+def mcp_server_notification(
+    *,
+    request_id: str,
+    principal: Principal,
+    server: str,
+    method: str,
+    decision: Decision,
+    dropped: bool,
+    content: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A notification an MCP server sent the agent (a log message, progress) that a rule
+    matched: `dropped` ones never reached it, others reached it masked."""
+    return {
+        "kind": "mcp_server_notification",
+        "request_id": request_id,
+        "principal": _principal(principal),
+        "action": {"kind": "mcp_call", "protocol": "mcp", "server": server,
+                   "message": "server_notification", "method": method},
+        **_decision(decision),
+        "dropped": dropped,
+        "content": content,
+    }
+
+
 def mcp_tool_approval(
     *,
     request_id: str,

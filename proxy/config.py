@@ -34,6 +34,8 @@ class LimitsConfig(Strict):
 
     # a connection that has not sent a request's complete headers in this time is closed
     header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    # reading a request's body (once its headers are in) may take this long, then 408
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
 
 class AgentConfig(Strict):

@@ -32,6 +32,7 @@ from lictor.enforcement.types import STOPS, Principal
 from lictor.proxy import audit_entries, gateway_stream, model_exchange
 from lictor.proxy.agent_keys import AgentKeys
 from lictor.proxy.approval_flow import APPROVAL_HEADER, ApprovalFlow
+from lictor.proxy.body_deadline import BodyTimeout, read_body_within
 from lictor.proxy.egress_link import EgressLink
 from lictor.proxy.model_exchange import Exchange, blocking
 from lictor.proxy.openai_errors import error_response, openai_errors_middleware, policy_error
@@ -64,6 +65,7 @@ class Gateway:
         subject_header: str = "x-lictor-subject",
         telemetry: Telemetry = NO_TELEMETRY,
         checkpointer: Checkpointer | None = None,
+        body_timeout_s: float = 30.0,
     ) -> None:
         self.subject_keys = subject_keys  # set: originals are kept, sealed per subject
         self.subject_header = subject_header
@@ -74,6 +76,7 @@ class Gateway:
         self.audit = audit
         self.checkpointer = checkpointer
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s  # limits.body_timeout_s: see proxy/body_deadline
         self.telemetry = telemetry
         self.ready = True
         self.egress: EgressLink | None = None  # set by `serve --egress`: see proxy/egress_link
@@ -136,9 +139,11 @@ class Gateway:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             raise too_large
         try:
-            raw = await request.read()
+            raw = await read_body_within(request, self.body_timeout_s)
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
+        except BodyTimeout as exc:
+            raise ProtocolError(408, str(exc), code="request_timeout") from None
         try:
             return parse_json_bytes(raw)
         except JsonBodyError as exc:

@@ -6,8 +6,9 @@ definition the server still serves. What comes back is untrusted input, judged b
 agent sees it: a tool list loses the tools the agent may not call or that wait for an
 admin; a result that fails a blocking rule is withheld; personal data in it is masked.
 A server's own requests (sampling, elicitation) are authorized (Cedar's `call_mcp`, for
-their method) and judged the same way; the agent's answer to one is outgoing data, read
-like a tool call's arguments.
+their method) and judged the same way, as are its notifications (logs, progress: a
+failing one is dropped); the agent's answer to a request is outgoing data, read like a
+tool call's arguments.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from lictor.proxy.config import McpServerConfig
 from lictor.proxy.mcp_pins import PinStore
 
 PIN_RULE = "lictor.mcp-tool-pin"
+_DROPS = STOPS | {Verdict.FLAG}  # a server notification with such a finding is dropped
 
 
 def _pin_finding(message: str, tool: str, verdict: Verdict) -> Finding:
@@ -208,28 +210,49 @@ class McpGuard:
             findings.append(replace(denied, message=f"MCP server {server!r} may not send "
                                     f"{method} to agent {principal.agent_id!r} (policy "
                                     f"{policy})"))
-        body, content = message.body, []
+        body, content = message.body, list[dict[str, Any]]()
         if not _stops(findings):
-            try:
-                action = mcp.server_request_action(message)
-            except mcp.TooDeep as exc:
-                findings.append(Finding(INTERNAL_ERROR_RULE, Verdict.BLOCK, (), "high",
-                                        str(exc)))
-                action = Action(ActionKind.TOOL_RESULT, Direction.REQUEST, mcp.PROTOCOL)
-            if action.segments:
-                outcome = engine.evaluate_request(principal, action, caller.session)
-                findings.extend(f for f in outcome.decision.findings if f not in findings)
-                content = [{"trust": s.trust.value, "path": ["params", *s.path], "text": text}
-                           for s, text in zip(action.segments, outcome.audit_texts,
-                                              strict=False)]
-                if outcome.decision.verdict not in STOPS:
-                    masked = mcp.apply_masks(mcp.params(message), action, outcome.masked_texts)
-                    body = {**body, "params": masked}
+            body, content = self._judge_params(engine, caller, message, findings)
         decision = Decision(combine(findings), findings, engine.policy.content_hash)
         refusal = self.refusal(decision, f"{method} request", message, caller.request_id)
         if refusal is not None:
             return Judged(refusal.body(), decision, withheld=True, content=content)
         return Judged(body, decision, content=content)
+
+    def judge_notification(self, caller: Caller, message: Message) -> Judged:
+        """A server's notification (a log message, progress, a resource update, ...): its
+        texts judged like a tool result. `withheld`: dropped (it has no reply). Stricter
+        than a tool result: what a rule only flags there (a secret) drops a notification,
+        which carries nothing the agent needs."""
+        engine = self._engine()
+        findings: list[Finding] = []
+        body, content = self._judge_params(engine, caller, message, findings)
+        decision = Decision(combine(findings), findings, engine.policy.content_hash)
+        dropped = any(f.verdict in _DROPS and not f.shadow for f in findings)
+        return Judged(body, decision, withheld=dropped, content=content)
+
+    @staticmethod
+    def _judge_params(engine: Engine, caller: Caller, message: Message,
+                      findings: list[Finding]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Every string of a server message's params, read as untrusted (the session is
+        tainted as by a tool result): the body with personal data masked, and what audit
+        keeps; the findings are added to `findings`."""
+        body: dict[str, Any] = message.body
+        content: list[dict[str, Any]] = []
+        try:
+            action = mcp.server_request_action(message)
+        except mcp.TooDeep as exc:
+            findings.append(Finding(INTERNAL_ERROR_RULE, Verdict.BLOCK, (), "high", str(exc)))
+            return body, content
+        if action.segments:
+            outcome = engine.evaluate_request(caller.principal, action, caller.session)
+            findings.extend(f for f in outcome.decision.findings if f not in findings)
+            content = [{"trust": s.trust.value, "path": ["params", *s.path], "text": text}
+                       for s, text in zip(action.segments, outcome.audit_texts, strict=False)]
+            if outcome.decision.verdict not in STOPS:
+                masked = mcp.apply_masks(mcp.params(message), action, outcome.masked_texts)
+                body = {**body, "params": masked}
+        return body, content
 
     def judge(self, caller: Caller, method: str, body: dict[str, Any]) -> Judged:
         """A response to a request of `method` ("" if unknown: then read whole)."""

@@ -25,6 +25,7 @@ from lictor.adapters.mcp import JsonRpcError, Kind, Message
 from lictor.enforcement.types import Finding, Principal, Verdict
 from lictor.proxy import audit_entries
 from lictor.proxy.approval_flow import APPROVAL_HEADER, HELD_RULE
+from lictor.proxy.body_deadline import BodyTimeout, read_body_within
 from lictor.proxy.config import Config, ConfigError
 from lictor.proxy.gateway import SESSION_HEADER, Gateway
 from lictor.proxy.mcp_guard import Caller, Checked, McpGuard, SessionOwners
@@ -126,9 +127,11 @@ class McpProxy:
         if (request.content_length or 0) > self.gateway.max_body_bytes:
             raise too_large
         try:
-            return await request.read()
+            return await read_body_within(request, self.gateway.body_timeout_s)
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
+        except BodyTimeout as exc:
+            raise JsonRpcError(mcp.INVALID_REQUEST, str(exc), status=408) from None
 
     def reject(self, request: web.Request, rid: str, principal: Principal | None,
                 err: JsonRpcError) -> web.Response:

@@ -214,7 +214,7 @@ class McpRelay:
         body = await self.judge_message(ex, answer)
         if body is None:
             return self.failed(ex, message, 502, f"MCP server {name!r} answered with a "
-                               "request lictor refused")
+                               "request or notification lictor refused")
         return json_response(body, resp.status, headers)
 
     async def upstream_status(self, ex: Exchange, resp: aiohttp.ClientResponse,
@@ -239,10 +239,33 @@ class McpRelay:
 
     async def judge_message(self, ex: Exchange, answer: Message) -> dict[str, object] | None:
         """A server's message as the agent gets it (None: it does not get it): responses
-        and the server's own requests judged and audited first; notifications as they are."""
+        and the server's own requests and notifications judged and audited first."""
         if answer.kind is Kind.REQUEST:
             return await self.server_request(ex, answer)
+        if answer.kind is Kind.NOTIFICATION:
+            return self.notification(ex, answer)
         return self.judge(ex, answer)
+
+    def notification(self, ex: Exchange, note: Message) -> dict[str, object] | None:
+        """A server's notification, judged: None when dropped (an injection, a secret; it
+        has no reply). One a rule matched is audited; if that fails, it is dropped too."""
+        judged = self.gateway.telemetry.timed(self.guard.judge_notification, ex.caller, note)
+        if not judged.decision.findings:
+            return judged.body
+        try:
+            self.gateway.append_records(audit_entries.mcp_server_notification(
+                request_id=ex.rid, principal=ex.principal, server=ex.upstream.config.name,
+                method=note.method, decision=judged.decision, dropped=judged.withheld,
+                content=judged.content))
+        except ProtocolError:
+            log.error("%s: audit unavailable: a notification from MCP server %r is dropped",
+                      ex.rid, ex.upstream.config.name)
+            return None
+        if judged.withheld:
+            log.info("%s: dropped a notification from MCP server %r (audited)", ex.rid,
+                     ex.upstream.config.name)
+            return None
+        return judged.body
 
     async def server_request(self, ex: Exchange, request: Message) -> dict[str, object] | None:
         """A server's own request (sampling, elicitation, ...), judged and audited: None

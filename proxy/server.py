@@ -51,7 +51,8 @@ def build_gateway(config: Config, telemetry: Telemetry | None = None) -> Gateway
                    approvals=parts.approvals, subject_keys=parts.subject_keys,
                    subject_header=config.audit.subject_header,
                    telemetry=telemetry or telemetry_from_config(config.telemetry),
-                   checkpointer=parts.checkpointer)
+                   checkpointer=parts.checkpointer,
+                   body_timeout_s=config.limits.body_timeout_s)
 
 
 def banner(config: Config, gateway: Gateway, url: str) -> str:

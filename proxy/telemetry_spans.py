@@ -26,6 +26,7 @@ DECISION_KINDS = {
     "mcp_request": ("mcp", "request"),
     "mcp_result": ("mcp", "response"),
     "mcp_server_request": ("mcp", "server_request"),
+    "mcp_server_notification": ("mcp", "server_notification"),
 }
 REFUSED_KINDS = ("rejected_request", "upstream_error")
 _NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
@@ -127,6 +128,8 @@ class RequestTrace:
             self.withheld = self.withheld or bool(entry.get("withheld"))
         elif kind == "mcp_server_request":
             self.withheld = self.withheld or bool(entry.get("refused"))
+        elif kind == "mcp_server_notification":
+            self.withheld = self.withheld or bool(entry.get("dropped"))
         elif kind.startswith("approval_"):
             self.events.append(safe_name(kind))
         if kind in DECISION_KINDS:
