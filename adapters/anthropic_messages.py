@@ -88,15 +88,15 @@ def parse_request(body: Any) -> Action:
         if not isinstance(tools, list):
             raise _bad("must be an array", "tools")
         for k, tool in enumerate(tools):
-            name = tool.get("name") if isinstance(tool, dict) else None
-            if not isinstance(name, str) or not name:
-                raise _bad("each tool needs a `name`", f"tools[{k}].name")
-            kind = tool.get("type", "custom")
-            if kind != "custom":  # a server tool or an Anthropic-defined one: fail closed
+            kind = tool.get("type", "custom") if isinstance(tool, dict) else "custom"
+            if kind != "custom":  # a server tool, an MCP toolset, an Anthropic-defined tool
                 if not isinstance(kind, str) or not kind:
                     raise _bad("a tool's `type` must be a string", f"tools[{k}].type")
                 action.hosted_tools.append(HostedTool(kind, ("tools", k)))
                 continue
+            name = tool.get("name") if isinstance(tool, dict) else None
+            if not isinstance(name, str) or not name:
+                raise _bad("each tool needs a `name`", f"tools[{k}].name")
             action.offered_tools.append(name)
             action.tool_definitions[name] = ToolDefinition(
                 str(tool.get("description") or ""), tool.get("input_schema") or {})
@@ -160,7 +160,7 @@ def apply_request(
     dropped = removed_places(action, decision, "tools")
     choice = body.get("tool_choice")
     if dropped and isinstance(choice, dict) and choice.get("name") in {
-            body["tools"][k]["name"] for k in dropped}:
+            body["tools"][k].get("name") for k in dropped}:
         raise hosted_refusal(action, decision)  # without it the request is malformed
     servers = removed_places(action, decision, "mcp_servers")
     if servers:

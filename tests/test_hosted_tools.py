@@ -176,3 +176,19 @@ def test_messages_permitted_server_tool_reaches_upstream(
         messages=[{"role": "user", "content": "Hi."}], extra_body={"mcp_servers": servers})
     sent = claude.received[-1].body
     assert sent["mcp_servers"] == CLAUDE_MCP and sent["tools"] == [CLAUDE_WEATHER]
+
+
+def test_messages_mcp_toolset_without_name_is_a_hosted_offer(
+        start_lictor: StartLictor, tmp_path: Path, upstream: MockOpenAI,
+        claude: MockAnthropic) -> None:
+    """A tool type lictor does not know (here with no `name`) is a hosted tool: taken out."""
+    server = _start(start_lictor, tmp_path, upstream, claude)
+    claude_client(server).messages.create(
+        model="mock-claude", max_tokens=64, messages=[{"role": "user", "content": "Hi."}],
+        extra_body={"tools": [CLAUDE_WEATHER, {"type": "mcp_toolset",
+                                               "mcp_server_name": "remote"}],
+                    "mcp_servers": CLAUDE_MCP})
+    sent = claude.received[-1].body
+    assert sent["tools"] == [CLAUDE_WEATHER] and "mcp_servers" not in sent
+    assert [f["evidence"] for f in _request_record(server)["findings"]] == [
+        "hosted:mcp_toolset", "hosted:mcp"]
