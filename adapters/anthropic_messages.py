@@ -2,7 +2,9 @@
 
 The system prompt, text blocks, `tool_use` inputs and `tool_result` contents become
 segments with the same trust labels as Chat Completions, so every rule applies unchanged.
-Fields and block types it does not know are passed through untouched.
+Server tools (a `tools` entry with a `type`: `web_search_20250305`, ...) and the MCP
+connector's `mcp_servers` run at the provider: each is a hosted tool offer, authorized like
+a tool. Fields and block types it does not know are passed through untouched.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from typing import Any
 
 from lictor.adapters.errors import ProtocolError
+from lictor.adapters.hosted_tools import hosted_refusal, removed_places, url_host
 from lictor.adapters.openai_chat import refusal_notes, with_masked_texts
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
@@ -18,6 +21,7 @@ from lictor.enforcement.types import (
     ActionKind,
     Decision,
     Direction,
+    HostedTool,
     Segment,
     ToolCall,
     ToolDefinition,
@@ -84,13 +88,33 @@ def parse_request(body: Any) -> Action:
         if not isinstance(tools, list):
             raise _bad("must be an array", "tools")
         for k, tool in enumerate(tools):
+            kind = tool.get("type", "custom") if isinstance(tool, dict) else "custom"
+            if kind != "custom":  # a server tool, an MCP toolset, an Anthropic-defined tool
+                if not isinstance(kind, str) or not kind:
+                    raise _bad("a tool's `type` must be a string", f"tools[{k}].type")
+                action.hosted_tools.append(HostedTool(kind, ("tools", k)))
+                continue
             name = tool.get("name") if isinstance(tool, dict) else None
             if not isinstance(name, str) or not name:
                 raise _bad("each tool needs a `name`", f"tools[{k}].name")
             action.offered_tools.append(name)
             action.tool_definitions[name] = ToolDefinition(
                 str(tool.get("description") or ""), tool.get("input_schema") or {})
+    _parse_mcp_servers(body.get("mcp_servers"), action)
     return action
+
+
+def _parse_mcp_servers(servers: Any, action: Action) -> None:
+    """The MCP connector's remote servers, which Anthropic calls itself: `hosted:mcp`."""
+    if servers is None:
+        return
+    if not isinstance(servers, list):
+        raise _bad("must be an array", "mcp_servers")
+    for k, server in enumerate(servers):
+        url = server.get("url") if isinstance(server, dict) else None
+        if not isinstance(url, str):
+            raise _bad("each MCP server needs a string `url`", f"mcp_servers[{k}].url")
+        action.hosted_tools.append(HostedTool("mcp", ("mcp_servers", k), url_host(url)))
 
 
 def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
@@ -133,9 +157,22 @@ def apply_request(
     """The request as it goes upstream: masked texts, forbidden tools taken out."""
     doc = with_masked_texts(body, action, masked_texts, lambda segment, text: (
         _masked_input(text) if segment.path[-1] == JSON_KEY else text))
-    if decision.removed_offered_tools:
+    dropped = removed_places(action, decision, "tools")
+    choice = body.get("tool_choice")
+    if dropped and isinstance(choice, dict) and choice.get("name") in {
+            body["tools"][k].get("name") for k in dropped}:
+        raise hosted_refusal(action, decision)  # without it the request is malformed
+    servers = removed_places(action, decision, "mcp_servers")
+    if servers:
+        kept_servers = [s for k, s in enumerate(body["mcp_servers"]) if k not in servers]
+        if kept_servers:
+            doc.root["mcp_servers"] = kept_servers
+        else:
+            doc.root.pop("mcp_servers", None)
+    if decision.removed_offered_tools or dropped:
         removed = set(decision.removed_offered_tools)
-        kept = [t for t in body["tools"] if t["name"] not in removed]
+        kept = [t for k, t in enumerate(body["tools"]) if k not in dropped
+                and not (t.get("type", "custom") == "custom" and t["name"] in removed)]
         if kept:
             doc.root["tools"] = kept
         else:  # no tool left to choose: a `tool_choice` would be refused upstream

@@ -2,7 +2,9 @@
 
 `instructions`, input messages, `function_call` items (arguments) and
 `function_call_output` items (tool results) become segments with the same trust labels as
-Chat Completions, so every rule applies unchanged. Unknown fields and item types pass
+Chat Completions, so every rule applies unchanged. Tools of any other type (`mcp`,
+`web_search_preview`, `code_interpreter`, unknown ones) run at the provider: each is a
+hosted tool offer, authorized like a function. Unknown fields and item types pass
 through untouched.
 """
 
@@ -12,6 +14,7 @@ import hashlib
 from typing import Any
 
 from lictor.adapters.errors import ProtocolError
+from lictor.adapters.hosted_tools import hosted_refusal, removed_places, url_host
 from lictor.adapters.openai_chat import (
     ROLE_TRUST,
     refusal_notes,
@@ -25,6 +28,7 @@ from lictor.enforcement.types import (
     ActionKind,
     Decision,
     Direction,
+    HostedTool,
     Segment,
     ToolCall,
     ToolDefinition,
@@ -57,8 +61,11 @@ def parse_request(body: Any) -> Action:
         if not isinstance(tools, list):
             raise _bad("`tools` must be an array", "tools")
         for k, tool in enumerate(tools):
-            if not isinstance(tool, dict) or tool.get("type") != "function":
-                continue  # built-in tools (web_search, ...) are not the agent's functions
+            if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+                raise _bad("each tool needs a string `type`", f"tools[{k}].type")
+            if tool["type"] != "function":  # run by the provider, out of lictor's sight
+                action.hosted_tools.append(hosted_tool(tool, ("tools", k)))
+                continue
             name = tool.get("name")
             if not isinstance(name, str) or not name:
                 raise _bad("each function tool needs a `name`", f"tools[{k}].name")
@@ -66,6 +73,12 @@ def parse_request(body: Any) -> Action:
             action.tool_definitions[name] = ToolDefinition(
                 str(tool.get("description") or ""), tool.get("parameters") or {})
     return action
+
+
+def hosted_tool(tool: dict[str, Any], where: tuple[str, int]) -> HostedTool:
+    """A provider-run tool; a remote MCP server's host comes from its `server_url`."""
+    url = tool.get("server_url") if tool["type"] == "mcp" else None
+    return HostedTool(tool["type"], where, url_host(url) if isinstance(url, str) else "")
 
 
 def _parse_item(item: Any, i: int, out: list[Segment]) -> None:
@@ -114,10 +127,15 @@ def apply_request(
 ) -> dict[str, Any]:
     """The request as it goes upstream: masked texts, forbidden tools taken out."""
     doc = with_masked_texts(body, action, masked_texts)
-    if decision.removed_offered_tools:
+    if decision.removed_offered_tools or decision.removed_hosted_tools:
         removed = set(decision.removed_offered_tools)
-        kept = [t for t in body["tools"]
-                if not (t.get("type") == "function" and t.get("name") in removed)]
+        dropped = removed_places(action, decision, "tools")
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and any(
+                choice.get("type") == body["tools"][k]["type"] for k in dropped):
+            raise hosted_refusal(action, decision)  # without it the request is malformed
+        kept = [t for k, t in enumerate(body["tools"]) if k not in dropped
+                and not (t.get("type") == "function" and t.get("name") in removed)]
         if kept:
             doc.root["tools"] = kept
         else:

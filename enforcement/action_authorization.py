@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from lictor.enforcement.agent_actions import summary
@@ -19,6 +20,7 @@ from lictor.enforcement.types import (
     Action,
     ApprovalNeed,
     Finding,
+    HostedTool,
     Principal,
     ToolCall,
     Verdict,
@@ -26,7 +28,7 @@ from lictor.enforcement.types import (
 from lictor.rules.policy import Policy
 from lictor.rules.tool_catalog import cedar_arguments, cedar_long
 
-_ALWAYS_IN_CONTEXT = frozenset({"tool_name", "stage"})
+_ALWAYS_IN_CONTEXT = frozenset({"tool_name", "stage", "hosted", "host"})
 
 
 def needs_people(result: AuthzResult) -> bool:
@@ -37,6 +39,8 @@ def needs_people(result: AuthzResult) -> bool:
 
 def _tool_finding(tool: str, stage: str, reason: str, verdict: str) -> Finding:
     what = "offered to the model" if stage == "offer" else "proposed by the model"
+    if tool.startswith("hosted:"):
+        what = "(run by the provider) offered to the model"
     return Finding(rule_id=f"cedar:{reason}", verdict=Verdict(verdict), owasp=("ASI02",),
                    severity="high", message=f"tool {tool!r} {what} is forbidden by policy "
                    f"{reason}", evidence=tool)
@@ -73,6 +77,21 @@ class ActionAuthorization:
                 out.append(_tool_finding(tool, "offer", result.reason(), "flag"))
         return removed
 
+    def hosted(self, principal: Principal, session: str, tools: list[HostedTool],
+               out: list[Finding]) -> list[int]:
+        """The indexes of provider-run tools a policy does not permit (taken out of the
+        offer, flagged): lictor never sees them run, so needing approval is a refusal too."""
+        removed = []
+        for i, tool in enumerate(tools):
+            result = self.tool(principal, session, tool.name, {}, "offer", hosted_host=tool.host)
+            if not result.allowed:
+                removed.append(i)
+                found = _tool_finding(tool.name, "offer", result.reason(), "flag")
+                if tool.host:
+                    found = replace(found, message=f"{found.message} (server {tool.host})")
+                out.append(found)
+        return removed
+
     def calls(self, principal: Principal, session: str, calls: list[ToolCall],
               out: list[Finding], needs: list[ApprovalNeed]) -> list[str]:
         """The ids of proposed calls a policy forbids; calls needing people go to `needs`."""
@@ -90,8 +109,9 @@ class ActionAuthorization:
         return removed
 
     def tool(self, principal: Principal, session: str, tool: str, arguments: dict[str, Any],
-             stage: str) -> AuthzResult:
-        """Cedar's `call_tool`, with only the context attributes its policies read."""
+             stage: str, *, hosted_host: str | None = None) -> AuthzResult:
+        """Cedar's `call_tool`, with only the context attributes its policies read;
+        `hosted_host` is not None for a provider-run tool ("" when it has no host)."""
         reads = self._authorizer.reads("call_tool", "Tool", tool)
         # None: some policy takes `context` whole, so it gets every attribute policies name
         wanted = self._policy.context_attributes | _ALWAYS_IN_CONTEXT if reads is None \
@@ -101,6 +121,10 @@ class ActionAuthorization:
             context["tool_name"] = tool
         if "stage" in wanted:
             context["stage"] = stage
+        if "hosted" in wanted:
+            context["hosted"] = hosted_host is not None
+        if "host" in wanted:
+            context["host"] = hosted_host or ""
         if not wanted <= _ALWAYS_IN_CONTEXT:
             catalog = self._policy.catalog
             info = catalog.tools.get(tool)

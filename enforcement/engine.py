@@ -195,6 +195,8 @@ class Engine:
             self._check_pins(action, findings)
             removed_tools = self._actions.offered(principal, session, action.offered_tools,
                                                   findings)
+            removed_hosted = self._actions.hosted(principal, session, action.hosted_tools,
+                                                  findings)
             if any(f.rule_id in self._tainting and not f.shadow for f in findings):
                 self.limits.taint(principal, session)
         except Exception as exc:
@@ -204,6 +206,7 @@ class Engine:
             findings=findings,
             policy_hash=self.policy.content_hash,
             removed_offered_tools=removed_tools,
+            removed_hosted_tools=removed_hosted,
         )
         young_objects.collect_if_due()  # part of the check's time, a little each time
         return RequestOutcome(decision, masked, audit, vault)

@@ -17,6 +17,7 @@ from lictor.enforcement.types import (
     ActionKind,
     Decision,
     Direction,
+    HostedTool,
     Principal,
     Segment,
     ToolCall,
@@ -49,7 +50,9 @@ def _action(case: Case) -> Action:
                        for name, d in case.tool_definitions.items()}
         return Action(ActionKind.MODEL_REQUEST, Direction.REQUEST, "rule-test", segments=segments,
                       model=case.model, offered_tools=[*case.offered_tools, *definitions],
-                      tool_definitions=definitions)
+                      tool_definitions=definitions,
+                      hosted_tools=[HostedTool(t, ("tools", i))
+                                    for i, t in enumerate(case.hosted_tools)])
     return Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, "rule-test", segments=segments,
                   model=case.model, tool_calls=calls)
 

@@ -105,6 +105,20 @@ class ToolDefinition:
     parameters: Any
 
 
+@dataclass(slots=True, frozen=True)
+class HostedTool:
+    """A tool the provider runs server-side (web search, a remote MCP server, code
+    execution), offered in a request: authorized as Cedar's `Tool::"hosted:<type>"`."""
+
+    type: str  # as the provider names it: "mcp", "web_search_preview", "web_search_20250305"
+    where: tuple[str, int]  # its place in the request body: ("tools", 3), ("mcp_servers", 0)
+    host: str = ""  # a remote MCP server's host; "" for other tools
+
+    @property
+    def name(self) -> str:
+        return f"hosted:{self.type}"
+
+
 def matches_tool(name: str, globs: Iterable[str]) -> bool:
     """Whether a tool name matches one of a rule's shell-style globs."""
     return any(fnmatchcase(name, glob) for glob in globs)
@@ -122,6 +136,7 @@ class Action:
     tool_calls: list[ToolCall] = field(default_factory=list)
     offered_tools: list[str] = field(default_factory=list)
     tool_definitions: dict[str, ToolDefinition] = field(default_factory=dict)  # offered tools
+    hosted_tools: list[HostedTool] = field(default_factory=list)  # provider-run tools offered
 
 
 # A Finding as a plain tuple (rule_id, verdict, owasp, severity, message, evidence, shadow,
@@ -187,7 +202,8 @@ class Decision:
 
     `removed_tool_calls` holds the ids of proposed tool calls a policy forbids (each is
     replaced by a refusal the agent can read); `removed_offered_tools` names tools taken
-    out of a request's offer before it goes upstream.
+    out of a request's offer before it goes upstream, `removed_hosted_tools` the indexes
+    (in the action's `hosted_tools`) of provider-run tools taken out.
     """
 
     verdict: Verdict
@@ -197,6 +213,7 @@ class Decision:
     removed_offered_tools: list[str] = field(default_factory=list)
     approvals: list[ApprovalNeed] = field(default_factory=list)  # calls waiting for people
     call_notes: dict[str, str] = field(default_factory=dict)  # removed call id -> why
+    removed_hosted_tools: list[int] = field(default_factory=list)
 
     @property
     def blocking_finding(self) -> Finding | None:

@@ -66,19 +66,25 @@ def model_request(
     decision: Decision,
     audit_texts: list[str],
 ) -> dict[str, Any]:
+    what: dict[str, Any] = {
+        "kind": action.kind.value,
+        "protocol": action.protocol,
+        "model": action.model,
+        "backend": backend,
+        "stream": stream,
+        "offered_tools": action.offered_tools,
+        "removed_offered_tools": decision.removed_offered_tools,
+    }
+    if action.hosted_tools:  # tools the provider runs: by type, and the host of MCP servers
+        what["hosted_tools"] = [t.name + (f"@{t.host}" if t.host else "")
+                                for t in action.hosted_tools]
+        what["removed_hosted_tools"] = [what["hosted_tools"][i]
+                                        for i in decision.removed_hosted_tools]
     return {
         "kind": "model_request",
         "request_id": request_id,
         "principal": _principal(principal),
-        "action": {
-            "kind": action.kind.value,
-            "protocol": action.protocol,
-            "model": action.model,
-            "backend": backend,
-            "stream": stream,
-            "offered_tools": action.offered_tools,
-            "removed_offered_tools": decision.removed_offered_tools,
-        },
+        "action": what,
         **_decision(decision),
         "content": [
             {"trust": s.trust.value, "path": list(s.path), "text": text}

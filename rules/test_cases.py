@@ -50,6 +50,7 @@ class Case(Strict):
     texts: tuple[CaseText, ...] = ()
     tool_calls: tuple[CaseToolCall, ...] = ()  # proposed by the model (response)
     offered_tools: tuple[str, ...] = ()  # offered to the model (request)
+    hosted_tools: tuple[str, ...] = ()  # provider-run tools offered, by type ("mcp")
     tool_definitions: dict[str, ToolDefinition] = Field(default_factory=dict)  # also offered
     times: int = Field(default=1, ge=1, le=10_000)  # evaluated this often; the last counts
     before: tuple[CaseText, ...] = ()  # an earlier request of the same session, judged first
