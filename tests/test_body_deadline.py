@@ -18,6 +18,7 @@ import requests
 from conftest import audit_rows
 from mcp_upstream import McpUpstream
 from mock_openai import MockOpenAI
+from test_header_deadline import _read_all
 
 from lictor.proxy.config import ConfigError, load_config
 from lictor.proxy.server import BackgroundServer
@@ -59,14 +60,6 @@ def lictor(tmp_path_factory: pytest.TempPathFactory, upstreams: tuple[MockOpenAI
     })
     with BackgroundServer(config) as server:
         yield server
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    """Everything until the server closes the connection."""
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _messages_path(stream: requests.Response) -> str:
