@@ -37,10 +37,9 @@ def needs_people(result: AuthzResult) -> bool:
         p.approval is not None for p in result.policies)
 
 
-def _tool_finding(tool: str, stage: str, reason: str, verdict: str) -> Finding:
-    what = "offered to the model" if stage == "offer" else "proposed by the model"
-    if tool.startswith("hosted:"):
-        what = "(run by the provider) offered to the model"
+def _tool_finding(tool: str, stage: str, reason: str, verdict: str,
+                  what: str = "") -> Finding:
+    what = what or ("offered to the model" if stage == "offer" else "proposed by the model")
     return Finding(rule_id=f"cedar:{reason}", verdict=Verdict(verdict), owasp=("ASI02",),
                    severity="high", message=f"tool {tool!r} {what} is forbidden by policy "
                    f"{reason}", evidence=tool)
@@ -86,7 +85,8 @@ class ActionAuthorization:
             result = self.tool(principal, session, tool.name, {}, "offer", hosted_host=tool.host)
             if not result.allowed:
                 removed.append(i)
-                found = _tool_finding(tool.name, "offer", result.reason(), "flag")
+                found = _tool_finding(tool.name, "offer", result.reason(), "flag",
+                                      "(run by the provider) offered to the model")
                 if tool.host:
                     found = replace(found, message=f"{found.message} (server {tool.host})")
                 out.append(found)

@@ -248,16 +248,9 @@ def mcp_server_request(
 ) -> dict[str, Any]:
     """A request an MCP server sent the agent (sampling, elicitation), as judged before the
     agent sees it: `refused` ones were answered by lictor and never reached it."""
-    return {
-        "kind": "mcp_server_request",
-        "request_id": request_id,
-        "principal": _principal(principal),
-        "action": {"kind": "mcp_call", "protocol": "mcp", "server": server,
-                   "message": "server_request", "method": method},
-        **_decision(decision),
-        "refused": refused,
-        "content": content,
-    }
+    return {**_server_message("mcp_server_request", request_id=request_id,
+                              principal=principal, server=server, method=method,
+                              decision=decision), "refused": refused, "content": content}
 
 
 def mcp_server_notification(
@@ -272,15 +265,21 @@ def mcp_server_notification(
 ) -> dict[str, Any]:
     """A notification an MCP server sent the agent (a log message, progress) that a rule
     matched: `dropped` ones never reached it, others reached it masked."""
+    return {**_server_message("mcp_server_notification", request_id=request_id,
+                              principal=principal, server=server, method=method,
+                              decision=decision), "dropped": dropped, "content": content}
+
+
+def _server_message(kind: str, *, request_id: str, principal: Principal, server: str,
+                    method: str, decision: Decision) -> dict[str, Any]:
+    """What records of a server's own messages share (`kind`: mcp_server_<message>)."""
     return {
-        "kind": "mcp_server_notification",
+        "kind": kind,
         "request_id": request_id,
         "principal": _principal(principal),
         "action": {"kind": "mcp_call", "protocol": "mcp", "server": server,
-                   "message": "server_notification", "method": method},
+                   "message": kind.removeprefix("mcp_"), "method": method},
         **_decision(decision),
-        "dropped": dropped,
-        "content": content,
     }
 
 

@@ -5,8 +5,8 @@ message is judged on its own, and event ids, names and `retry` are kept so a cli
 resume. Every response is judged (`McpGuard.judge`) and audited before the agent sees it;
 so is every request of the server's own (sampling, elicitation: `McpGuard.judge_server_request`),
 and one refused never reaches the agent: lictor answers the server with the JSON-RPC error.
-Notifications pass as they are. The server's HTTP errors are relayed with their status (a
-404 tells an MCP client its session is gone).
+Notifications are judged too, and a failing one is dropped. The server's HTTP errors are
+relayed with their status (a 404 tells an MCP client its session is gone).
 """
 
 from __future__ import annotations
@@ -133,13 +133,16 @@ class McpRelay:
                 cookie_jar=aiohttp.DummyCookieJar())
         return self._client
 
-    def _headers(self, ex: Exchange, has_body: bool) -> dict[str, str]:
-        accept = "text/event-stream" if ex.request.method == "GET" else \
+    def _headers(self, ex: Exchange, has_body: bool, answering: bool = False) -> dict[str, str]:
+        """What goes to the server with the agent's message, or (`answering`) with lictor's
+        own answer to a server's request: a POST that resumes no stream."""
+        accept = "text/event-stream" if ex.request.method == "GET" and not answering else \
             "application/json, text/event-stream"
         headers = {"Accept": accept, **ex.upstream.headers}
         if has_body:
             headers["Content-Type"] = "application/json"
-        for name in (SESSION_ID, PROTOCOL_VERSION, LAST_EVENT_ID):
+        for name in (SESSION_ID, PROTOCOL_VERSION) if answering else (
+                SESSION_ID, PROTOCOL_VERSION, LAST_EVENT_ID):
             value = ex.request.headers.get(name)
             if value:
                 headers[name] = value
@@ -291,15 +294,10 @@ class McpRelay:
     async def answer_server(self, ex: Exchange, body: dict[str, object]) -> None:
         """lictor's own answer to a server's request, sent where the agent's would go."""
         config = ex.upstream.config
-        headers = {"Accept": "application/json, text/event-stream",
-                   "Content-Type": "application/json", **ex.upstream.headers}
-        for name in (SESSION_ID, PROTOCOL_VERSION):
-            value = ex.request.headers.get(name)
-            if value:
-                headers[name] = value
         try:
             async with self.client().post(
-                    ex.reply_url or config.url, data=mcp.dump(body), headers=headers,
+                    ex.reply_url or config.url, data=mcp.dump(body),
+                    headers=self._headers(ex, True, answering=True),
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=config.timeout_s)) as resp:
                 await resp.read()
@@ -312,10 +310,8 @@ class McpRelay:
                     ex.rid, config.name, why)
 
     def judge(self, ex: Exchange, answer: Message) -> dict[str, object]:
-        """A response as the agent gets it, judged and audited first (anything else passes
-        as it is: `judge_message` is the way in for every message)."""
-        if answer.kind is not Kind.RESPONSE:
-            return answer.body
+        """A response as the agent gets it, judged and audited first (`judge_message` is
+        the way in for every message)."""
         method, tool = ex.pending.pop(mcp.id_key(answer.id), ("", ""))
         config = ex.upstream.config
         judged = self.gateway.telemetry.timed(self.guard.judge, ex.caller, method, answer.body)
