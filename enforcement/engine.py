@@ -48,6 +48,7 @@ log = logging.getLogger("lictor.engine")
 INTERNAL_ERROR_RULE = "lictor.internal-error"
 BOUNDARY_CHARS = 200  # of each side of a message boundary, scanned joined
 _UNTRUSTED = frozenset({"user", "tool", "retrieved"})
+_READ_BY_MODEL = frozenset({"tool", "retrieved"})  # in a response: a provider-run tool's result
 
 
 # One request segment judged after one exact conversation prefix, as the history keeps it:
@@ -411,7 +412,13 @@ class Engine:
             needs: list[ApprovalNeed] = []
             self._agent_actions.check(principal, action.tool_calls, findings, needs)
             for segment in action.segments:
-                findings.extend(self.scan_text(segment.text, "response", segment.trust.value))
+                # A provider-run tool's result travels in the response but is content the
+                # model read, like a tool result in a request: the same rules judge it.
+                trust = segment.trust.value
+                direction = "request" if trust in _READ_BY_MODEL else "response"
+                for finding in self.scan_text(segment.text, direction, trust, segment.tool):
+                    if finding not in findings:
+                        findings.append(finding)
             for call in action.tool_calls:
                 for finding in self.scan_text(call.raw_arguments, "response", "assistant",
                                               call.name or "?"):
@@ -419,6 +426,8 @@ class Engine:
                         findings.append(finding)
             removed = self._actions.calls(principal, session, action.tool_calls, findings,
                                           needs)
+            if any(f.rule_id in self._tainting and not f.shadow for f in findings):
+                self.limits.taint(principal, session)
         except Exception as exc:
             return _internal_error("response", exc)
         young_objects.collect_if_due()
