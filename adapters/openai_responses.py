@@ -2,10 +2,12 @@
 
 `instructions`, input messages, `function_call` items (arguments) and
 `function_call_output` items (tool results) become segments with the same trust labels as
-Chat Completions, so every rule applies unchanged. Tools of any other type (`mcp`,
-`web_search_preview`, `code_interpreter`, unknown ones) run at the provider: each is a
-hosted tool offer, authorized like a function. Unknown fields and item types pass
-through untouched.
+Chat Completions, so every rule applies unchanged; every other item type, in a request's
+`input` and in an answer's `output`, is read as `responses_items` says (a type lictor does
+not know is read whole, as third-party text). Tools of any other type than `function`
+(`mcp`, `web_search_preview`, `code_interpreter`, unknown ones) run at the provider: each is
+a hosted tool offer, authorized like a function. Unknown top-level fields pass through
+untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from lictor.adapters.content_walk import restore_strings
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.hosted_tools import hosted_refusal, removed_places, url_host
 from lictor.adapters.openai_chat import (
@@ -22,6 +25,7 @@ from lictor.adapters.openai_chat import (
     tool_call_from_wire,
     with_masked_texts,
 )
+from lictor.adapters.responses_items import item_segments, part_segments
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
     Action,
@@ -103,6 +107,8 @@ def _parse_item(item: Any, i: int, out: list[Segment]) -> None:
                         raise _bad("a text part needs a string `text`",
                                    f"{where}.content[{j}].text")
                     out.append(Segment(part["text"], trust, ("input", i, "content", j, "text")))
+                else:
+                    part_segments(part, trust, ("input", i, "content", j), out)
         else:
             raise _bad("`content` must be a string or an array of parts", f"{where}.content")
     elif kind == "function_call":
@@ -120,6 +126,10 @@ def _parse_item(item: Any, i: int, out: list[Segment]) -> None:
                     out.append(Segment(part["text"], Trust.TOOL, ("input", i, "output", j, "text")))
         else:
             raise _bad("a function_call_output needs `output`", f"{where}.output")
+    elif isinstance(kind, str):
+        item_segments(item, ("input", i), out)
+    else:
+        raise _bad("an item's `type` must be a string", f"{where}.type")
 
 
 def apply_request(
@@ -168,8 +178,13 @@ def parse_response(resp: Any) -> Action:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     action.segments.append(Segment(part["text"], Trust.ASSISTANT,
                                                    ("output", oi, "content", j)))
+                elif isinstance(part, dict) and isinstance(part.get("type"), str):
+                    part_segments(part, Trust.ASSISTANT, ("output", oi, "content", j),
+                                  action.segments)
         elif item.get("type") == "function_call":
             action.tool_calls.append(function_call(item))
+        else:  # a provider-run tool's call and result, reasoning, or a newer item type
+            item_segments(item, ("output", oi), action.segments)
     return action
 
 
@@ -195,15 +210,10 @@ def note_item(notes: list[str], seed: str) -> dict[str, Any]:
 
 
 def restore_item(item: dict[str, Any], vault: PlaceholderVault) -> dict[str, Any]:
-    """An output item with its placeholders put back (message text, call arguments)."""
-    if item.get("type") == "message" and isinstance(item.get("content"), list):
-        return {**item, "content": [
-            {**p, "text": vault.restore(p["text"])}
-            if isinstance(p, dict) and isinstance(p.get("text"), str) else p
-            for p in item["content"]]}
-    if item.get("type") == "function_call" and isinstance(item.get("arguments"), str):
-        return {**item, "arguments": vault.restore(item["arguments"])}
-    return item
+    """An output item with its placeholders put back in every string the agent reads
+    (message text, call arguments, a provider-run tool's output)."""
+    restored: dict[str, Any] = restore_strings(item, vault)
+    return restored
 
 
 def apply_response(

@@ -3,24 +3,29 @@
 Text deltas flow through restored and checked on a sliding window; `.done` events and
 the final `response.completed` carry restored text too. From the first `function_call`
 item on, events wait for the final event; then the calls are authorized together and
-released, or each replaced by a message item (same output index) saying why. Sequence
-numbers are renumbered in the order events reach the agent.
+released, or each replaced by a message item (same output index) saying why. Any other
+item (a provider-run tool's call and result, reasoning, a newer item type) is held from
+its `output_item.added` to its `output_item.done` and judged whole, as `parse_response`
+reads it. Sequence numbers are renumbered in the order events reach the agent.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from lictor.adapters.content_walk import restore_strings
 from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.openai_responses import apply_response, function_call, note_item, restore_item
 from lictor.adapters.openai_stream import AuthorizeCalls, CheckText
+from lictor.adapters.responses_items import item_segments
 from lictor.adapters.sse import named_frame as frame
 from lictor.adapters.stream_text import HeldToolCalls, TextGate
 from lictor.enforcement.pii import PlaceholderVault
-from lictor.enforcement.types import Decision, ToolCall, Verdict
+from lictor.enforcement.types import Decision, Segment, ToolCall, Verdict
 
 FINAL = ("response.completed", "response.incomplete", "response.failed")
+_PIECEMEAL = ("message", "function_call")  # streamed as they come; other items held whole
 
 
 def error_frame(err: ProtocolError) -> bytes:
@@ -56,6 +61,9 @@ class ResponsesStream(HeldToolCalls):
         self._check = check_text
         self._texts: dict[tuple[int, int], TextGate] = {}
         self._calls: dict[int, dict[str, Any]] = {}  # output index -> function_call item
+        # output index -> the held events of an item judged whole when done (a provider-run
+        # tool's call and result, reasoning, a newer item type)
+        self._items: dict[int, list[dict[str, Any]]] = {}
         self._args: dict[int, list[str]] = {}
         self._waiting: list[dict[str, Any] | int] = []
         self._final: dict[str, Any] = {}
@@ -93,6 +101,14 @@ class ResponsesStream(HeldToolCalls):
             self._args[int(oi or 0)] = []
             self._waiting.append(int(oi or 0))
             return []
+        if kind == "response.output_item.added" and item.get("type") not in _PIECEMEAL:
+            self._items[int(oi or 0)] = [event]
+            return []
+        if isinstance(oi, int) and oi in self._items:
+            if kind == "response.output_item.done" and item:
+                return self._judge_item(oi, event)
+            self._items[oi].append(event)
+            return []
         if isinstance(oi, int) and oi in self._calls:  # a held call's own events
             if kind == "response.function_call_arguments.delta":
                 self._args[oi].append(str(event.get("delta") or ""))
@@ -119,12 +135,36 @@ class ResponsesStream(HeldToolCalls):
         elif kind in FINAL:
             response: dict[str, Any] = (event["response"] if isinstance(event.get("response"), dict)
                                         else {})
+            if self._items:  # never done: judged as the final response has them, or dropped
+                output = response.get("output")
+                for index in list(self._items):
+                    whole = (output[index] if isinstance(output, list) and index < len(output)
+                             else None)
+                    self._items.pop(index)
+                    if isinstance(whole, dict):
+                        self._judge_item(index, None, whole)
+                if self.blocked is not None:
+                    return []
             self.usage, self.status = response.get("usage"), response.get("status")
             self._final = event
             if self._calls:
                 return self.decide(self._tool_calls(), self.status)
             return self._out([self._finish_final(Decision(Verdict.ALLOW))])
         return self._out([event])
+
+    def _judge_item(self, index: int, done: dict[str, Any] | None,
+                    item: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Judge a held item whole (its texts, as `parse_response` reads them); release its
+        events with placeholders restored, or nothing once a finding stops the stream."""
+        held = self._items.pop(index, [])
+        whole: dict[str, Any] = item if item is not None else (done or {}).get("item") or {}
+        segments: list[Segment] = []
+        item_segments(whole, ("output", index), segments)
+        if segments:
+            self.note(self._authorize([], segments).findings)
+        if self.blocked is not None or done is None:
+            return []
+        return self._out([restore_strings(e, self._vault) for e in [*held, done]])
 
     def _finish_final(self, decision: Decision) -> dict[str, Any]:
         response = self._final.get("response")

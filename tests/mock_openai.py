@@ -38,6 +38,9 @@ class MockOpenAI(AppThread):
         self.fail_status = fail_status  # answer every request with this error status
         self.set_cookie = set_cookie  # a Set-Cookie header on every answer
         self.received: list[Received] = []
+        # when set, the Responses API answers with these output items (provider-run tools'
+        # calls and results, as a real provider sends them) instead of the local model's
+        self.responses_output: list[dict[str, Any]] | None = None
         self._model = LocalModelBackend()
 
     @property
@@ -71,6 +74,8 @@ class MockOpenAI(AppThread):
         body = await self._received(request)
         if isinstance(body, web.Response):
             return body
+        if self.responses_output is not None:
+            return await self._scripted_response(request, body, self.responses_output)
         route = Route(name=body["model"], backend="mock", upstream_model=body["model"])
         chat = responses_via_chat.to_chat(body)
         if not body.get("stream"):
@@ -79,6 +84,26 @@ class MockOpenAI(AppThread):
         chunks = self._model.stream({**chat, "stream_options": {"include_usage": True}}, route)
         return await self._sse(request, responses_via_chat.events_from_chat(chunks,
                                                                              body["model"]))
+
+    async def _scripted_response(self, request: web.Request, body: dict[str, Any],
+                                 output: list[dict[str, Any]]) -> web.StreamResponse:
+        """A Responses answer made of `output`, whole or as a stream of item events."""
+        done = {"id": "resp_scripted", "object": "response", "created_at": 0,
+                "model": body["model"], "status": "completed", "output": output,
+                "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+        if not body.get("stream"):
+            return web.json_response(done)
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            started = {**done, "status": "in_progress", "output": []}
+            yield {"type": "response.created", "response": started}
+            for oi, item in enumerate(output):
+                yield {"type": "response.output_item.added", "output_index": oi, "item": item}
+                yield {"type": "response.output_item.done", "output_index": oi, "item": item}
+            yield {"type": "response.completed", "response": done}
+
+        numbered = ({**e, "sequence_number": n} async for n, e in _enumerate(events()))
+        return await self._sse(request, numbered)
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await self._received(request)
@@ -120,3 +145,11 @@ class MockOpenAI(AppThread):
     def last_text(self) -> str:
         """Everything the upstream received in its last request, as one string."""
         return json.dumps(self.received[-1].body, ensure_ascii=False)
+
+
+async def _enumerate(events: AsyncIterator[dict[str, Any]]
+                     ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    n = 0
+    async for event in events:
+        yield n, event
+        n += 1

@@ -1,0 +1,71 @@
+"""Responses API items other than messages and function calls: which of their fields a model
+reads or an agent runs, and with what trust.
+
+A remote MCP server's output, a code run's logs, file search results and shell output are
+third-party text (TOOL trust: the injection rules read it); calls and code the model wrote are
+ASSISTANT text, tagged with the tool they drive so argument rules (shell, eval) apply. The
+same items come back in a later request's `input`, so both directions read them alike. Item
+types lictor does not know are read whole as TOOL text: nothing is forwarded unread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lictor.adapters.content_walk import Path, string_segments
+from lictor.enforcement.types import Segment, Trust
+
+# item type -> (field, trust, tool the field drives: a name, "name" for the item's own
+# `name`, or "" when it is not a call's input)
+_ITEM_FIELDS: dict[str, tuple[tuple[str, Trust, str], ...]] = {
+    "custom_tool_call": (("input", Trust.ASSISTANT, "name"),),
+    "custom_tool_call_output": (("output", Trust.TOOL, ""),),
+    "mcp_call": (("arguments", Trust.ASSISTANT, "name"), ("output", Trust.TOOL, ""),
+                 ("error", Trust.TOOL, "")),
+    "mcp_approval_request": (("arguments", Trust.ASSISTANT, "name"),),
+    "mcp_approval_response": (("reason", Trust.USER, ""),),
+    "mcp_list_tools": (("tools", Trust.TOOL, ""), ("error", Trust.TOOL, "")),
+    "local_shell_call": (("action", Trust.ASSISTANT, "local_shell"),),
+    "local_shell_call_output": (("output", Trust.TOOL, ""),),
+    "shell_call": (("action", Trust.ASSISTANT, "shell"),),
+    "shell_call_output": (("output", Trust.TOOL, ""),),
+    "apply_patch_call": (("operation", Trust.ASSISTANT, "apply_patch"),),
+    "apply_patch_call_output": (("output", Trust.TOOL, ""),),
+    "computer_call": (("action", Trust.ASSISTANT, "computer"),
+                      ("pending_safety_checks", Trust.TOOL, "")),
+    "computer_call_output": (("output", Trust.TOOL, ""),
+                             ("acknowledged_safety_checks", Trust.TOOL, "")),
+    "code_interpreter_call": (("code", Trust.ASSISTANT, "code_interpreter"),
+                              ("outputs", Trust.TOOL, "")),
+    "web_search_call": (("action", Trust.ASSISTANT, ""),),
+    "file_search_call": (("queries", Trust.ASSISTANT, ""), ("results", Trust.TOOL, "")),
+    "reasoning": (("summary", Trust.ASSISTANT, ""), ("content", Trust.ASSISTANT, "")),
+    "image_generation_call": (("revised_prompt", Trust.ASSISTANT, ""),),  # `result`: an image
+    "item_reference": (),  # an id only
+}
+# Message content parts that are media, not text: not read (see docs/security.md).
+MEDIA_PARTS = frozenset({"input_image", "input_file", "input_audio"})
+
+
+def item_segments(item: dict[str, Any], path: Path, out: list[Segment]) -> None:
+    """Segments for an item of any type but `message`, `function_call` and
+    `function_call_output` (which the adapter reads itself)."""
+    fields = _ITEM_FIELDS.get(str(item.get("type")))
+    if fields is None:  # a type newer than lictor: every string, as third-party text
+        string_segments(item, Trust.TOOL, path, out)
+        return
+    for field, trust, tool in fields:
+        if field in item:
+            name = str(item.get("name") or "?") if tool == "name" else tool
+            string_segments(item[field], trust, (*path, field), out, tool=name)
+
+
+def part_segments(part: dict[str, Any], trust: Trust, path: Path, out: list[Segment]) -> None:
+    """A message content part that is neither plain text nor media: a `refusal`, or a part
+    type newer than lictor (read whole, with the message's trust)."""
+    if part["type"] in MEDIA_PARTS:
+        return
+    if part["type"] == "refusal":
+        string_segments(part.get("refusal"), trust, (*path, "refusal"), out)
+        return
+    string_segments(part, trust, path, out)
