@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lictor.adapters.content_walk import string_segments
 from lictor.adapters.errors import ProtocolError
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
@@ -35,6 +36,15 @@ ROLE_TRUST = {
 }
 
 Path = tuple[str | int, ...]
+# Content parts that are media, not text: not read (see docs/security.md).
+MEDIA_PARTS = frozenset({"image_url", "input_audio", "file"})
+# The deprecated `functions` API has no tool call ids and its own stream deltas; lictor
+# authorizes calls through `tools` only, so it refuses the old form rather than pass it.
+LEGACY_FUNCTIONS = (
+    "`functions` and `function_call` are the deprecated form of `tools` and `tool_choice`; "
+    "lictor authorizes tool calls through `tools` only: send each function as a `tools` "
+    'entry of type "function"')
+LEGACY_CALL = "the model proposed a legacy `function_call`, which lictor cannot authorize"
 
 
 def _bad(message: str, param: str) -> ProtocolError:
@@ -57,6 +67,9 @@ def start_request(body: Any, protocol: str, *, streams: bool = True) -> Action:
 def parse_request(body: Any) -> Action:
     """Validate a chat completion request and list every text it carries, with trust."""
     action = start_request(body, PROTOCOL)
+    for legacy in ("functions", "function_call"):
+        if body.get(legacy) is not None:
+            raise _bad(LEGACY_FUNCTIONS, legacy)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty array", "messages")
@@ -65,7 +78,8 @@ def parse_request(body: Any) -> Action:
         if msg.__class__ is dict:  # a plain text message, the bulk of a history, inline
             content, role = msg.get("content"), msg.get("role")
             trust = role_trust.get(role) if role.__class__ is str else None
-            if content.__class__ is str and trust is not None and "tool_calls" not in msg:
+            if (content.__class__ is str and trust is not None and "tool_calls" not in msg
+                    and "function_call" not in msg and "refusal" not in msg):
                 segments.append(Segment(content, trust, ("messages", i, "content")))
                 continue
         _parse_message(msg, i, segments)
@@ -105,8 +119,17 @@ def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
                 if not isinstance(text, str):
                     raise _bad("a text part needs a string `text`", f"{where}.content[{j}].text")
                 out.append(Segment(text, trust, ("messages", i, "content", j, "text")))
+            elif part["type"] not in MEDIA_PARTS:  # a refusal, or a newer part type: whole
+                string_segments(part, trust, ("messages", i, "content", j), out)
     elif content is not None:
         raise _bad("`content` must be a string, an array of parts, or null", f"{where}.content")
+    if isinstance(msg.get("refusal"), str):
+        out.append(Segment(msg["refusal"], trust, ("messages", i, "refusal")))
+    legacy = msg.get("function_call")
+    if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
+        out.append(Segment(legacy["arguments"], Trust.ASSISTANT,
+                           ("messages", i, "function_call", "arguments"),
+                           tool=str(legacy.get("name") or "?")))
     calls = msg.get("tool_calls")
     if calls is not None:
         if not isinstance(calls, list):
@@ -198,6 +221,8 @@ def parse_response(resp: Any) -> Action:
     action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, PROTOCOL)
     for ci, choice in enumerate(_choices(resp)):
         message = choice.get("message") or {}
+        if isinstance(message, dict) and message.get("function_call") is not None:
+            raise ProtocolError(502, LEGACY_CALL, error_type="upstream_error")
         content = message.get("content")
         if isinstance(content, str):
             action.segments.append(Segment(content, Trust.ASSISTANT, ("choices", ci)))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lictor.adapters.errors import ProtocolError
-from lictor.adapters.openai_chat import refusal_notes, tool_call_from_wire
+from lictor.adapters.openai_chat import LEGACY_CALL, refusal_notes, tool_call_from_wire
 from lictor.enforcement.pii import PlaceholderVault, StreamRestorer
 from lictor.enforcement.types import STOPS, Decision, Finding, Segment, ToolCall
 
@@ -89,6 +89,8 @@ def _checked_choices(chunk: Any) -> list[dict[str, Any]]:
             raise _malformed("`delta` must be an object with string `content`")
         if reason is not None and not isinstance(reason, str):
             raise _malformed("`finish_reason` must be a string")
+        if delta.get("function_call") is not None:
+            raise _malformed(LEGACY_CALL)
         calls = delta.get("tool_calls") or []
         if not isinstance(calls, list):
             raise _malformed("`delta.tool_calls` must be an array")

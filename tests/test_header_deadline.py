@@ -61,11 +61,11 @@ def _answer(sock: socket.socket) -> bytes:
 
 
 def test_a_dribbling_client_is_closed_and_others_are_served(lictor: BackgroundServer) -> None:
+    started = time.monotonic()  # the deadline counts from the connection's opening
     slow = _connect(lictor)
     outcome: dict[str, object] = {}
 
     def dribble() -> None:
-        started = time.monotonic()
         try:
             for byte in b"GET /healthz HTTP/1.1\r\nHost: lictor\r\nX-Slow: " + b"a" * 200:
                 slow.sendall(bytes([byte]))
@@ -90,8 +90,8 @@ def test_a_dribbling_client_is_closed_and_others_are_served(lictor: BackgroundSe
 
 
 def test_a_silent_connection_is_closed_without_an_answer(lictor: BackgroundServer) -> None:
+    started = time.monotonic()  # before: the server may arm its timer before connect returns
     sock = _connect(lictor)
-    started = time.monotonic()
     assert _read_all(sock) == b""  # nothing was asked: nothing to answer
     assert DEADLINE_S <= time.monotonic() - started < DEADLINE_S + 2
     sock.close()
@@ -107,8 +107,8 @@ def test_kept_alive_idle_connections_are_left_alone(lictor: BackgroundServer) ->
     sock.sendall(GET)
     assert _answer(sock).startswith(b"HTTP/1.1 200")
     # and a next request dribbled too slowly on it is still cut
+    started = time.monotonic()  # before: the timer may start before sendall returns
     sock.sendall(b"GET /healthz HTTP/1.1\r\n")
-    started = time.monotonic()
     assert _read_all(sock).startswith(b"HTTP/1.1 408")
     assert DEADLINE_S <= time.monotonic() - started < DEADLINE_S + 2
     sock.close()
