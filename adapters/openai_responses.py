@@ -22,10 +22,16 @@ from lictor.adapters.openai_chat import (
     ROLE_TRUST,
     refusal_notes,
     start_request,
-    tool_call_from_wire,
     with_masked_texts,
 )
-from lictor.adapters.responses_items import item_segments, part_segments
+from lictor.adapters.responses_items import (
+    CALL_ITEMS,
+    CLIENT_TOOLS,
+    client_call,
+    client_tool_name,
+    item_segments,
+    part_segments,
+)
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
     Action,
@@ -34,7 +40,6 @@ from lictor.enforcement.types import (
     Direction,
     HostedTool,
     Segment,
-    ToolCall,
     ToolDefinition,
     Trust,
 )
@@ -67,15 +72,16 @@ def parse_request(body: Any) -> Action:
         for k, tool in enumerate(tools):
             if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
                 raise _bad("each tool needs a string `type`", f"tools[{k}].type")
-            if tool["type"] != "function":  # run by the provider, out of lictor's sight
+            if tool["type"] not in CLIENT_TOOLS:  # run by the provider, out of lictor's sight
                 action.hosted_tools.append(hosted_tool(tool, ("tools", k)))
                 continue
-            name = tool.get("name")
-            if not isinstance(name, str) or not name:
-                raise _bad("each function tool needs a `name`", f"tools[{k}].name")
+            name = client_tool_name(tool)
+            if name is None:
+                raise _bad(f"each {tool['type']} tool needs a `name`", f"tools[{k}].name")
             action.offered_tools.append(name)
             action.tool_definitions[name] = ToolDefinition(
-                str(tool.get("description") or ""), tool.get("parameters") or {})
+                str(tool.get("description") or ""),
+                tool.get("parameters") or tool.get("format") or {})
     return action
 
 
@@ -145,7 +151,7 @@ def apply_request(
                 choice.get("type") == body["tools"][k]["type"] for k in dropped):
             raise hosted_refusal(action, decision)  # without it the request is malformed
         kept = [t for k, t in enumerate(body["tools"]) if k not in dropped
-                and not (t.get("type") == "function" and t.get("name") in removed)]
+                and client_tool_name(t) not in removed]
         if kept:
             doc.root["tools"] = kept
         else:
@@ -162,13 +168,6 @@ def _output(resp: Any) -> list[dict[str, Any]]:
     return output
 
 
-def function_call(item: dict[str, Any]) -> ToolCall:
-    return tool_call_from_wire(
-        {"id": item.get("call_id"), "function": {"name": item.get("name"),
-                                                 "arguments": item.get("arguments")}},
-        str(item.get("id") or ""))
-
-
 def parse_response(resp: Any) -> Action:
     """The model's answer as an action: output text and the function calls it proposes."""
     action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, PROTOCOL)
@@ -181,8 +180,8 @@ def parse_response(resp: Any) -> Action:
                 elif isinstance(part, dict) and isinstance(part.get("type"), str):
                     part_segments(part, Trust.ASSISTANT, ("output", oi, "content", j),
                                   action.segments)
-        elif item.get("type") == "function_call":
-            action.tool_calls.append(function_call(item))
+        elif item.get("type") in CALL_ITEMS:  # the agent would run it: authorized first
+            action.tool_calls.append(client_call(item))
         else:  # a provider-run tool's call and result, reasoning, or a newer item type
             item_segments(item, ("output", oi), action.segments)
     return action
@@ -194,8 +193,8 @@ def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
     text = "".join(p["text"] for o in output if o.get("type") == "message"
                    for p in o.get("content") or []
                    if isinstance(p, dict) and isinstance(p.get("text"), str))
-    calls = [{"name": str(o.get("name", "")), "arguments": str(o.get("arguments", ""))}
-             for o in output if o.get("type") == "function_call"]
+    calls = [{"name": c.name, "arguments": c.raw_arguments}
+             for c in (client_call(o) for o in output if o.get("type") in CALL_ITEMS)]
     return [{"index": 0, "content": text or None, "tool_calls": calls,
              "finish_reason": resp.get("status")}]
 
@@ -224,8 +223,8 @@ def apply_response(
     removed = set(decision.removed_tool_calls)
     out: list[dict[str, Any]] = []
     for item in _output(resp):
-        if item.get("type") == "function_call":
-            call = function_call(item)
+        if item.get("type") in CALL_ITEMS:
+            call = client_call(item)
             if call.call_id in removed:
                 out.append(note_item(refusal_notes(decision, [call]), call.call_id))
                 continue

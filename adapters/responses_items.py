@@ -10,10 +10,12 @@ types lictor does not know are read whole as TOOL text: nothing is forwarded unr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lictor.adapters.content_walk import Path, string_segments
-from lictor.enforcement.types import Segment, Trust
+from lictor.adapters.openai_chat import tool_call_from_wire
+from lictor.enforcement.types import Segment, ToolCall, Trust
 
 # item type -> (field, trust, tool the field drives: a name, "name" for the item's own
 # `name`, or "" when it is not a call's input)
@@ -69,3 +71,46 @@ def part_segments(part: dict[str, Any], trust: Trust, path: Path, out: list[Segm
         string_segments(part.get("refusal"), trust, (*path, "refusal"), out)
         return
     string_segments(part, trust, path, out)
+
+
+# Tools the agent runs, though not `function`s: offered by name and their calls authorized
+# like function calls. Tool type -> the name Cedar sees (None: the tool's own `name`).
+CLIENT_TOOLS: dict[str, str | None] = {
+    "function": None, "custom": None, "local_shell": "local_shell", "shell": "shell",
+    "apply_patch": "apply_patch",
+}
+# Their call items -> the field holding what the agent is asked to run.
+CALL_ITEMS: dict[str, str] = {
+    "function_call": "arguments", "custom_tool_call": "input", "local_shell_call": "action",
+    "shell_call": "action", "apply_patch_call": "operation",
+}
+_CALL_TOOL = {"local_shell_call": "local_shell", "shell_call": "shell",
+              "apply_patch_call": "apply_patch"}
+
+
+def client_tool_name(tool: dict[str, Any]) -> str | None:
+    """The name Cedar authorizes an agent-run tool by; None for a provider-run tool."""
+    kind = tool.get("type")
+    if kind not in CLIENT_TOOLS:
+        return None
+    fixed = CLIENT_TOOLS[kind]
+    name = fixed if fixed is not None else tool.get("name")
+    return name if isinstance(name, str) and name else None
+
+
+def client_call(item: dict[str, Any], payload: Any = None) -> ToolCall:
+    """A call item the agent would run, as a ToolCall (`payload`: what it runs, when the
+    item's own field is not complete yet, as while streaming)."""
+    kind = str(item.get("type"))
+    value = item.get(CALL_ITEMS[kind]) if payload is None else payload
+    if kind == "function_call":
+        return tool_call_from_wire(
+            {"id": item.get("call_id"), "function": {"name": item.get("name"),
+                                                     "arguments": value}},
+            str(item.get("id") or ""))
+    return ToolCall(
+        name=_CALL_TOOL.get(kind) or str(item.get("name") or ""),
+        arguments=value if isinstance(value, dict) else {"input": value},
+        call_id=str(item.get("call_id") or item.get("id") or ""),
+        raw_arguments=value if isinstance(value, str) else json.dumps(value, ensure_ascii=False),
+    )

@@ -1,12 +1,13 @@
 """Streamed Responses API, governed event by event without buffering the answer.
 
 Text deltas flow through restored and checked on a sliding window; `.done` events and
-the final `response.completed` carry restored text too. From the first `function_call`
-item on, events wait for the final event; then the calls are authorized together and
-released, or each replaced by a message item (same output index) saying why. Any other
-item (a provider-run tool's call and result, reasoning, a newer item type) is held from
-its `output_item.added` to its `output_item.done` and judged whole, as `parse_response`
-reads it. Sequence numbers are renumbered in the order events reach the agent.
+the final `response.completed` carry restored text too. From the first call item the agent
+would run (`function_call`, `custom_tool_call`, shell and patch calls) on, events wait for
+the final event; then the calls are authorized together and released, or each replaced by
+a message item (same output index) saying why. Any other item (a provider-run tool's call
+and result, reasoning, a newer item type) is held from its `output_item.added` to its
+`output_item.done` and judged whole, as `parse_response` reads it. Sequence numbers are
+renumbered in the order events reach the agent.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from typing import Any
 from lictor.adapters.content_walk import restore_strings
 from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_chat import refusal_notes
-from lictor.adapters.openai_responses import apply_response, function_call, note_item, restore_item
+from lictor.adapters.openai_responses import apply_response, note_item, restore_item
 from lictor.adapters.openai_stream import AuthorizeCalls, CheckText
-from lictor.adapters.responses_items import item_segments
+from lictor.adapters.responses_items import CALL_ITEMS, client_call, item_segments
 from lictor.adapters.sse import named_frame as frame
 from lictor.adapters.stream_text import HeldToolCalls, TextGate
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, Segment, ToolCall, Verdict
 
 FINAL = ("response.completed", "response.incomplete", "response.failed")
-_PIECEMEAL = ("message", "function_call")  # streamed as they come; other items held whole
+# streamed as they come (text) or held until authorized (calls); other items held whole
+_PIECEMEAL = frozenset({"message", *CALL_ITEMS})
+# the deltas of a held call's text: a function's arguments, a custom tool's input
+_CALL_DELTAS = ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta")
 
 
 def error_frame(err: ProtocolError) -> bytes:
@@ -60,7 +64,7 @@ class ResponsesStream(HeldToolCalls):
         self._vault = vault
         self._check = check_text
         self._texts: dict[tuple[int, int], TextGate] = {}
-        self._calls: dict[int, dict[str, Any]] = {}  # output index -> function_call item
+        self._calls: dict[int, dict[str, Any]] = {}  # output index -> a call item (CALL_ITEMS)
         # output index -> the held events of an item judged whole when done (a provider-run
         # tool's call and result, reasoning, a newer item type)
         self._items: dict[int, list[dict[str, Any]]] = {}
@@ -96,7 +100,7 @@ class ResponsesStream(HeldToolCalls):
         kind = event.get("type")
         oi = event.get("output_index")
         item: dict[str, Any] = event["item"] if isinstance(event.get("item"), dict) else {}
-        if kind == "response.output_item.added" and item.get("type") == "function_call":
+        if kind == "response.output_item.added" and item.get("type") in CALL_ITEMS:
             self._calls[int(oi or 0)] = item
             self._args[int(oi or 0)] = []
             self._waiting.append(int(oi or 0))
@@ -110,9 +114,9 @@ class ResponsesStream(HeldToolCalls):
             self._items[oi].append(event)
             return []
         if isinstance(oi, int) and oi in self._calls:  # a held call's own events
-            if kind == "response.function_call_arguments.delta":
+            if kind in _CALL_DELTAS:
                 self._args[oi].append(str(event.get("delta") or ""))
-            elif kind == "response.output_item.done" and isinstance(item.get("arguments"), str):
+            elif kind == "response.output_item.done" and item.get("type") in CALL_ITEMS:
                 self._calls[oi] = item
             return []
         if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
@@ -175,9 +179,11 @@ class ResponsesStream(HeldToolCalls):
     def _tool_calls(self) -> list[ToolCall]:
         out = []
         for oi, item in self._calls.items():
-            args = item.get("arguments")
-            whole = args if isinstance(args, str) and args else "".join(self._args[oi])
-            out.append(function_call({**item, "arguments": whole}))
+            field = CALL_ITEMS[item["type"]]
+            value = item.get(field)
+            if not (isinstance(value, str) and value) and self._args[oi]:
+                value = "".join(self._args[oi])  # the item's own field came empty: the deltas
+            out.append(client_call(item, value))
         return out
 
     def release(self, index: int, calls: list[ToolCall], decision: Decision,
@@ -196,6 +202,14 @@ class ResponsesStream(HeldToolCalls):
             if call.call_id in removed:
                 self.removed_tool_calls.append(call.call_id)
                 out += _note_events(entry, refusal_notes(decision, [call]), call.call_id)
+                continue
+            if item["type"] != "function_call":  # no deltas: the item whole, restored
+                done = restore_item({**item, CALL_ITEMS[item["type"]]: _payload(call, item)},
+                                    self._vault)
+                out += [{"type": "response.output_item.added", "output_index": entry,
+                         "item": {**done, "status": "in_progress"}},
+                        {"type": "response.output_item.done", "output_index": entry,
+                         "item": {**done, "status": "completed"}}]
                 continue
             args = self._vault.restore(call.raw_arguments)
             at = {"item_id": item.get("id"), "output_index": entry}
@@ -226,3 +240,9 @@ class ResponsesStream(HeldToolCalls):
         text = "".join("".join(g.upstream) for _, g in sorted(self._texts.items()))
         return [{"index": 0, "content": text, "tool_calls": calls,
                  "finish_reason": self.status}]
+
+
+def _payload(call: ToolCall, item: dict[str, Any]) -> Any:
+    """What a held non-function call runs, in its item's own shape (text or object)."""
+    value = item.get(CALL_ITEMS[item["type"]])
+    return call.raw_arguments if isinstance(value, str) or value is None else value

@@ -164,3 +164,69 @@ def test_ai_directed_tool_result_in_an_answer_taints_the_session(
     with pytest.raises(openai.PermissionDeniedError) as info:
         c.responses.create(model="mock-gpt", input='CALL send_email {"to": "x"}')
     assert "taint.high-impact-tools" in info.value.message
+
+
+GREP = {"type": "custom", "name": "grep", "description": "Search files",
+        "format": {"type": "text"}}
+
+
+def custom_call(name: str, text: str) -> dict[str, Any]:
+    return {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_c1", "name": name,
+            "input": text, "status": "completed"}
+
+
+def answer_items(c: openai.OpenAI, stream: bool, **kwargs: Any) -> list[Any]:
+    if not stream:
+        return list(c.responses.create(model="mock-gpt", **kwargs).output)
+    events = list(c.responses.create(model="mock-gpt", stream=True, **kwargs))
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    done = [e.item for e in events if e.type == "response.output_item.done"]
+    final = events[-1].response.output
+    assert [i.type for i in done] == [i.type for i in final]
+    return list(final)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_custom_tool_is_offered_and_its_call_passes_restored(
+        lictor: BackgroundServer, upstream: MockOpenAI, stream: bool) -> None:
+    """A custom (free-form) tool is the agent's, like a function: offered by name, and a
+    call to it reaches the agent with its input's placeholders put back."""
+    c = client(lictor)
+    c.responses.create(model="mock-gpt", input=f"Mail {EMAIL}", tools=[GREP])
+    assert upstream.received[-1].body["tools"] == [GREP]
+    placeholder = PLACEHOLDER.search(upstream.last_text())
+    assert placeholder is not None
+    upstream.responses_output = [custom_call("grep", f"-r {placeholder.group(0)} .")]
+    items = answer_items(c, stream, input=f"Mail {EMAIL}", tools=[GREP])
+    assert [(i.type, i.name, i.input) for i in items] == [
+        ("custom_tool_call", "grep", f"-r {EMAIL} .")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_forbidden_custom_and_local_shell_calls_are_replaced_by_notes(
+        lictor: BackgroundServer, upstream: MockOpenAI, stream: bool) -> None:
+    """A call the agent would run is authorized like a function call: a forbidden one
+    never reaches the agent, a note naming the policy takes its place."""
+    upstream.responses_output = [
+        custom_call("shell", "ls -la"),
+        {"type": "local_shell_call", "id": "ls_2", "call_id": "call_ls2", "status": "completed",
+         "action": {"type": "exec", "command": ["ls"], "env": {}}},
+        custom_call("grep", "needle")]
+    upstream.responses_output[2]["call_id"] = "call_c2"
+    items = answer_items(client(lictor), stream, input="List files.", tools=[GREP])
+    assert [i.type for i in items] == ["message", "message", "custom_tool_call"]
+    assert all("no-shell-tools" in i.content[0].text for i in items[:2])
+    record = audit_rows(lictor)[-1]
+    assert record["verdict"] == "flag"
+    assert [(f["rule"], f["evidence"]) for f in record["findings"]] == [
+        ("cedar:no-shell-tools", "shell"), ("cedar:no-shell-tools", "local_shell")]
+
+
+def test_local_shell_tool_offer_is_taken_out(lictor: BackgroundServer,
+                                             upstream: MockOpenAI) -> None:
+    client(lictor).responses.create(model="mock-gpt", input="hi",
+                                    tools=[{"type": "local_shell"}, GREP])
+    assert upstream.received[-1].body["tools"] == [GREP]
+    request = [r for r in audit_rows(lictor) if r.get("kind") == "model_request"][-1]
+    assert request["verdict"] == "flag"
+    assert [f["rule"] for f in request["findings"]] == ["cedar:no-shell-tools"]
