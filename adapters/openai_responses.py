@@ -4,10 +4,11 @@
 `function_call_output` items (tool results) become segments with the same trust labels as
 Chat Completions, so every rule applies unchanged; every other item type, in a request's
 `input` and in an answer's `output`, is read as `responses_items` says (a type lictor does
-not know is read whole, as third-party text). Tools of any other type than `function`
-(`mcp`, `web_search_preview`, `code_interpreter`, unknown ones) run at the provider: each is
-a hosted tool offer, authorized like a function. Unknown top-level fields pass through
-untouched.
+not know is read whole, as third-party text). Tools the agent runs (`function`, `custom`,
+`local_shell`, `shell`, `apply_patch`) are offered by name and their calls authorized; any
+other type (`mcp`, `web_search_preview`, `code_interpreter`, unknown ones) runs at the
+provider: each is a hosted tool offer, authorized like a function. Unknown top-level fields
+pass through untouched.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def _output(resp: Any) -> list[dict[str, Any]]:
 
 
 def parse_response(resp: Any) -> Action:
-    """The model's answer as an action: output text and the function calls it proposes."""
+    """The model's answer as an action: its texts, and the calls it proposes the agent run."""
     action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, PROTOCOL)
     for oi, item in enumerate(_output(resp)):
         if item.get("type") == "message":
