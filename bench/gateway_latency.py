@@ -22,6 +22,10 @@ its own endpoint of every target.
 exporting over OTLP/HTTP (batched spans, metrics every 30 s) to the mock upstream, which
 accepts and counts the exports; it prints what telemetry adds over the lictor without it.
 
+`--floor` adds the least any Python hop costs here (`floor_proxy.py`: a bare asyncio
+protocol with lictor's lean upstream client, no framework, checks or audit) to the same
+rotation: what is left of a latency target once that is spent.
+
 `--baseline REV` adds lictor as of a git revision (`git archive`, run on this venv's
 packages, as `compare --baseline` does) to the same rotation, for before/after figures of a
 change in one run: it prints what this lictor adds over that one. Each proxy's CPU time
@@ -181,6 +185,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--telemetry", action="store_true",
                         help="also measure a lictor with telemetry on (console exporter)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure the least a Python hop costs here (floor_proxy.py)")
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure lictor as of this git revision (before/after)")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS),
@@ -216,6 +222,12 @@ def main() -> int:
             procs.append(_lictor(config, lictor_port))
             ports = [up_port, bare_port, lictor_port]
             names = ["direct", "bare", "lictor"]
+            if args.floor:
+                ports.append(free_port())
+                procs.append(subprocess.Popen(
+                    [sys.executable, str(HERE / "floor_proxy.py"), "--port", str(ports[-1]),
+                     "--upstream", upstream_url]))
+                names.append("floor")
             if args.telemetry:
                 otel_config = write_config(Path(tmp) / "lictor-otel.yaml", {
                     **settings, "data_dir": str(Path(tmp) / "var-otel"),
@@ -271,7 +283,7 @@ def main() -> int:
                         "p99_ms": round(percentile(values, 0.99), 3),
                         "mean_ms": round(statistics.fmean(values), 3)}
     for q in ("p50_ms", "p99_ms"):
-        for name in ("bare", "lictor", "baseline"):
+        for name in ("bare", "floor", "lictor", "baseline"):
             if name in names:
                 added = result[name][q] - result["direct"][q]
                 result.setdefault(f"{name}_added", {})[q] = round(added, 3)
@@ -307,6 +319,9 @@ def main() -> int:
     if "baseline" in names:
         rows[rows.index("bare_added"):rows.index("bare_added")] = ["baseline"]
         rows += ["baseline_added", "lictor_vs_baseline"]
+    if "floor" in names:
+        rows[rows.index("bare"):rows.index("bare")] = ["floor"]
+        rows[rows.index("bare_added"):rows.index("bare_added")] = ["floor_added"]
     for name in rows:
         row = result[name]
         print(f"{name:18} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f}")

@@ -24,11 +24,12 @@ def run_bench(tmp_path: Path, script: str, *args: str,
 def test_gateway_latency_bench_runs(tmp_path: Path) -> None:
     result, out = run_bench(
         tmp_path, "gateway_latency.py", "--requests", "20", "--warmup", "2", "--telemetry",
-        "--baseline", "HEAD")
+        "--baseline", "HEAD", "--floor")
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
-    for name in ("direct", "bare", "lictor"):
+    for name in ("direct", "bare", "lictor", "floor"):
         assert 0 < figures[name]["p50_ms"] <= figures[name]["p99_ms"]
+    assert figures["cpu_us_per_request"]["floor"] > 0 and "floor_added" in figures
     assert "lictor_over_bare" in figures and "lictor_added" in figures
     assert figures["lictor_otel"]["p50_ms"] > 0 and "otel_over_lictor" in figures
     assert "lictor_added" in result.stdout
