@@ -8,17 +8,24 @@ calls that need approval wait in `held` until the gateway has asked people.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import refusal_notes, tool_call_from_wire
 from lictor.enforcement.pii import PlaceholderVault, StreamRestorer
-from lictor.enforcement.types import STOPS, Decision, Finding, ToolCall
+from lictor.enforcement.types import STOPS, Decision, Finding, Segment, ToolCall
 
 CheckText = Callable[[str], list[Finding]]
-AuthorizeCalls = Callable[[list[ToolCall]], Decision]
+
+
+class AuthorizeCalls(Protocol):
+    """Judge a streamed answer's tool calls as one response action, with the segments of
+    any part held back to be read whole first (a provider-run tool's result)."""
+
+    def __call__(self, calls: list[ToolCall], segments: Sequence[Segment] = ()) -> Decision: ...
+
 
 WINDOW = 512  # chars of earlier output re-scanned with each chunk, so a phrase split
 # across chunks is still seen whole

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from lictor.enforcement.types import (
     Decision,
     Direction,
     Finding,
+    Segment,
     ToolCall,
     Verdict,
     combine,
@@ -41,9 +42,9 @@ def governed_stream(gw: Gateway, ex: Exchange) -> GovernedStream:
     engine, principal, timed = gw.engine, ex.principal, gw.telemetry.timed
     protocol = ex.wire.protocol
 
-    def authorize(calls: list[ToolCall]) -> Decision:
+    def authorize(calls: list[ToolCall], segments: Sequence[Segment] = ()) -> Decision:
         action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, protocol,
-                        tool_calls=calls)
+                        segments=list(segments), tool_calls=calls)
         return timed(engine.evaluate_response, principal, action, ex.session)
 
     def check_text(text: str) -> list[Finding]:
