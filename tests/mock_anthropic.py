@@ -36,7 +36,7 @@ def _message(model: str, content: list[dict[str, Any]], stop: str | None) -> dic
             "usage": {"input_tokens": 3, "output_tokens": 5}}
 
 
-def _block_events(index: int, block: dict[str, Any]) -> list[dict[str, Any]]:
+def block_events(index: int, block: dict[str, Any]) -> list[dict[str, Any]]:
     """One content block as Anthropic streams it: text (citations first), JSON inputs and
     thinking as deltas; any other block (a provider-run tool's result) whole in its start."""
     kind = block.get("type")
@@ -63,7 +63,7 @@ async def _scripted_events(model: str, blocks: list[dict[str, Any]],
                                                 "usage": {"input_tokens": 3,
                                                           "output_tokens": 0}}}
     for index, block in enumerate(blocks):
-        for event in _block_events(index, block):
+        for event in block_events(index, block):
             yield event
     yield {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
            "usage": {"output_tokens": 5}}
