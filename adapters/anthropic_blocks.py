@@ -29,6 +29,12 @@ MEDIA_SOURCES = frozenset({"base64", "url", "file"})
 _PAYLOAD_KEYS = frozenset({"data", "url"})
 
 
+def kind_of(value: Any) -> str:
+    """A block's (or source's) `type`, or "" when it has none that is a string."""
+    kind = value.get("type") if isinstance(value, dict) else None
+    return kind if isinstance(kind, str) else ""
+
+
 def provider_call(block: dict[str, Any], path: Path, out: list[Segment]) -> None:
     """A `server_tool_use` / `mcp_tool_use` input: the model's arguments, as tool_use."""
     name = str(block.get("name") or "?")
@@ -51,7 +57,7 @@ def read_block(block: dict[str, Any], trust: Trust, path: Path, out: list[Segmen
     path): a document keeps `trust`; thinking is the model's own; a provider-run call is the
     model's arguments; search results, provider-run tool results and unknown types are
     third-party text (`Trust.TOOL`)."""
-    kind = block.get("type")
+    kind = kind_of(block)
     if kind in UNREAD:
         return
     if kind == "thinking":
@@ -77,7 +83,7 @@ def _media(value: Any, rel: Path) -> bool:
     base64/url/file source, an image or a redacted-thinking block."""
     for key in rel[:-1]:
         value = value[key]
-    return isinstance(value, dict) and value.get("type") in MEDIA_SOURCES | UNREAD
+    return kind_of(value) in MEDIA_SOURCES | UNREAD
 
 
 def restore_json(value: Any, vault: PlaceholderVault) -> Any:
@@ -95,6 +101,6 @@ def restored(block: dict[str, Any], vault: PlaceholderVault) -> dict[str, Any]:
     """`block` as the agent gets it: placeholders put back in every string it holds (in a
     provider-run call's `input`, under any key, as in a tool use's)."""
     out = restore_strings(block, vault)
-    if block.get("type") in PROVIDER_CALLS and "input" in block:
+    if kind_of(block) in PROVIDER_CALLS and "input" in block:
         return {**out, "input": restore_json(block["input"], vault)}
     return out

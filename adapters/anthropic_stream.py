@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from lictor.adapters.anthropic_blocks import (
+    kind_of,
     read_block,
     restore_json,
     restored,
@@ -81,7 +82,7 @@ class MessagesStream(HeldToolCalls):
                 self._texts[index] = TextGate.of(self._vault)
             elif block.get("type") == "thinking":
                 self._thoughts[index] = TextGate.of(self._vault)
-            elif block.get("type") not in STREAMED:
+            elif kind_of(block) not in STREAMED:
                 self._whole[index] = (block, [])
                 return []
         elif kind == "content_block_delta" and isinstance(index, int):
