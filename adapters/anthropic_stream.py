@@ -154,7 +154,8 @@ class MessagesStream(HeldToolCalls):
         read_block(block, Trust.ASSISTANT, ("content", index), segments)
         for k, event in enumerate(others):
             strings(event.get("delta"), Trust.TOOL, ("content", index, "delta", k), segments)
-        self.note(self._authorize([], segments).findings)
+        if segments:
+            self.note(self._authorize([], segments).findings)
         if self.blocked is not None:
             return []
         begin = {"type": "content_block_start", "index": index,

@@ -279,6 +279,20 @@ def test_injection_in_answer_block_blocked_and_audited(
     assert "taint.high-impact-tools" in later.value.message
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_flagged_answer_block_passes_and_is_audited(server: BackgroundServer,
+                                                    claude: MockAnthropic, stream: bool) -> None:
+    """A rule whose verdict is flag (a cloud key in content a model read) lets the answer
+    through, block intact, and the audit names it."""
+    key = "AKIAIOSFODNN7EXAMPLE"
+    claude.script = lambda body: mcp_answer(f"Deploy key: {key}")
+    blocks = answer(server, [{"role": "user", "content": "Deploy."}], stream)
+    assert blocks == mcp_answer(f"Deploy key: {key}")
+    record = audit_rows(server)[-1]
+    assert record["verdict"] == "flag"
+    assert [f["rule"] for f in record["findings"]] == ["secrets.in-request"]
+
+
 def benign_answer(body: dict[str, Any]) -> list[dict[str, Any]]:
     """Every kind of block, each holding the placeholder the model was shown."""
     assert MASKED in json.dumps(body)
