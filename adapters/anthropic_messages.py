@@ -1,10 +1,13 @@
 """Anthropic Messages: wire JSON to `Action`s, and decisions back onto the wire.
 
 The system prompt, text blocks, `tool_use` inputs and `tool_result` contents become
-segments with the same trust labels as Chat Completions, so every rule applies unchanged.
-Server tools (a `tools` entry with a `type`: `web_search_20250305`, ...) and the MCP
-connector's `mcp_servers` run at the provider: each is a hosted tool offer, authorized like
-a tool. Fields and block types it does not know are passed through untouched.
+segments with the same trust labels as Chat Completions, so every rule applies unchanged;
+every other block (documents, search results, thinking, the calls and results of tools
+the provider runs, types newer than lictor) is read by `anthropic_blocks`, in requests and
+answers alike; only media and opaque payloads are not. Server tools (a `tools` entry with
+a `type`: `web_search_20250305`, ...) and the MCP connector's `mcp_servers` run at the
+provider: each is a hosted tool offer, authorized like a tool. Unknown top-level fields
+pass through untouched.
 """
 
 from __future__ import annotations
@@ -12,6 +15,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lictor.adapters.anthropic_blocks import (
+    JSON_KEY,
+    PROVIDER_CALLS,
+    cited,
+    read_block,
+    restore_json,
+    restored,
+)
+from lictor.adapters.content_walk import restore_strings
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.hosted_tools import hosted_refusal, removed_places, url_host
 from lictor.adapters.openai_chat import refusal_notes, with_masked_texts
@@ -30,7 +42,6 @@ from lictor.enforcement.types import (
 
 PROTOCOL = "anthropic.messages"
 ROLE_TRUST = {"user": Trust.USER, "assistant": Trust.ASSISTANT}
-JSON_KEY = "input"  # a segment whose path ends here holds a JSON object, serialized
 
 # Anthropic's error types by HTTP status (https://docs.anthropic.com/en/api/errors).
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
@@ -51,7 +62,8 @@ def _bad(message: str, param: str) -> ProtocolError:
 
 def _text_blocks(content: Any, trust: Trust, path: tuple[str | int, ...], where: str,
                  out: list[Segment]) -> None:
-    """A string, or an array of blocks of which the `text` ones are read."""
+    """A string, or an array of blocks: text ones read inline (the common case, kept
+    cheap), any other through `read_block`."""
     if isinstance(content, str):
         out.append(Segment(content, trust, path))
         return
@@ -64,6 +76,10 @@ def _text_blocks(content: Any, trust: Trust, path: tuple[str | int, ...], where:
             if not isinstance(block.get("text"), str):
                 raise _bad("a text block needs a string `text`", f"{where}[{j}].text")
             out.append(Segment(block["text"], trust, (*path, j, "text")))
+            if block.get("citations"):
+                cited(block, (*path, j), out)
+        else:
+            read_block(block, trust, (*path, j), out)
 
 
 def parse_request(body: Any) -> Action:
@@ -141,14 +157,21 @@ def _parse_message(msg: Any, i: int, out: list[Segment]) -> None:
             if not isinstance(block.get("text"), str):
                 raise _bad("a text block needs a string `text`", f"{at}.text")
             out.append(Segment(block["text"], trust, (*path, j, "text")))
+            if block.get("citations"):
+                cited(block, (*path, j), out)
         elif kind == "tool_use":
             if not isinstance(block.get("input"), dict):
                 raise _bad("a tool_use block needs an object `input`", f"{at}.input")
             out.append(Segment(json.dumps(block["input"], ensure_ascii=False), Trust.ASSISTANT,
                                (*path, j, JSON_KEY), tool=str(block.get("name") or "?")))
-        elif kind == "tool_result" and block.get("content") is not None:
-            _text_blocks(block["content"], Trust.TOOL, (*path, j, "content"),
-                         f"{at}.content", out)
+        elif kind == "tool_result":
+            if block.get("content") is not None:
+                _text_blocks(block["content"], Trust.TOOL, (*path, j, "content"),
+                             f"{at}.content", out)
+        else:
+            if kind in PROVIDER_CALLS and not isinstance(block.get("input"), dict):
+                raise _bad(f"a {kind} block needs an object `input`", f"{at}.input")
+            read_block(block, trust, (*path, j), out)
 
 
 def apply_request(
@@ -156,7 +179,7 @@ def apply_request(
 ) -> dict[str, Any]:
     """The request as it goes upstream: masked texts, forbidden tools taken out."""
     doc = with_masked_texts(body, action, masked_texts, lambda segment, text: (
-        _masked_input(text) if segment.path[-1] == JSON_KEY else text))
+        _masked_input(text) if segment.tool and segment.path[-1] == JSON_KEY else text))
     dropped = removed_places(action, decision, "tools")
     choice = body.get("tool_choice")
     if dropped and isinstance(choice, dict) and choice.get("name") in {
@@ -192,17 +215,6 @@ def _masked_input(text: str) -> Any:
                             code="unmaskable_input") from None
 
 
-def restore_json(value: Any, vault: PlaceholderVault) -> Any:
-    """A JSON value with the placeholders in its strings put back (quotes stay valid)."""
-    if isinstance(value, str):
-        return vault.restore(value)
-    if isinstance(value, dict):
-        return {k: restore_json(v, vault) for k, v in value.items()}
-    if isinstance(value, list):
-        return [restore_json(v, vault) for v in value]
-    return value
-
-
 def tool_call(block: dict[str, Any]) -> ToolCall:
     value = block.get("input")
     args = value if isinstance(value, dict) else {}
@@ -220,13 +232,20 @@ def _content(resp: Any) -> list[dict[str, Any]]:
 
 
 def parse_response(resp: Any) -> Action:
-    """The model's answer as an action: its text and the tool uses it proposes."""
+    """The model's answer as an action: its text and the tool uses it proposes, and every
+    other block's strings (a provider-run tool's result is `Trust.TOOL`: content the model
+    read, which the engine judges with the request-direction rules)."""
     action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, PROTOCOL)
     for j, block in enumerate(_content(resp)):
-        if block.get("type") == "text" and isinstance(block.get("text"), str):
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
             action.segments.append(Segment(block["text"], Trust.ASSISTANT, ("content", j)))
-        elif block.get("type") == "tool_use":
+            if block.get("citations"):
+                cited(block, ("content", j), action.segments)
+        elif kind == "tool_use":
             action.tool_calls.append(tool_call(block))
+        else:
+            read_block(block, Trust.ASSISTANT, ("content", j), action.segments)
     return action
 
 
@@ -251,8 +270,8 @@ def usage_tokens(usage: Any) -> int:
 def apply_response(
     resp: dict[str, Any], decision: Decision, vault: PlaceholderVault
 ) -> dict[str, Any]:
-    """The answer the agent sees: placeholders restored, forbidden tool uses replaced by a
-    text block saying why."""
+    """The answer the agent sees: placeholders restored (in every string of every block),
+    forbidden tool uses replaced by a text block saying why."""
     removed = set(decision.removed_tool_calls)
     blocks = _content(resp)
     calls = [tool_call(b) for b in blocks if b.get("type") == "tool_use"]
@@ -261,13 +280,13 @@ def apply_response(
     for block in blocks:
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
-            out.append({**block, "text": vault.restore(block["text"])})
+            out.append(restore_strings(block, vault))
         elif kind == "tool_use":
             if str(block.get("id") or "") in removed:
                 continue
             out.append({**block, "input": restore_json(block.get("input"), vault)})
-        else:
-            out.append(block)
+        else:  # thinking, provider-run tools' calls and results, unknown types
+            out.append(restored(block, vault))
     if notes:
         out.append({"type": "text", "text": "\n".join(notes)})
     result = {**resp, "content": out}

@@ -3,7 +3,11 @@
 Text deltas flow through as they arrive, restored and checked on a sliding window. From
 the first `tool_use` block on, events wait until `message_delta`; then the tool uses are
 authorized together and released (each as start, one `input_json_delta`, stop) or replaced
-by a text block at the same index saying why. Event order and framing stay Anthropic's.
+by a text block at the same index saying why. A block of any other type but thinking (a
+provider-run tool's call or result, a type newer than lictor) is held until its
+`content_block_stop` and judged whole, as the whole answer's blocks are, before it is
+released with placeholders restored or the stream is blocked. Event order and framing stay
+Anthropic's.
 """
 
 from __future__ import annotations
@@ -11,14 +15,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lictor.adapters.anthropic_messages import error_body, restore_json
+from lictor.adapters.anthropic_blocks import (
+    kind_of,
+    read_block,
+    restore_json,
+    restored,
+    strings,
+)
+from lictor.adapters.anthropic_messages import error_body
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.openai_stream import AuthorizeCalls, CheckText
 from lictor.adapters.sse import named_frame as frame
 from lictor.adapters.stream_text import HeldToolCalls, TextGate
 from lictor.enforcement.pii import PlaceholderVault
-from lictor.enforcement.types import Decision, ToolCall
+from lictor.enforcement.types import Decision, Segment, ToolCall, Trust
+
+STREAMED = frozenset({"text", "tool_use", "thinking", "redacted_thinking"})  # not held whole
 
 
 def error_frame(err: ProtocolError) -> bytes:
@@ -34,7 +47,10 @@ class MessagesStream(HeldToolCalls):
         self._vault = vault
         self._check = check_text
         self._texts: dict[int, TextGate] = {}
+        self._thoughts: dict[int, TextGate] = {}  # thinking blocks: restored, checked alike
         self._tools: dict[int, tuple[dict[str, Any], list[str]]] = {}  # start block, json
+        self._whole: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}  # start
+        # block and delta events of a block held until it is read whole
         self._waiting: list[dict[str, Any] | int] = []  # events (or tool indexes) held back
         self._delta: dict[str, Any] = {}  # the held message_delta
         self.stop_reason: str | None = None
@@ -64,25 +80,37 @@ class MessagesStream(HeldToolCalls):
                 return []
             if block.get("type") == "text":
                 self._texts[index] = TextGate.of(self._vault)
+            elif block.get("type") == "thinking":
+                self._thoughts[index] = TextGate.of(self._vault)
+            elif kind_of(block) not in STREAMED:
+                self._whole[index] = (block, [])
+                return []
         elif kind == "content_block_delta" and isinstance(index, int):
             delta = event.get("delta") or {}
+            if index in self._whole:
+                self._whole[index][1].append(event)
+                return []
             if index in self._tools:
                 self._tools[index][1].append(str(delta.get("partial_json") or ""))
                 return []
-            gate = self._texts.get(index)
-            if gate is not None and isinstance(delta.get("text"), str):
-                findings, text = gate.feed(delta["text"], self._check)
+            if delta.get("type") == "citations_delta":
+                return self._out(self._cited(event))
+            gate, key = self._gate(index)
+            if gate is not None and isinstance(delta.get(key), str):
+                findings, text = gate.feed(delta[key], self._check)
                 self.note(findings)
                 if self.blocked is not None:
                     return []
-                return self._out([{**event, "delta": {**delta, "text": text}}] if text else [])
+                return self._out([{**event, "delta": {**delta, key: text}}] if text else [])
         elif kind == "content_block_stop" and isinstance(index, int):
             if index in self._tools:
                 return []
-            gate = self._texts.get(index)
+            if index in self._whole:
+                return self._out(self._judged(index, event))
+            gate, key = self._gate(index)
             rest = gate.flush() if gate is not None else ""
             tail = [{"type": "content_block_delta", "index": index,
-                     "delta": {"type": "text_delta", "text": rest}}] if rest else []
+                     "delta": {"type": f"{key}_delta", key: rest}}] if rest else []
             return self._out([*tail, event])
         elif kind == "message_stop":
             self._stopped = True
@@ -93,6 +121,54 @@ class MessagesStream(HeldToolCalls):
                 self._delta = event
                 return self.decide(self._calls(), self.stop_reason)
         return self._out([event])
+
+    def _gate(self, index: int) -> tuple[TextGate | None, str]:
+        """The gate of a text or thinking block, and the delta field it streams."""
+        if index in self._thoughts:
+            return self._thoughts[index], "thinking"
+        return self._texts.get(index), "text"
+
+    def _cited(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """A citation of a text block (quoting a document or web page: third-party text),
+        judged and restored before release."""
+        segments: list[Segment] = []
+        strings(event["delta"].get("citation"), Trust.TOOL, ("citation",), segments)
+        if segments:
+            self.note(self._authorize([], segments).findings)
+        return [] if self.blocked is not None else [restored(event, self._vault)]
+
+    def _judged(self, index: int, stop: dict[str, Any]) -> list[dict[str, Any]]:
+        """A held block's events, released once its strings are judged (as in a whole
+        answer: results with the rules for content a model reads), or none if blocked."""
+        start, deltas = self._whole.pop(index)
+        raw = "".join(str(e["delta"].get("partial_json") or "") for e in deltas
+                      if _is_json(e))
+        others = [e for e in deltas if not _is_json(e)]
+        block = start
+        if raw:  # a provider-run call's input, streamed as JSON text
+            try:
+                block = {**start, "input": json.loads(raw)}
+            except ValueError:
+                block = {**start, "input": raw}
+        segments: list[Segment] = []
+        read_block(block, Trust.ASSISTANT, ("content", index), segments)
+        for k, event in enumerate(others):
+            strings(event.get("delta"), Trust.TOOL, ("content", index, "delta", k), segments)
+        if segments:
+            self.note(self._authorize([], segments).findings)
+        if self.blocked is not None:
+            return []
+        begin = {"type": "content_block_start", "index": index,
+                 "content_block": restored(start, self._vault)}
+        rest = [restored(e, self._vault) for e in others]
+        if not raw:
+            return [begin, *rest, stop]
+        value = block["input"]
+        text = (self._vault.restore(raw) if isinstance(value, str)
+                else json.dumps(restore_json(value, self._vault)))
+        return [begin, {"type": "content_block_delta", "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": text}},
+                *rest, stop]
 
     def _calls(self) -> list[ToolCall]:
         out = []
@@ -157,3 +233,8 @@ class MessagesStream(HeldToolCalls):
         text = "".join("".join(g.upstream) for _, g in sorted(self._texts.items()))
         return [{"index": 0, "content": text, "tool_calls": calls,
                  "finish_reason": self.stop_reason}]
+
+
+def _is_json(event: dict[str, Any]) -> bool:
+    delta = event.get("delta")
+    return isinstance(delta, dict) and delta.get("type") == "input_json_delta"
