@@ -42,6 +42,8 @@ from lictor.enforcement.types import (
 
 PROTOCOL = "anthropic.messages"
 ROLE_TRUST = {"user": Trust.USER, "assistant": Trust.ASSISTANT}
+# Anthropic-defined tools the agent executes (versioned types, e.g. `bash_20250124`).
+AGENT_RUN_PREFIXES = ("bash_", "text_editor_", "computer_", "memory_")
 
 # Anthropic's error types by HTTP status (https://docs.anthropic.com/en/api/errors).
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
@@ -105,9 +107,9 @@ def parse_request(body: Any) -> Action:
             raise _bad("must be an array", "tools")
         for k, tool in enumerate(tools):
             kind = tool.get("type", "custom") if isinstance(tool, dict) else "custom"
-            if kind != "custom":  # a server tool, an MCP toolset, an Anthropic-defined tool
-                if not isinstance(kind, str) or not kind:
-                    raise _bad("a tool's `type` must be a string", f"tools[{k}].type")
+            if not isinstance(kind, str) or not kind:
+                raise _bad("a tool's `type` must be a string", f"tools[{k}].type")
+            if not agent_runs(kind):  # a server tool or an MCP toolset: run by the provider
                 action.hosted_tools.append(HostedTool(kind, ("tools", k)))
                 continue
             name = tool.get("name") if isinstance(tool, dict) else None
@@ -118,6 +120,13 @@ def parse_request(body: Any) -> Action:
                 str(tool.get("description") or ""), tool.get("input_schema") or {})
     _parse_mcp_servers(body.get("mcp_servers"), action)
     return action
+
+
+def agent_runs(kind: Any) -> bool:
+    """A tool type the agent runs: a custom tool, or one Anthropic defines for the agent's
+    side (`bash_*`, `text_editor_*`, `computer_*`, `memory_*`). It is offered by its `name`,
+    and the model's `tool_use` of it is authorized like any other."""
+    return kind == "custom" or (isinstance(kind, str) and kind.startswith(AGENT_RUN_PREFIXES))
 
 
 def _parse_mcp_servers(servers: Any, action: Action) -> None:
@@ -195,7 +204,7 @@ def apply_request(
     if decision.removed_offered_tools or dropped:
         removed = set(decision.removed_offered_tools)
         kept = [t for k, t in enumerate(body["tools"]) if k not in dropped
-                and not (t.get("type", "custom") == "custom" and t["name"] in removed)]
+                and not (agent_runs(t.get("type", "custom")) and t.get("name") in removed)]
         if kept:
             doc.root["tools"] = kept
         else:  # no tool left to choose: a `tool_choice` would be refused upstream

@@ -192,3 +192,21 @@ def test_messages_mcp_toolset_without_name_is_a_hosted_offer(
     assert sent["tools"] == [CLAUDE_WEATHER] and "mcp_servers" not in sent
     assert [f["evidence"] for f in _request_record(server)["findings"]] == [
         "hosted:mcp_toolset", "hosted:mcp"]
+
+
+def test_messages_agent_run_tools_are_ordinary_tools(
+        start_lictor: StartLictor, tmp_path: Path, upstream: MockOpenAI,
+        claude: MockAnthropic) -> None:
+    """Anthropic-defined tools the agent runs (bash, the text editor) are offered by name,
+    like custom tools: the editor goes on; bash is a shell tool, which policy takes out."""
+    server = _start(start_lictor, tmp_path, upstream, claude)
+    editor = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
+    claude_client(server).messages.create(
+        model="mock-claude", max_tokens=64, messages=[{"role": "user", "content": "Hi."}],
+        extra_body={"tools": [CLAUDE_WEATHER, {"type": "bash_20250124", "name": "bash"},
+                              editor]})
+    assert claude.received[-1].body["tools"] == [CLAUDE_WEATHER, editor]
+    record = _request_record(server)
+    assert [(f["rule"], f["evidence"]) for f in record["findings"]] == [
+        ("cedar:no-shell-tools", "bash")]
+    assert "removed_hosted_tools" not in record["action"]
