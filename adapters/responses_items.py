@@ -33,7 +33,7 @@ _ITEM_FIELDS: dict[str, tuple[tuple[str, Trust, str], ...]] = {
     "shell_call_output": (("output", Trust.TOOL, ""),),
     "apply_patch_call": (("operation", Trust.ASSISTANT, "apply_patch"),),
     "apply_patch_call_output": (("output", Trust.TOOL, ""),),
-    "computer_call": (("action", Trust.ASSISTANT, "computer"),
+    "computer_call": (("action", Trust.ASSISTANT, "computer_use_preview"),
                       ("pending_safety_checks", Trust.TOOL, "")),
     "computer_call_output": (("output", Trust.TOOL, ""),
                              ("acknowledged_safety_checks", Trust.TOOL, "")),
@@ -77,15 +77,15 @@ def part_segments(part: dict[str, Any], trust: Trust, path: Path, out: list[Segm
 # like function calls. Tool type -> the name Cedar sees (None: the tool's own `name`).
 CLIENT_TOOLS: dict[str, str | None] = {
     "function": None, "custom": None, "local_shell": "local_shell", "shell": "shell",
-    "apply_patch": "apply_patch",
+    "apply_patch": "apply_patch", "computer_use_preview": "computer_use_preview",
 }
 # Their call items -> the field holding what the agent is asked to run.
 CALL_ITEMS: dict[str, str] = {
     "function_call": "arguments", "custom_tool_call": "input", "local_shell_call": "action",
-    "shell_call": "action", "apply_patch_call": "operation",
+    "shell_call": "action", "apply_patch_call": "operation", "computer_call": "action",
 }
 _CALL_TOOL = {"local_shell_call": "local_shell", "shell_call": "shell",
-              "apply_patch_call": "apply_patch"}
+              "apply_patch_call": "apply_patch", "computer_call": "computer_use_preview"}
 
 
 def client_tool_name(tool: dict[str, Any]) -> str | None:

@@ -230,3 +230,25 @@ def test_local_shell_tool_offer_is_taken_out(lictor: BackgroundServer,
     request = [r for r in audit_rows(lictor) if r.get("kind") == "model_request"][-1]
     assert request["verdict"] == "flag"
     assert [f["rule"] for f in request["findings"]] == ["cedar:no-shell-tools"]
+
+
+COMPUTER = {"type": "computer_use_preview", "display_width": 1024, "display_height": 768,
+            "environment": "browser"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_computer_use_is_the_agents_tool(lictor: BackgroundServer, upstream: MockOpenAI,
+                                         stream: bool) -> None:
+    """The agent carries out computer actions: the tool is offered as is, and an action
+    it is asked to type comes back with its placeholders put back."""
+    c = client(lictor)
+    c.responses.create(model="mock-gpt", input=f"Mail {EMAIL}", tools=[COMPUTER])
+    assert upstream.received[-1].body["tools"] == [COMPUTER]
+    placeholder = PLACEHOLDER.search(upstream.last_text())
+    assert placeholder is not None
+    upstream.responses_output = [
+        {"type": "computer_call", "id": "cu_1", "call_id": "call_cu1", "status": "completed",
+         "pending_safety_checks": [],
+         "action": {"type": "type", "text": f"To: {placeholder.group(0)}"}}]
+    items = answer_items(c, stream, input=f"Mail {EMAIL}", tools=[COMPUTER])
+    assert [(i.type, i.action.text) for i in items] == [("computer_call", f"To: {EMAIL}")]
