@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from mock_anthropic import MockAnthropic
 from mock_openai import MockOpenAI
 
 from lictor.proxy.config import load_config
@@ -28,6 +29,13 @@ settings.register_profile("long", max_examples=int(os.environ.get("FUZZ_EXAMPLES
                           deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def claude() -> Iterator[MockAnthropic]:
+    """A loopback provider speaking Anthropic's Messages API."""
+    with MockAnthropic() as mock:
+        yield mock
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ asserted; Anthropic-format errors; passthrough headers; routing through LiteLLM 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -22,12 +21,6 @@ from lictor.proxy.server import BackgroundServer
 
 WEATHER = {"name": "get_weather", "description": "Weather for a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
-
-
-@pytest.fixture
-def claude() -> Iterator[MockAnthropic]:
-    with MockAnthropic() as mock:
-        yield mock
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Real `openai` and `anthropic` SDKs through lictor to loopback passthrough provid
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +42,6 @@ def _rules(tmp_path: Path, policy: str = "") -> dict[str, Any]:
     if policy:
         (folder / "hosted.cedar").write_text(policy)
     return {"packs": ["default"], "paths": [str(folder)]}
-
-
-@pytest.fixture
-def claude() -> Iterator[MockAnthropic]:
-    with MockAnthropic() as mock:
-        yield mock
 
 
 def _start(start_lictor: StartLictor, tmp_path: Path, upstream: MockOpenAI,

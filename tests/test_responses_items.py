@@ -101,13 +101,7 @@ def hosted_answer(output: str) -> list[dict[str, Any]]:
 def test_injection_in_a_provider_run_tool_result_blocks_the_answer(
         lictor: BackgroundServer, upstream: MockOpenAI, stream: bool) -> None:
     upstream.responses_output = hosted_answer(f"Owner: Ann. {OVERRIDE}")
-    with pytest.raises(openai.APIError) as info:
-        c = client(lictor)
-        if stream:
-            list(c.responses.create(model="mock-gpt", input="Who owns it?", stream=True))
-        else:
-            c.responses.create(model="mock-gpt", input="Who owns it?")
-    assert "injection.instruction-override" in info.value.message
+    assert "injection.instruction-override" in refusal(lictor, stream, "Who owns it?").message
     record = audit_rows(lictor)[-1]
     assert record["verdict"] == "block"
     assert "injection.instruction-override" in [f["rule"] for f in record["findings"]]
@@ -142,13 +136,7 @@ def test_destructive_local_shell_call_is_blocked(lictor: BackgroundServer,
         {"type": "local_shell_call", "id": "ls_9", "call_id": "ls_9", "status": "completed",
          "action": {"type": "exec", "command": ["bash", "-lc", "rm -rf / --no-preserve-root"],
                     "env": {}}}]
-    with pytest.raises(openai.APIError) as info:
-        c = client(lictor)
-        if stream:
-            list(c.responses.create(model="mock-gpt", input="Clean up.", stream=True))
-        else:
-            c.responses.create(model="mock-gpt", input="Clean up.")
-    assert "code.destructive-shell" in info.value.message
+    assert "code.destructive-shell" in refusal(lictor, stream, "Clean up.").message
 
 
 def test_ai_directed_tool_result_in_an_answer_taints_the_session(
@@ -173,6 +161,13 @@ GREP = {"type": "custom", "name": "grep", "description": "Search files",
 def custom_call(name: str, text: str) -> dict[str, Any]:
     return {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_c1", "name": name,
             "input": text, "status": "completed"}
+
+
+def refusal(server: BackgroundServer, stream: bool, text: str) -> openai.APIError:
+    """The error the SDK raises for an answer lictor refuses, whole or streamed."""
+    with pytest.raises(openai.APIError) as info:
+        answer_items(client(server), stream, input=text)
+    return info.value
 
 
 def answer_items(c: openai.OpenAI, stream: bool, **kwargs: Any) -> list[Any]:
