@@ -83,6 +83,10 @@ def parse_request(body: Any) -> Action:
                 segments.append(Segment(content, trust, ("messages", i, "content")))
                 continue
         _parse_message(msg, i, segments)
+    prediction = body.get("prediction")
+    if isinstance(prediction, dict) and prediction.get("content") is not None:
+        # Predicted Outputs: text the model reads to speed up its answer
+        string_segments(prediction["content"], Trust.USER, ("prediction", "content"), segments)
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):

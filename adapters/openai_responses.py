@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from lictor.adapters.content_walk import restore_strings
+from lictor.adapters.content_walk import restore_strings, string_segments
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.hosted_tools import hosted_refusal, removed_places, url_host
 from lictor.adapters.openai_chat import (
@@ -66,6 +66,11 @@ def parse_request(body: Any) -> Action:
             _parse_item(item, i, action.segments)
     else:
         raise _bad("`input` must be a string or a non-empty array of items", "input")
+    prompt = body.get("prompt")
+    if isinstance(prompt, dict) and prompt.get("variables") is not None:
+        # a stored prompt's variables are text the model reads, as the caller's input
+        string_segments(prompt["variables"], Trust.USER, ("prompt", "variables"),
+                        action.segments)
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):

@@ -84,3 +84,12 @@ def test_an_answer_with_a_legacy_function_call_is_refused() -> None:
     with pytest.raises(ProtocolError) as info:
         openai_chat.parse_response(answer)
     assert info.value.status == 502 and "legacy `function_call`" in info.value.message
+
+
+def test_predicted_output_is_masked(lictor: BackgroundServer, upstream: MockOpenAI) -> None:
+    """Predicted Outputs' content is text the model reads: masked like a message."""
+    client(lictor).chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "Fix the typo."}],
+        prediction={"type": "content", "content": f"Contact: {EMAIL}"})
+    sent = upstream.received[-1].body["prediction"]["content"]
+    assert EMAIL not in sent and PLACEHOLDER.search(sent)

@@ -247,3 +247,17 @@ def test_computer_use_is_the_agents_tool(lictor: BackgroundServer, upstream: Moc
          "action": {"type": "type", "text": f"To: {placeholder.group(0)}"}}]
     items = answer_items(c, stream, input=f"Mail {EMAIL}", tools=[COMPUTER])
     assert [(i.type, i.action.text) for i in items] == [("computer_call", f"To: {EMAIL}")]
+
+
+def test_stored_prompt_variables_are_masked(lictor: BackgroundServer,
+                                            upstream: MockOpenAI) -> None:
+    """A stored prompt's variables are the caller's text, filled into the prompt."""
+    client(lictor).responses.create(model="mock-gpt", input="Go.", prompt={
+        "id": "pmpt_1", "version": "2",
+        "variables": {"customer": f"Ann <{EMAIL}>",
+                      "note": {"type": "input_text", "text": f"cc {EMAIL}"}}})
+    variables = upstream.received[-1].body["prompt"]["variables"]
+    assert EMAIL not in json.dumps(variables)
+    assert PLACEHOLDER.search(variables["customer"]) and PLACEHOLDER.search(
+        variables["note"]["text"])
+    assert upstream.received[-1].body["prompt"]["id"] == "pmpt_1"
