@@ -8,6 +8,7 @@ the patterns, flags, validation and scores are presidio's own.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ _LOOKAHEAD_MARGIN = 8
 LOOKBEHIND_MARGIN = 4
 _UNICODE_DIGIT = "\\d"
 _DIGIT = regex.compile(r"\d")
-_DROP_DIGITS = str.maketrans("", "", "0123456789")
+_OUT = b" "  # a disallowed byte in a run mask
+# A hint's anchor of the form "a digit, then at least k allowed characters".
+_DIGIT_LEAD = re.compile(r"\[\\d\]\[(.*)\]\{(\d+),\}")
 # A candidate match: start, end, score, entity priority, entity.
 _Found = tuple[int, int, float, int, str]
 # Cached validation verdicts: keep the pattern score, validated (1.0), dropped (0).
@@ -84,15 +87,29 @@ class _WindowFinder:
         # anchor, to its last (leftmost-first, greedy); `\d` is `0-9` there.
         anchors = "|".join(a.replace(_UNICODE_DIGIT, "0-9") for a in hint.anchors)
         self._ascii_runs = ByteRegex(f"[{ascii_allowed}]*(?:{anchors})[{ascii_allowed}]*")
+        # Faster still for the two common anchor shapes, on a mask of the text's bytes
+        # (allowed digits -> '0', other allowed characters -> 'a', the rest -> ' '): one
+        # literal character ('@'), or a digit and at least k allowed characters.
+        self._mask = _ascii_mask(ascii_allowed)
+        self._literal: bytes | None = None
+        self._digit_lead: re.Pattern[bytes] | None = None
+        anchor = hint.anchors[0] if len(hint.anchors) == 1 else ""
+        digit_lead = _DIGIT_LEAD.fullmatch(anchor)
+        if len(anchor) == 1 and anchor.isascii() and re.escape(anchor) == anchor \
+                and self._mask[ord(anchor)] != ord(_OUT):
+            self._literal = anchor.encode()
+        elif digit_lead is not None and digit_lead[1] == hint.allowed:
+            self._digit_lead = re.compile(b"0[0a]{%d}" % int(digit_lead[2]))
 
-    def windows(self, text: str, data: bytes | None) -> list[tuple[int, int, int]]:
-        """(start, end, number of digits) of each qualifying run, by start; `data` is the
-        text's ASCII bytes, or None when the text is not ASCII."""
+    def windows(self, text: str, data: bytes | None) -> list[tuple[int, int]]:
+        """(start, end) of each qualifying run, by start; `data` is the text's ASCII bytes,
+        or None when the text is not ASCII."""
         if data is not None:
-            return [
-                (start, end, end - start - len(text[start:end].translate(_DROP_DIGITS)))
-                for start, end in self._ascii_runs.spans(data)
-            ]
+            if self._literal is not None:
+                return _literal_runs(data, self._literal, self._mask)
+            if self._digit_lead is not None:
+                return _digit_lead_runs(data, self._digit_lead, self._mask)
+            return list(self._ascii_runs.spans(data))
         found: dict[int, int] = {}
         for forward in self._forward:
             for match in forward.finditer(text):
@@ -100,10 +117,57 @@ class _WindowFinder:
                 if start and (back := self._backward.match(text, 0, start)):
                     start = back.start()
                 found[start] = end
-        return [
-            (start, end, len(_DIGIT.findall(text, start, end)))
-            for start, end in sorted(found.items())
-        ]
+        return sorted(found.items())
+
+
+def _literal_runs(data: bytes, literal: bytes, table: bytes) -> list[tuple[int, int]]:
+    """The runs around each occurrence of a literal anchor character, by `find`s on the
+    mask; `pos` is 0 or a disallowed byte at each step, so each byte is read O(1) times."""
+    runs: list[tuple[int, int]] = []
+    anchor = data.find(literal)
+    if anchor < 0:
+        return runs
+    mask = data.translate(table)
+    pos, size = 0, len(data)
+    while anchor >= 0:
+        start = mask.rfind(_OUT, pos, anchor) + 1  # -1 only when pos is 0
+        end = mask.find(_OUT, anchor)
+        if end < 0:
+            end = size
+        runs.append((start, end))
+        pos = end
+        anchor = data.find(literal, end)
+    return runs
+
+
+def _digit_lead_runs(data: bytes, digit_lead: re.Pattern[bytes],
+                     table: bytes) -> list[tuple[int, int]]:
+    """The runs holding a digit followed by k allowed characters: a run qualifies iff its
+    mask matches `0[0a]{k}` (its first digit then does too)."""
+    runs: list[tuple[int, int]] = []
+    mask = data.translate(table)
+    search = digit_lead.search
+    pos, size = 0, len(data)
+    while (match := search(mask, pos)) is not None:
+        anchor = match.start()
+        start = mask.rfind(_OUT, pos, anchor) + 1
+        end = mask.find(_OUT, match.end())
+        if end < 0:
+            end = size
+        runs.append((start, end))
+        pos = end
+    return runs
+
+
+def _ascii_mask(ascii_allowed: str) -> bytes:
+    """A `bytes.translate` table: allowed ASCII digits -> '0', other allowed ASCII bytes ->
+    'a', every other byte -> ' ' (classified by RE2 itself, as the run pattern would)."""
+    member = ByteRegex(f"[{ascii_allowed}]")
+    table = bytearray(_OUT * 256)
+    for byte in range(128):
+        if member.search(bytes((byte,))) is not None:
+            table[byte] = ord("0") if chr(byte).isdigit() else ord("a")
+    return bytes(table)
 
 
 class PiiScanner:
@@ -165,24 +229,23 @@ class PiiScanner:
         size = len(text)
         data = text.encode() if text.isascii() else None
         for group, (finder, recs) in enumerate(self._groups):
-            for run in finder.windows(text, data):
-                start, end, _ = run
+            for start, end in finder.windows(text, data):
                 stop = min(size, end + _LOOKAHEAD_MARGIN)
                 lead = max(0, start - LOOKBEHIND_MARGIN)
                 key = self._runs.digest(f"{group}\0{start - lead}\0{text[lead:stop]}")
                 matches = self._runs.get(key)
                 if matches is None:
-                    matches = self._scan_run(recs, text, run, stop)
+                    matches = self._scan_run(recs, text, start, end, stop)
                     self._runs.put(key, matches)
                 found.extend((start + s, start + e, score, priority, entity)
                              for s, e, score, priority, entity in matches)
         return _resolve(found)
 
-    def _scan_run(self, recs: list[_Recognizer], text: str, run: tuple[int, int, int],
+    def _scan_run(self, recs: list[_Recognizer], text: str, start: int, end: int,
                   stop: int) -> tuple[_Found, ...]:
-        """The matches of every recognizer in one run (start, end, digits), as offsets from
-        the run's start; patterns may read up to `stop` for their lookaheads."""
-        start, end, digits = run
+        """The matches of every recognizer in one run, as offsets from the run's start;
+        patterns may read up to `stop` for their lookaheads."""
+        digits = len(_DIGIT.findall(text, start, end))  # `\d`: only 0-9 in ASCII text
         found: list[_Found] = []
         for rec in recs:
             if digits < rec.min_digits:
