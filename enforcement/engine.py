@@ -236,12 +236,19 @@ class Engine:
         prefix and resuming from where the conversation's previous request ended, so a
         resent history costs a lookup per segment. Returns the request's vault."""
         history = self._history
-        judged = history.get
+        # The longest prefix judged before: `history.get` inlined, as a resent history is
+        # walked on every request (an entry getting old is still moved to the back).
+        table, old, trust_text = history.table, history.refresh_below(), _TRUST_TEXT
         node, known = 0, []
-        for segment in action.segments:  # the longest prefix judged before
-            outcome = judged((node, _TRUST_TEXT[segment.trust], segment.tool, segment.text))
-            if outcome is None:
+        for segment in action.segments:
+            key = (node, trust_text[segment.trust], segment.tool, segment.text)
+            entry = table.get(key)
+            if entry is None:
                 break
+            if entry[2] < old:
+                history.get(key)
+                old = history.refresh_below()
+            outcome = entry[0]
             known.append(outcome)
             node = outcome[_NODE]
         resume_at, resume = -1, None

@@ -226,19 +226,21 @@ class PiiScanner:
     def scan(self, text: str) -> list[PiiMatch]:
         """Non-overlapping matches scoring at least `min_score`, sorted by start."""
         found: list[_Found] = []
+        add = found.append
         size = len(text)
         data = text.encode() if text.isascii() else None
+        runs = self._runs
         for group, (finder, recs) in enumerate(self._groups):
             for start, end in finder.windows(text, data):
                 stop = min(size, end + _LOOKAHEAD_MARGIN)
                 lead = max(0, start - LOOKBEHIND_MARGIN)
-                key = self._runs.digest(f"{group}\0{start - lead}\0{text[lead:stop]}")
-                matches = self._runs.get(key)
+                key = runs.digest(f"{group}\0{start - lead}\0{text[lead:stop]}")
+                matches = runs.get(key)
                 if matches is None:
                     matches = self._scan_run(recs, text, start, end, stop)
-                    self._runs.put(key, matches)
-                found.extend((start + s, start + e, score, priority, entity)
-                             for s, e, score, priority, entity in matches)
+                    runs.put(key, matches)
+                for s, e, score, priority, entity in matches:
+                    add((start + s, start + e, score, priority, entity))
         return _resolve(found)
 
     def _scan_run(self, recs: list[_Recognizer], text: str, start: int, end: int,

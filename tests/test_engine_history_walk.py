@@ -1,0 +1,49 @@
+"""The engine's walk over a resent history: judged once, kept while in use, same outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lictor.adapters import openai_chat
+from lictor.enforcement.engine import Engine
+from lictor.enforcement.segment_cache import SegmentCache
+from lictor.enforcement.types import Principal
+from lictor.rules.loader import default_paths, load_policy
+
+AGENT = Principal("walk-agent", "walk")
+
+
+def _request(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"model": "m", "messages": messages}
+
+
+def test_a_conversation_in_use_is_not_judged_again_under_other_traffic(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk moves an ageing entry to the back as `get` does: with a 200-entry history
+    and ten times that in other conversations, the conversation's turns are judged once."""
+    engine = Engine(load_policy(default_paths()), [AGENT])
+    engine._history = SegmentCache(max_entries=200)
+    judged: list[str] = []
+    judge = Engine._judge_segment
+
+    def counted(self: Engine, segment: Any, vault: Any) -> Any:
+        judged.append(segment.text)
+        return judge(self, segment, vault)
+
+    monkeypatch.setattr(Engine, "_judge_segment", counted)
+    conversation = [{"role": "system", "content": "You help with orders. " * 4}]
+    first = None
+    for turn in range(40):
+        conversation.append({"role": "user",
+                             "content": f"Turn {turn}: mail jane{turn}@example.com please. " * 2})
+        outcome = engine.evaluate_request(AGENT, openai_chat.parse_request(_request(conversation)))
+        if first is None:
+            first = outcome.masked_texts[1]
+        assert outcome.masked_texts[1] == first  # the same placeholders on every turn
+        for other in range(50):  # other agents' traffic between two turns
+            engine.evaluate_request(AGENT, openai_chat.parse_request(_request(
+                [{"role": "user", "content": f"other {turn} {other} text ".ljust(80, "z")}])))
+    mine = [text for text in judged if not text.startswith("other")]
+    assert len(mine) == len(conversation)  # each turn judged once, the system prompt once
