@@ -72,10 +72,16 @@ _TRUST_TEXT: dict[str, str] = {trust: trust.value for trust in Trust}
 
 @dataclass(slots=True, frozen=True)
 class _Resume:
-    """Where the previous request of a conversation ended: the vault and findings there."""
+    """Where the previous request of a conversation ended: the vault and findings there, the
+    texts so far (the history's own strings, shared), and what its message boundaries found,
+    so a resent history is neither rebuilt nor rescanned segment by segment."""
 
     vault: PlaceholderVault  # a snapshot: never handed out, copied on use
     findings: tuple[FindingRow, ...]
+    masked: tuple[str, ...]
+    audit: tuple[str, ...]
+    boundaries: tuple[FindingRow, ...]  # every boundary's findings, in order, before dedup
+    tail: str | None  # the last masked text if a boundary after it is scanned, else None
 
 
 @dataclass(slots=True)
@@ -190,8 +196,13 @@ class Engine:
                 # request the data plane already counted; no model is invoked for them.
                 self.limits.check_request(principal, session, findings)
                 self._actions.model(principal, action, findings)
-            vault = self._request_segments(action, vault, findings, masked, audit)
-            self._scan_boundaries(action, masked, findings)
+            vault, node, rows, resume, resume_at = self._request_segments(
+                action, vault, findings, masked, audit)
+            boundaries, tail = self._scan_boundaries(action, masked, findings, resume,
+                                                     resume_at)
+            if node and self._resume.get(node) is None:
+                self._resume.put(node, _Resume(vault.snapshot(), rows, tuple(masked),
+                                               tuple(audit), boundaries, tail), 1)
             self._check_pins(action, findings)
             removed_tools = self._actions.offered(principal, session, action.offered_tools,
                                                   findings)
@@ -231,10 +242,11 @@ class Engine:
         findings: list[Finding],
         masked: list[str],
         audit: list[str],
-    ) -> PlaceholderVault:
+    ) -> tuple[PlaceholderVault, int, tuple[FindingRow, ...], _Resume | None, int]:
         """Judge each segment, reusing the outcome of the same segment after the same
         prefix and resuming from where the conversation's previous request ended, so a
-        resent history costs a lookup per segment. Returns the request's vault."""
+        resent history costs a lookup per segment. Returns the request's vault, the node
+        it ended at and its findings (for a `_Resume` there), and where it resumed from."""
         history = self._history
         # The longest prefix judged before: `history.get` inlined, as a resent history is
         # walked on every request (an entry getting old is still moved to the back).
@@ -259,10 +271,10 @@ class Engine:
                 break
         rows = list(resume.findings) if resume is not None else []
         seen = set(rows)
-        if resume is not None:
+        if resume is not None:  # the texts of known[: resume_at + 1], as that request had them
             vault = resume.vault.snapshot()
-        masked.extend([outcome[_MASKED] for outcome in known[: resume_at + 1]])
-        audit.extend([outcome[_AUDIT] for outcome in known[: resume_at + 1]])
+            masked.extend(resume.masked)
+            audit.extend(resume.audit)
         node = known[resume_at][_NODE] if resume_at >= 0 else 0
         for i in range(resume_at + 1, len(action.segments)):
             segment = action.segments[i]
@@ -280,10 +292,8 @@ class Engine:
             masked.append(outcome[_MASKED])
             audit.append(outcome[_AUDIT])
             node = outcome[_NODE]
-        if node and self._resume.get(node) is None:
-            self._resume.put(node, _Resume(vault.snapshot(), tuple(rows)), 1)
         findings.extend(f for f in map(Finding.from_row, rows) if f not in findings)
-        return vault
+        return vault, node, tuple(rows), resume, resume_at
 
     def _judge_segment(self, segment: Segment, vault: PlaceholderVault) -> _Outcome:
         found: list[Finding] = []
@@ -391,19 +401,37 @@ class Engine:
                     found.append(_finding(spec, spec.description, ", ".join(sorted(hidden))))
         return found
 
-    def _scan_boundaries(self, action: Action, masked: list[str], out: list[Finding]) -> None:
-        """A phrase split across two consecutive untrusted messages is still one phrase."""
+    def _scan_boundaries(self, action: Action, masked: list[str], out: list[Finding],
+                         resume: _Resume | None, resume_at: int,
+                         ) -> tuple[tuple[FindingRow, ...], str | None]:
+        """A phrase split across two consecutive untrusted messages is still one phrase.
+
+        The boundaries up to `resume_at` are those of the request that ended there: its
+        findings are replayed in order, and the scan goes on from its last text. Returns
+        every boundary's findings and the tail to resume from (see `_Resume`)."""
+        found: list[FindingRow] = []
         previous: str | None = None
-        for segment, text in zip(action.segments, masked, strict=True):
+        if resume is not None:
+            found.extend(resume.boundaries)
+            previous = resume.tail
+            for finding in map(Finding.from_row, resume.boundaries):
+                if all(f.rule_id != finding.rule_id for f in out):
+                    out.append(finding)
+        segments = action.segments
+        for i in range(resume_at + 1, len(segments)):
+            segment, text = segments[i], masked[i]
             if segment.trust not in _UNTRUSTED or segment.tool:
                 previous = None
                 continue
             if previous is not None:
                 joined = previous[-BOUNDARY_CHARS:] + "\n" + text[:BOUNDARY_CHARS]
-                for finding in self.scan_text(joined, "request", segment.trust.value):
+                rows = self._scan_rows(joined, "request", segment.trust.value, "")
+                found.extend(rows)
+                for finding in map(Finding.from_row, rows):
                     if all(f.rule_id != finding.rule_id for f in out):
                         out.append(finding)
             previous = text
+        return tuple(found), previous
 
     # -- responses ----------------------------------------------------------------
 
