@@ -64,6 +64,11 @@ class PiiMatch(NamedTuple):
     score: float
 
 
+# What the named tuple's own `__new__` calls, without its Python frame: (entity, start, end,
+# score) in field order.
+_new_match = tuple.__new__
+
+
 @dataclass(slots=True)
 class _Recognizer:
     entity: str
@@ -230,15 +235,22 @@ class PiiScanner:
         size = len(text)
         data = text.encode() if text.isascii() else None
         runs = self._runs
+        # a run repeated in this text (a message names an address again) is looked up once;
+        # this map lives for the call only, the cache itself keeps digests
+        here: dict[str, tuple[_Found, ...]] = {}
         for group, (finder, recs) in enumerate(self._groups):
             for start, end in finder.windows(text, data):
                 stop = min(size, end + _LOOKAHEAD_MARGIN)
                 lead = max(0, start - LOOKBEHIND_MARGIN)
-                key = runs.digest(f"{group}\0{start - lead}\0{text[lead:stop]}")
-                matches = runs.get(key)
+                context = f"{group}\0{start - lead}\0{text[lead:stop]}"
+                matches = here.get(context)
                 if matches is None:
-                    matches = self._scan_run(recs, text, start, end, stop)
-                    runs.put(key, matches)
+                    key = runs.digest(context)
+                    matches = runs.get(key)
+                    if matches is None:
+                        matches = self._scan_run(recs, text, start, end, stop)
+                        runs.put(key, matches)
+                    here[context] = matches
                 for s, e, score, priority, entity in matches:
                     add((start + s, start + e, score, priority, entity))
         return _resolve(found)
@@ -314,7 +326,8 @@ def _resolve(found: list[_Found]) -> list[PiiMatch]:
         return []
     by_start = sorted(set(found))
     if all(a[1] <= b[0] for a, b in pairwise(by_start)):  # disjoint: all kept
-        return [PiiMatch(entity, start, end, score) for start, end, score, _, entity in by_start]
+        return [_new_match(PiiMatch, (entity, start, end, score))
+                for start, end, score, _, entity in by_start]
     ordered = sorted(by_start, key=lambda f: (f[4], f[0], f[0] - f[1], -f[2]))
     candidates: list[_Found] = []
     for _, same_entity in groupby(ordered, key=itemgetter(4)):
@@ -335,4 +348,5 @@ def _resolve(found: list[_Found]) -> list[PiiMatch]:
             ends.insert(i, cand[1])
             kept.append(cand)
     kept.sort()
-    return [PiiMatch(entity, start, end, score) for start, end, score, _, entity in kept]
+    return [_new_match(PiiMatch, (entity, start, end, score))
+            for start, end, score, _, entity in kept]
