@@ -82,3 +82,31 @@ def test_long_hostile_texts_agree() -> None:
         text = unit * 20_000
         runs = finder.windows(text, text.encode())
         assert runs == _reference(finder, text)
+
+
+def test_each_core_is_found_inside_every_match_of_its_pattern() -> None:
+    """A pattern is skipped on a run where its core is absent: exact only if every match of
+    the pattern contains a match of the core. Numbers in every grouping the patterns know,
+    near misses, and digits of other scripts (`\\d` is Unicode there)."""
+    scanner = PiiScanner(PII_ENTITIES)
+    with_core = [(rec.entity, compiled, core) for _, recs in scanner._groups for rec in recs
+                 for compiled, _, _, _, core in rec.patterns if core is not None]
+    assert {entity for entity, _, _ in with_core} == {"CREDIT_CARD", "US_SSN", "PHONE_NUMBER"}
+    rnd = random.Random(7)
+    digits = "0123456789" * 30 + "\u0661\u0662\u0663\u0664\u0665\u096a\uff15"
+    seps = ["", "", "", " ", "-", ".", "(", ")", "+", "  ", "--"]
+    seen = {entity: 0 for entity, _, _ in with_core}
+    shapes = [(3, 2, 4), (3, 3, 4), (4, 4, 4, 4), (4, 6, 5), (1, 3, 3, 4), (4, 4, 4, 3), (3, 7)]
+    for _ in range(12_000):
+        if rnd.random() < 0.5:  # free-form
+            sizes = tuple(rnd.randint(1, 5) for _ in range(rnd.randint(1, 7)))
+        else:  # the groupings of SSNs, cards and phone numbers
+            sizes = rnd.choice(shapes)
+        gaps = seps if len(sizes) > 4 or rnd.random() < 0.3 else ["-", " ", ".", "", "--"]
+        text = "".join(rnd.choice(gaps) + "".join(rnd.choice(digits) for _ in range(size))
+                       for size in sizes)
+        for entity, compiled, core in with_core:
+            for match in compiled.finditer(text):
+                seen[entity] += 1
+                assert core.search(text, match.start(), match.end()) is not None, (entity, text)
+    assert min(seen.values()) > 100, seen  # each pattern matched: the check was not vacuous

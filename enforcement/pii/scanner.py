@@ -74,7 +74,8 @@ class _Recognizer:
     entity: str
     priority: int
     recognizer: Any
-    patterns: list[tuple[Any, float, int, tuple[str, ...]]]  # regex, score, digits, substrings
+    # regex, score, digits, substrings, core (see ScanHint)
+    patterns: list[tuple[Any, float, int, tuple[str, ...], Any]]
     min_digits: int
     validates: bool
     invalidates: bool
@@ -212,6 +213,8 @@ class PiiScanner:
                 p.score,
                 max(hint.min_digits, hint.pattern_digits.get(p.name, 0)),
                 hint.needs.get(p.name, ()),
+                regex.compile(hint.cores[p.name], rec.global_regex_flags)
+                if p.name in hint.cores else None,
             )
             for p in rec.patterns
             # A score below the threshold can only be lifted by validate_result.
@@ -264,11 +267,11 @@ class PiiScanner:
         for rec in recs:
             if digits < rec.min_digits:
                 continue
-            for compiled, pattern_score, min_digits, needs in rec.patterns:
+            for compiled, pattern_score, min_digits, needs, core in rec.patterns:
                 if digits < min_digits or (
                     needs and any(text.find(s, start, end) < 0 for s in needs)
-                ):
-                    continue
+                ) or (core is not None and core.search(text, start, end) is None):
+                    continue  # a match lies inside the run: it would hold all of these
                 for match in compiled.finditer(text, start, stop):
                     if match.start() >= end:
                         break  # belongs to the next run, scanned on its own
