@@ -17,7 +17,7 @@ from lictor.rules.vocabulary import PII_ENTITIES
 
 def _finders() -> list[tuple[str, _WindowFinder]]:
     scanner = PiiScanner(PII_ENTITIES)
-    return [(recs[0].entity, finder) for finder, recs in scanner._groups]
+    return [(recs[0].entity, finder) for finder, recs, _ in scanner._groups]
 
 
 def _reference(finder: _WindowFinder, text: str) -> list[tuple[int, int]]:
@@ -89,7 +89,7 @@ def test_each_core_is_found_inside_every_match_of_its_pattern() -> None:
     the pattern contains a match of the core. Numbers in every grouping the patterns know,
     near misses, and digits of other scripts (`\\d` is Unicode there)."""
     scanner = PiiScanner(PII_ENTITIES)
-    with_core = [(rec.entity, compiled, core) for _, recs in scanner._groups for rec in recs
+    with_core = [(rec.entity, compiled, core) for _, recs, _ in scanner._groups for rec in recs
                  for compiled, _, _, _, core in rec.patterns if core is not None]
     assert {entity for entity, _, _ in with_core} == {"CREDIT_CARD", "US_SSN", "PHONE_NUMBER"}
     rnd = random.Random(7)

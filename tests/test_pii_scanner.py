@@ -344,7 +344,7 @@ def test_every_lookbehind_fits_the_run_cache_margin(scanner: PiiScanner) -> None
     import re._parser as sre_parse  # re's own parser measures a pattern's width
 
     widths = {}
-    for _, recognizers in scanner._groups:
+    for _, recognizers, _ in scanner._groups:
         for rec in recognizers:
             for compiled, *_ in rec.patterns:
                 for body in _lookbehinds(compiled.pattern):

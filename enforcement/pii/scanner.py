@@ -199,7 +199,11 @@ class PiiScanner:
             key = (hint.allowed, hint.anchors)
             finders.setdefault(key, _WindowFinder(hint))
             groups.setdefault(key, []).append(self._compile(rec, entity, hint))
-        self._groups = [(finders[key], recs) for key, recs in groups.items()]
+        # (finder, recognizers, whether any of them has a minimum number of digits)
+        self._groups = [
+            (finders[key], recs, any(p[2] for rec in recs for p in rec.patterns))
+            for key, recs in groups.items()
+        ]
         self._verdicts: DigestCache[int] = DigestCache(self.VERDICT_CACHE_SIZE)
         # a run in its margins -> its matches, as offsets from the run's start
         self._runs: DigestCache[tuple[_Found, ...]] = DigestCache(self.VERDICT_CACHE_SIZE)
@@ -241,7 +245,7 @@ class PiiScanner:
         # a run repeated in this text (a message names an address again) is looked up once;
         # this map lives for the call only, the cache itself keeps digests
         here: dict[str, tuple[_Found, ...]] = {}
-        for group, (finder, recs) in enumerate(self._groups):
+        for group, (finder, recs, counts) in enumerate(self._groups):
             for start, end in finder.windows(text, data):
                 stop = min(size, end + _LOOKAHEAD_MARGIN)
                 lead = max(0, start - LOOKBEHIND_MARGIN)
@@ -251,7 +255,8 @@ class PiiScanner:
                     key = runs.digest(context)
                     matches = runs.get(key)
                     if matches is None:
-                        matches = self._scan_run(recs, text, start, end, stop)
+                        matches = self._scan_run(recs, text, start, end, stop,
+                                                       counts=counts)
                         runs.put(key, matches)
                     here[context] = matches
                 for s, e, score, priority, entity in matches:
@@ -259,10 +264,11 @@ class PiiScanner:
         return _resolve(found)
 
     def _scan_run(self, recs: list[_Recognizer], text: str, start: int, end: int,
-                  stop: int) -> tuple[_Found, ...]:
+                  stop: int, *, counts: bool) -> tuple[_Found, ...]:
         """The matches of every recognizer in one run, as offsets from the run's start;
         patterns may read up to `stop` for their lookaheads."""
-        digits = len(_DIGIT.findall(text, start, end))  # `\d`: only 0-9 in ASCII text
+        # `\d`: only 0-9 in ASCII text; not counted for a group that needs none (emails)
+        digits = len(_DIGIT.findall(text, start, end)) if counts else 0
         found: list[_Found] = []
         for rec in recs:
             if digits < rec.min_digits:
