@@ -68,6 +68,8 @@ NO_DELTA = VaultDelta((), ())
 # Trust labels as plain strings, for cache keys: an enum member is a tracked object, and a
 # key tuple holding one would stay tracked too.
 _TRUST_TEXT: dict[str, str] = {trust: trust.value for trust in Trust}
+_VERDICTS: dict[str, Verdict] = {verdict.value: verdict for verdict in Verdict}  # no EnumMeta call
+_new_match = tuple.__new__  # PiiMatch from (entity, start, end, score), without its Python frame
 
 
 @dataclass(slots=True, frozen=True)
@@ -97,7 +99,7 @@ class RequestOutcome:
 def _finding(spec: RuleSpec, message: str, evidence: str = "") -> Finding:
     return Finding(
         rule_id=spec.rule_id,
-        verdict=Verdict(spec.verdict),
+        verdict=_VERDICTS[spec.verdict],
         owasp=spec.owasp,
         severity=spec.severity,
         message=message,
@@ -307,7 +309,7 @@ class Engine:
     ) -> tuple[str, str, VaultDelta]:
         """(text to send upstream, text to audit, vault delta) for one request segment."""
         text, trust = segment.text, segment.trust.value
-        matches = [PiiMatch(*m) for m in self._pii_cache.get_or_compute(
+        matches = [_new_match(PiiMatch, m) for m in self._pii_cache.get_or_compute(
             text, None, lambda t: tuple((m.entity, m.start, m.end, m.score)
                                         for m in self._pii.scan(t)))]
         if not matches:

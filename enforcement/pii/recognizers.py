@@ -62,7 +62,7 @@ def luhn_valid(digits: str) -> bool:
 
 
 def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
+    return "".join(filter(str.isdigit, text))
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
