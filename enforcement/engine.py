@@ -203,8 +203,11 @@ class Engine:
             boundaries, tail = self._scan_boundaries(action, masked, findings, resume,
                                                      resume_at)
             if node and self._resume.get(node) is None:
+                # charged for its texts: shared with the history while it holds them, but
+                # kept alive by this entry once the history has let them go
                 self._resume.put(node, _Resume(vault.snapshot(), rows, tuple(masked),
-                                               tuple(audit), boundaries, tail), 1)
+                                               tuple(audit), boundaries, tail),
+                                 1 + sum(map(len, masked)) + sum(map(len, audit)))
             self._check_pins(action, findings)
             removed_tools = self._actions.offered(principal, session, action.offered_tools,
                                                   findings)

@@ -84,3 +84,17 @@ def test_resumed_requests_decide_as_a_fresh_engine() -> None:
     seen = cached.evaluate_request(AGENT, openai_chat.parse_request(
         _request([pieces[k] for k in (0, 1, 2)])))
     assert "injection.instruction-override" in {f.rule_id for f in seen.decision.findings}
+
+
+def test_resume_points_are_bounded_by_the_text_they_keep() -> None:
+    """A resume point keeps its request's texts alive: the cache counts them, so long
+    conversations cannot pile up past its character bound once the history lets go."""
+    engine = _engine()
+    engine._resume.max_chars = 20_000
+    for turn in range(30):
+        body = _request([{"role": "user", "content": f"conversation {turn}: " + "words " * 1000}])
+        engine.evaluate_request(AGENT, openai_chat.parse_request(body))
+    kept = engine._resume.table.values()
+    assert sum(chars for _, chars, _ in kept) <= 20_000
+    assert all(chars > 6_000 for _, chars, _ in kept)  # each charged for its texts
+    assert 0 < len(engine._resume) <= 3
