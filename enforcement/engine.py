@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Final
 
 from lictor.enforcement import young_objects
@@ -63,6 +64,8 @@ _AUDIT: Final = 2
 _FINDINGS: Final = 3
 _DELTA_ENTRIES: Final = 4
 _DELTA_RESERVED: Final = 5
+_MASKED_OF = itemgetter(_MASKED)  # C-level, for a history's worth of outcomes
+_AUDIT_OF = itemgetter(_AUDIT)
 
 NO_DELTA = VaultDelta((), ())
 # Trust labels as plain strings, for cache keys: an enum member is a tracked object, and a
@@ -74,14 +77,11 @@ _new_match = tuple.__new__  # PiiMatch from (entity, start, end, score), without
 
 @dataclass(slots=True, frozen=True)
 class _Resume:
-    """Where the previous request of a conversation ended: the vault and findings there, the
-    texts so far (the history's own strings, shared), and what its message boundaries found,
-    so a resent history is neither rebuilt nor rescanned segment by segment."""
+    """Where the previous request of a conversation ended: the vault and findings there, and
+    what its message boundaries found, so a resent history's boundaries are not rescanned."""
 
     vault: PlaceholderVault  # a snapshot: never handed out, copied on use
     findings: tuple[FindingRow, ...]
-    masked: tuple[str, ...]
-    audit: tuple[str, ...]
     boundaries: tuple[FindingRow, ...]  # every boundary's findings, in order, before dedup
     tail: str | None  # the last masked text if a boundary after it is scanned, else None
 
@@ -202,12 +202,9 @@ class Engine:
                 action, vault, findings, masked, audit)
             boundaries, tail = self._scan_boundaries(action, masked, findings, resume,
                                                      resume_at)
-            if node and self._resume.get(node) is None:
-                # charged for its texts: shared with the history while it holds them, but
-                # kept alive by this entry once the history has let them go
-                self._resume.put(node, _Resume(vault.snapshot(), rows, tuple(masked),
-                                               tuple(audit), boundaries, tail),
-                                 1 + sum(map(len, masked)) + sum(map(len, audit)))
+            if node and self._resume.get(node) is None:  # charged for the text it keeps
+                self._resume.put(node, _Resume(vault.snapshot(), rows, boundaries, tail),
+                                 1 + len(tail or ""))
             self._check_pins(action, findings)
             removed_tools = self._actions.offered(principal, session, action.offered_tools,
                                                   findings)
@@ -276,10 +273,10 @@ class Engine:
                 break
         rows = list(resume.findings) if resume is not None else []
         seen = set(rows)
-        if resume is not None:  # the texts of known[: resume_at + 1], as that request had them
+        if resume is not None:
             vault = resume.vault.snapshot()
-            masked.extend(resume.masked)
-            audit.extend(resume.audit)
+        masked.extend(map(_MASKED_OF, known[: resume_at + 1]))
+        audit.extend(map(_AUDIT_OF, known[: resume_at + 1]))
         node = known[resume_at][_NODE] if resume_at >= 0 else 0
         for i in range(resume_at + 1, len(action.segments)):
             segment = action.segments[i]

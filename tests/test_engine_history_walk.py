@@ -96,5 +96,5 @@ def test_resume_points_are_bounded_by_the_text_they_keep() -> None:
         engine.evaluate_request(AGENT, openai_chat.parse_request(body))
     kept = engine._resume.table.values()
     assert sum(chars for _, chars, _ in kept) <= 20_000
-    assert all(chars > 6_000 for _, chars, _ in kept)  # each charged for its texts
+    assert all(chars > 6_000 for _, chars, _ in kept)  # each charged for its last text
     assert 0 < len(engine._resume) <= 3
