@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Final
 
 from lictor.enforcement import young_objects
@@ -64,19 +65,26 @@ _AUDIT: Final = 2
 _FINDINGS: Final = 3
 _DELTA_ENTRIES: Final = 4
 _DELTA_RESERVED: Final = 5
+_MASKED_OF = itemgetter(_MASKED)  # C-level, for a history's worth of outcomes
+_AUDIT_OF = itemgetter(_AUDIT)
 
 NO_DELTA = VaultDelta((), ())
 # Trust labels as plain strings, for cache keys: an enum member is a tracked object, and a
 # key tuple holding one would stay tracked too.
 _TRUST_TEXT: dict[str, str] = {trust: trust.value for trust in Trust}
+_VERDICTS: dict[str, Verdict] = {verdict.value: verdict for verdict in Verdict}  # no EnumMeta call
+_new_match = tuple.__new__  # PiiMatch from (entity, start, end, score), without its Python frame
 
 
 @dataclass(slots=True, frozen=True)
 class _Resume:
-    """Where the previous request of a conversation ended: the vault and findings there."""
+    """Where the previous request of a conversation ended: the vault and findings there, and
+    what its message boundaries found, so a resent history's boundaries are not rescanned."""
 
     vault: PlaceholderVault  # a snapshot: never handed out, copied on use
     findings: tuple[FindingRow, ...]
+    boundaries: tuple[FindingRow, ...]  # every boundary's findings, in order, before dedup
+    tail: str | None  # the last masked text if a boundary after it is scanned, else None
 
 
 @dataclass(slots=True)
@@ -92,7 +100,7 @@ class RequestOutcome:
 def _finding(spec: RuleSpec, message: str, evidence: str = "") -> Finding:
     return Finding(
         rule_id=spec.rule_id,
-        verdict=Verdict(spec.verdict),
+        verdict=_VERDICTS[spec.verdict],
         owasp=spec.owasp,
         severity=spec.severity,
         message=message,
@@ -191,8 +199,13 @@ class Engine:
                 # request the data plane already counted; no model is invoked for them.
                 self.limits.check_request(principal, session, findings)
                 self._actions.model(principal, action, findings)
-            vault = self._request_segments(action, vault, findings, masked, audit)
-            self._scan_boundaries(action, masked, findings)
+            vault, node, rows, resume, resume_at = self._request_segments(
+                action, vault, findings, masked, audit)
+            boundaries, tail = self._scan_boundaries(action, masked, findings, resume,
+                                                     resume_at)
+            if node and self._resume.get(node) is None:  # charged for the text it keeps
+                self._resume.put(node, _Resume(vault.snapshot(), rows, boundaries, tail),
+                                 1 + len(tail or ""))
             self._check_pins(action, findings)
             removed_tools = self._actions.offered(principal, session, action.offered_tools,
                                                   findings)
@@ -232,17 +245,25 @@ class Engine:
         findings: list[Finding],
         masked: list[str],
         audit: list[str],
-    ) -> PlaceholderVault:
+    ) -> tuple[PlaceholderVault, int, tuple[FindingRow, ...], _Resume | None, int]:
         """Judge each segment, reusing the outcome of the same segment after the same
         prefix and resuming from where the conversation's previous request ended, so a
-        resent history costs a lookup per segment. Returns the request's vault."""
+        resent history costs a lookup per segment. Returns the request's vault, the node
+        it ended at and its findings (for a `_Resume` there), and where it resumed from."""
         history = self._history
-        judged = history.get
+        # The longest prefix judged before: `history.get` inlined, as a resent history is
+        # walked on every request (an entry getting old is still moved to the back).
+        table, old, trust_text = history.table, history.refresh_below(), _TRUST_TEXT
         node, known = 0, []
-        for segment in action.segments:  # the longest prefix judged before
-            outcome = judged((node, _TRUST_TEXT[segment.trust], segment.tool, segment.text))
-            if outcome is None:
+        for segment in action.segments:
+            key = (node, trust_text[segment.trust], segment.tool, segment.text)
+            entry = table.get(key)
+            if entry is None:
                 break
+            if entry[2] < old:
+                history.get(key)
+                old = history.refresh_below()
+            outcome = entry[0]
             known.append(outcome)
             node = outcome[_NODE]
         resume_at, resume = -1, None
@@ -255,8 +276,8 @@ class Engine:
         seen = set(rows)
         if resume is not None:
             vault = resume.vault.snapshot()
-        masked.extend([outcome[_MASKED] for outcome in known[: resume_at + 1]])
-        audit.extend([outcome[_AUDIT] for outcome in known[: resume_at + 1]])
+        masked.extend(map(_MASKED_OF, known[: resume_at + 1]))
+        audit.extend(map(_AUDIT_OF, known[: resume_at + 1]))
         node = known[resume_at][_NODE] if resume_at >= 0 else 0
         for i in range(resume_at + 1, len(action.segments)):
             segment = action.segments[i]
@@ -274,10 +295,8 @@ class Engine:
             masked.append(outcome[_MASKED])
             audit.append(outcome[_AUDIT])
             node = outcome[_NODE]
-        if node and self._resume.get(node) is None:
-            self._resume.put(node, _Resume(vault.snapshot(), tuple(rows)), 1)
         findings.extend(f for f in map(Finding.from_row, rows) if f not in findings)
-        return vault
+        return vault, node, tuple(rows), resume, resume_at
 
     def _judge_segment(self, segment: Segment, vault: PlaceholderVault) -> _Outcome:
         found: list[Finding] = []
@@ -291,7 +310,7 @@ class Engine:
     ) -> tuple[str, str, VaultDelta]:
         """(text to send upstream, text to audit, vault delta) for one request segment."""
         text, trust = segment.text, segment.trust.value
-        matches = [PiiMatch(*m) for m in self._pii_cache.get_or_compute(
+        matches = [_new_match(PiiMatch, m) for m in self._pii_cache.get_or_compute(
             text, None, lambda t: tuple((m.entity, m.start, m.end, m.score)
                                         for m in self._pii.scan(t)))]
         if not matches:
@@ -385,19 +404,37 @@ class Engine:
                     found.append(_finding(spec, spec.description, ", ".join(sorted(hidden))))
         return found
 
-    def _scan_boundaries(self, action: Action, masked: list[str], out: list[Finding]) -> None:
-        """A phrase split across two consecutive untrusted messages is still one phrase."""
+    def _scan_boundaries(self, action: Action, masked: list[str], out: list[Finding],
+                         resume: _Resume | None, resume_at: int,
+                         ) -> tuple[tuple[FindingRow, ...], str | None]:
+        """A phrase split across two consecutive untrusted messages is still one phrase.
+
+        The boundaries up to `resume_at` are those of the request that ended there: its
+        findings are replayed in order, and the scan goes on from its last text. Returns
+        every boundary's findings and the tail to resume from (see `_Resume`)."""
+        found: list[FindingRow] = []
         previous: str | None = None
-        for segment, text in zip(action.segments, masked, strict=True):
+        if resume is not None:
+            found.extend(resume.boundaries)
+            previous = resume.tail
+            for finding in map(Finding.from_row, resume.boundaries):
+                if all(f.rule_id != finding.rule_id for f in out):
+                    out.append(finding)
+        segments = action.segments
+        for i in range(resume_at + 1, len(segments)):
+            segment, text = segments[i], masked[i]
             if segment.trust not in _UNTRUSTED or segment.tool:
                 previous = None
                 continue
             if previous is not None:
                 joined = previous[-BOUNDARY_CHARS:] + "\n" + text[:BOUNDARY_CHARS]
-                for finding in self.scan_text(joined, "request", segment.trust.value):
+                rows = self._scan_rows(joined, "request", segment.trust.value, "")
+                found.extend(rows)
+                for finding in map(Finding.from_row, rows):
                     if all(f.rule_id != finding.rule_id for f in out):
                         out.append(finding)
             previous = text
+        return tuple(found), previous
 
     # -- responses ----------------------------------------------------------------
 

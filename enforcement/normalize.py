@@ -37,6 +37,8 @@ _CONFUSABLES = str.maketrans({
 })
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
                        "@": "a", "$": "s", "!": "i", "|": "l"})
+# The same on ASCII bytes: `bytes.translate` is several times faster than `str.translate`.
+_LEET_BYTES = bytes.maketrans(b"013457@$!|", b"oieastasil")
 # Run-finding patterns use RE2 over the folded text's bytes, encoded once: linear time, and
 # ~10x faster than `re` on these (which retry a bounded repeat at every position).
 _HAS_LEET = r"[A-Za-z][0-9@$!|]|[0-9@$!|][A-Za-z]"
@@ -158,7 +160,8 @@ def normalize(text: str) -> Normalized:
     present = _FEATURES.present(data)
     views = [("text", folded)]
     if _LEET_FEATURE in present:
-        views.append(("leetspeak", folded.translate(_LEET)))
+        views.append(("leetspeak", data.translate(_LEET_BYTES).decode() if len(data) == len(folded)
+                      else folded.translate(_LEET)))
     if _SPACED_FEATURE in present:
         views.append(("spaced letters", _SPACED_SUB.sub(
             lambda m: _SPACERS.sub("", m.group(0)), folded)))

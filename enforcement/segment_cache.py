@@ -8,7 +8,7 @@ cache per policy load), hold no agent data, and are bounded by entries and chara
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
 from lictor.enforcement import young_objects
@@ -48,6 +48,16 @@ class SegmentCache(Generic[V]):
             self._data[key] = (found[0], found[1], self._seq)
             self._data.move_to_end(key)
         return found[0]
+
+    @property
+    def table(self) -> Mapping[Hashable, tuple[V, int, int]]:
+        """key -> (value, chars, insertion number), for a hot loop of lookups that calls `get`
+        only on an entry older than `refresh_below()` (what `get` itself would move)."""
+        return self._data
+
+    def refresh_below(self) -> int:
+        """Entries with an insertion number below this are moved to the back by `get`."""
+        return self._seq - self.max_entries // 2
 
     def put(self, key: Hashable, value: V, chars: int) -> None:
         if key in self._data:

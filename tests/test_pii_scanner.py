@@ -244,6 +244,23 @@ def test_agrees_with_presidio_analyze_on_random_text(scanner: PiiScanner) -> Non
         assert scanner.scan(text) == _reference(text, recognizers), text
 
 
+def test_values_repeated_in_one_text_agree_with_presidio(scanner: PiiScanner) -> None:
+    """A run seen again in the same text is looked up once per call: the same value in the
+    same surroundings, in other surroundings (a lookbehind that now fails), and at the ends."""
+    recognizers = build_recognizers(SUPPORTED_ENTITIES)
+    texts = [
+        "mail a@example.com, mail a@example.com, mail a@example.com",
+        "+44 20 7946 0958 and +44 20 7946 0958 but x+44 20 7946 0958 and a+44 20 7946 0958",
+        "call (212) 555-0199 or (212) 555-0199.(212) 555-0199-(212) 555-0199",
+        "4111 1111 1111 1111 4111 1111 1111 1111 " * 3 + "4111 1111 1111 1111",
+        "a@b.co a@b.co" + " a@b.co" * 5,
+    ]
+    for text in texts:
+        fresh = PiiScanner(SUPPORTED_ENTITIES)
+        assert fresh.scan(text) == _reference(text, recognizers), text
+        assert scanner.scan(text) == _reference(text, recognizers), text
+
+
 def test_no_network_from_import_to_scan() -> None:
     """A fresh interpreter with every socket connection refused imports, builds and scans."""
     code = textwrap.dedent(
@@ -327,7 +344,7 @@ def test_every_lookbehind_fits_the_run_cache_margin(scanner: PiiScanner) -> None
     import re._parser as sre_parse  # re's own parser measures a pattern's width
 
     widths = {}
-    for _, recognizers in scanner._groups:
+    for _, recognizers, _ in scanner._groups:
         for rec in recognizers:
             for compiled, *_ in rec.patterns:
                 for body in _lookbehinds(compiled.pattern):

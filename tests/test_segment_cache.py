@@ -64,3 +64,22 @@ def test_entries_in_use_survive_traffic_that_passes_by() -> None:
     assert computed == []
     cache.get_or_compute(idle, None, compute)
     assert computed == [idle]
+
+
+def test_table_lookups_with_refresh_below_behave_as_get() -> None:
+    """The engine's inlined history walk (`table`, then `get` only below `refresh_below()`)
+    keeps the same entries in the same order as calling `get` for every lookup."""
+    by_get: SegmentCache[int] = SegmentCache(max_entries=50)
+    by_table: SegmentCache[int] = SegmentCache(max_entries=50)
+    texts = [f"text {i} ".ljust(MIN_CHARS, "x") for i in range(300)]
+    for step in range(2_000):
+        text = texts[(step * 7919) % len(texts) if step % 3 else step % 40]
+        key = (text, None)
+        by_get.get(key)
+        entry = by_table.table.get(key)
+        if entry is not None and entry[2] < by_table.refresh_below():
+            by_table.get(key)
+        for cache in (by_get, by_table):
+            if key not in cache.table:
+                cache.put(key, len(text), len(text))
+    assert list(by_get.table.items()) == list(by_table.table.items())

@@ -10,11 +10,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
+from operator import itemgetter
 
 from lictor.enforcement.pii.recognizers import ENTITY_LABELS
 from lictor.enforcement.pii.scanner import PiiMatch
 
 PLACEHOLDER_RE = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
+_START = itemgetter(1)  # a PiiMatch's start
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,28 +92,30 @@ class PlaceholderVault:
                 else:
                     self._reserved[forged.group(0)] = None
         literals = list(spans)
-        for match in sorted(matches, key=lambda m: m.start):
-            if not 0 <= match.start < match.end <= len(text):
-                raise ValueError(f"match {match.start}:{match.end} outside the text")
-            label = ENTITY_LABELS.get(match.entity)
+        size = len(text)
+        for entity, start, end, _ in sorted(matches, key=_START):
+            if not 0 <= start < end <= size:
+                raise ValueError(f"match {start}:{end} outside the text")
+            label = ENTITY_LABELS.get(entity)
             if label is None:
-                raise ValueError(f"no placeholder label for entity {match.entity!r}")
+                raise ValueError(f"no placeholder label for entity {entity!r}")
             # A match never contains '<' or '>', so it is inside a literal or clear of it;
             # inside, it is already hidden by the literal's placeholder.
-            if not literals or not any(
-                s <= match.start and match.end <= e for s, e, *_ in literals
-            ):
-                spans.append((match.start, match.end, label, text[match.start : match.end], True))
+            if not literals or not any(s <= start and end <= e for s, e, *_ in literals):
+                spans.append((start, end, label, text[start:end], True))
         if not spans:
             return text
         spans.sort()
         parts: list[str] = []
         pos = 0
+        known = self._placeholder_of
         for start, end, label, value, is_pii in spans:
             if start < pos:
                 raise ValueError(f"overlapping matches at {start}")
             parts.append(text[pos:start])
-            parts.append(self._placeholder(label, value, is_pii))
+            placeholder = known.get(value)  # `_placeholder`'s first step, without a call
+            parts.append(placeholder if placeholder is not None
+                         else self._placeholder(label, value, is_pii))
             pos = end
         parts.append(text[pos:])
         return "".join(parts)

@@ -62,7 +62,7 @@ def luhn_valid(digits: str) -> bool:
 
 
 def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
+    return "".join(filter(str.isdigit, text))
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
@@ -231,8 +231,11 @@ class ScanHint:
 
     `allowed` is a character-class body, in which `\\d` may appear (ASCII text then uses the
     faster `0-9`); anchors are made of allowed characters. Every match holds at least
-    `min_digits` digits; per pattern name, at least `pattern_digits[name]` digits and each
-    substring of `needs[name]`. Tests check the scanner against presidio's own `analyze`.
+    `min_digits` digits; per pattern name, at least `pattern_digits[name]` digits, each
+    substring of `needs[name]`, and a match of `cores[name]`: the pattern without its
+    lookarounds and optional parts, far cheaper to search for than the pattern itself.
+    Tests check the scanner against presidio's own `analyze`, and each core against its
+    pattern's matches.
     """
 
     allowed: str
@@ -240,6 +243,7 @@ class ScanHint:
     min_digits: int = 0
     pattern_digits: Mapping[str, int] = field(default_factory=dict)
     needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    cores: Mapping[str, str] = field(default_factory=dict)
 
 
 _NUMERIC = r"\d \-.+()Xx"
@@ -251,7 +255,9 @@ _FOLDS = "\u212a\u017f\u0130\u0131"
 
 SCAN_HINTS: Mapping[str, ScanHint] = {
     "EMAIL_ADDRESS": ScanHint(r"!#$%&'*+\-/=?^_`{|}~\w.@", ("@",)),
-    "CREDIT_CARD": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 13),
+    "CREDIT_CARD": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 13, cores={
+        "All Credit Cards (weak)":
+            r"(?:4\d{3}|5[0-5]\d{2}|6\d{3}|1\d{3}|3\d{3})[- ]?\d{3,4}[- ]?\d{3,4}[- ]?\d{3,5}"}),
     "IBAN_CODE": ScanHint(r"A-Z0-9 \-", ("[A-Z]{2}[0-9]{2}",)),
     "IP_ADDRESS": ScanHint(
         r"0-9A-Za-z\d:.%/" + _FOLDS,
@@ -264,7 +270,8 @@ SCAN_HINTS: Mapping[str, ScanHint] = {
             "IPv6": (":",),
         },
     ),
-    "US_SSN": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 9),
+    "US_SSN": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 9,
+                       cores={"SSN5 (medium)": r"[0-9]{3}[- .][0-9]{2}[- .][0-9]{4}"}),
     "CN_RESIDENT_ID": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 17),
     "CN_MOBILE": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 11),
     "CN_BANK_CARD": ScanHint(_NUMERIC, _NUMERIC_ANCHORS, 16, needs={"CN bank card": ("62",)}),
@@ -274,6 +281,8 @@ SCAN_HINTS: Mapping[str, ScanHint] = {
         PhoneNumberRecognizer.MIN_DIGITS,
         pattern_digits={"phone (national)": 10},
         needs={"phone (international)": ("+",)},
+        cores={"phone (national)":
+               r"(?:\([0-9]{3}\)[ .\-]?|[0-9]{3}[ .\-]?)[0-9]{3}[ .\-]?[0-9]{4}"},
     ),
 }
 

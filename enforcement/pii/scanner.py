@@ -8,6 +8,7 @@ the patterns, flags, validation and scores are presidio's own.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ _LOOKAHEAD_MARGIN = 8
 LOOKBEHIND_MARGIN = 4
 _UNICODE_DIGIT = "\\d"
 _DIGIT = regex.compile(r"\d")
-_DROP_DIGITS = str.maketrans("", "", "0123456789")
+_OUT = b" "  # a disallowed byte in a run mask
+# A hint's anchor of the form "a digit, then at least k allowed characters".
+_DIGIT_LEAD = re.compile(r"\[\\d\]\[(.*)\]\{(\d+),\}")
 # A candidate match: start, end, score, entity priority, entity.
 _Found = tuple[int, int, float, int, str]
 # Cached validation verdicts: keep the pattern score, validated (1.0), dropped (0).
@@ -61,12 +64,18 @@ class PiiMatch(NamedTuple):
     score: float
 
 
+# What the named tuple's own `__new__` calls, without its Python frame: (entity, start, end,
+# score) in field order.
+_new_match = tuple.__new__
+
+
 @dataclass(slots=True)
 class _Recognizer:
     entity: str
     priority: int
     recognizer: Any
-    patterns: list[tuple[Any, float, int, tuple[str, ...]]]  # regex, score, digits, substrings
+    # regex, score, digits, substrings, core (see ScanHint)
+    patterns: list[tuple[Any, float, int, tuple[str, ...], Any]]
     min_digits: int
     validates: bool
     invalidates: bool
@@ -84,15 +93,29 @@ class _WindowFinder:
         # anchor, to its last (leftmost-first, greedy); `\d` is `0-9` there.
         anchors = "|".join(a.replace(_UNICODE_DIGIT, "0-9") for a in hint.anchors)
         self._ascii_runs = ByteRegex(f"[{ascii_allowed}]*(?:{anchors})[{ascii_allowed}]*")
+        # Faster still for the two common anchor shapes, on a mask of the text's bytes
+        # (allowed digits -> '0', other allowed characters -> 'a', the rest -> ' '): one
+        # literal character ('@'), or a digit and at least k allowed characters.
+        self._mask = _ascii_mask(ascii_allowed)
+        self._literal: bytes | None = None
+        self._digit_lead: re.Pattern[bytes] | None = None
+        anchor = hint.anchors[0] if len(hint.anchors) == 1 else ""
+        digit_lead = _DIGIT_LEAD.fullmatch(anchor)
+        if len(anchor) == 1 and anchor.isascii() and re.escape(anchor) == anchor \
+                and self._mask[ord(anchor)] != ord(_OUT):
+            self._literal = anchor.encode()
+        elif digit_lead is not None and digit_lead[1] == hint.allowed:
+            self._digit_lead = re.compile(b"0[0a]{%d}" % int(digit_lead[2]))
 
-    def windows(self, text: str, data: bytes | None) -> list[tuple[int, int, int]]:
-        """(start, end, number of digits) of each qualifying run, by start; `data` is the
-        text's ASCII bytes, or None when the text is not ASCII."""
+    def windows(self, text: str, data: bytes | None) -> list[tuple[int, int]]:
+        """(start, end) of each qualifying run, by start; `data` is the text's ASCII bytes,
+        or None when the text is not ASCII."""
         if data is not None:
-            return [
-                (start, end, end - start - len(text[start:end].translate(_DROP_DIGITS)))
-                for start, end in self._ascii_runs.spans(data)
-            ]
+            if self._literal is not None:
+                return _literal_runs(data, self._literal, self._mask)
+            if self._digit_lead is not None:
+                return _digit_lead_runs(data, self._digit_lead, self._mask)
+            return list(self._ascii_runs.spans(data))
         found: dict[int, int] = {}
         for forward in self._forward:
             for match in forward.finditer(text):
@@ -100,10 +123,57 @@ class _WindowFinder:
                 if start and (back := self._backward.match(text, 0, start)):
                     start = back.start()
                 found[start] = end
-        return [
-            (start, end, len(_DIGIT.findall(text, start, end)))
-            for start, end in sorted(found.items())
-        ]
+        return sorted(found.items())
+
+
+def _literal_runs(data: bytes, literal: bytes, table: bytes) -> list[tuple[int, int]]:
+    """The runs around each occurrence of a literal anchor character, by `find`s on the
+    mask; `pos` is 0 or a disallowed byte at each step, so each byte is read O(1) times."""
+    runs: list[tuple[int, int]] = []
+    anchor = data.find(literal)
+    if anchor < 0:
+        return runs
+    mask = data.translate(table)
+    pos, size = 0, len(data)
+    while anchor >= 0:
+        start = mask.rfind(_OUT, pos, anchor) + 1  # -1 only when pos is 0
+        end = mask.find(_OUT, anchor)
+        if end < 0:
+            end = size
+        runs.append((start, end))
+        pos = end
+        anchor = data.find(literal, end)
+    return runs
+
+
+def _digit_lead_runs(data: bytes, digit_lead: re.Pattern[bytes],
+                     table: bytes) -> list[tuple[int, int]]:
+    """The runs holding a digit followed by k allowed characters: a run qualifies iff its
+    mask matches `0[0a]{k}` (its first digit then does too)."""
+    runs: list[tuple[int, int]] = []
+    mask = data.translate(table)
+    search = digit_lead.search
+    pos, size = 0, len(data)
+    while (match := search(mask, pos)) is not None:
+        anchor = match.start()
+        start = mask.rfind(_OUT, pos, anchor) + 1
+        end = mask.find(_OUT, match.end())
+        if end < 0:
+            end = size
+        runs.append((start, end))
+        pos = end
+    return runs
+
+
+def _ascii_mask(ascii_allowed: str) -> bytes:
+    """A `bytes.translate` table: allowed ASCII digits -> '0', other allowed ASCII bytes ->
+    'a', every other byte -> ' ' (classified by RE2 itself, as the run pattern would)."""
+    member = ByteRegex(f"[{ascii_allowed}]")
+    table = bytearray(_OUT * 256)
+    for byte in range(128):
+        if member.search(bytes((byte,))) is not None:
+            table[byte] = ord("0") if chr(byte).isdigit() else ord("a")
+    return bytes(table)
 
 
 class PiiScanner:
@@ -129,7 +199,11 @@ class PiiScanner:
             key = (hint.allowed, hint.anchors)
             finders.setdefault(key, _WindowFinder(hint))
             groups.setdefault(key, []).append(self._compile(rec, entity, hint))
-        self._groups = [(finders[key], recs) for key, recs in groups.items()]
+        # (finder, recognizers, whether any of them has a minimum number of digits)
+        self._groups = [
+            (finders[key], recs, any(p[2] for rec in recs for p in rec.patterns))
+            for key, recs in groups.items()
+        ]
         self._verdicts: DigestCache[int] = DigestCache(self.VERDICT_CACHE_SIZE)
         # a run in its margins -> its matches, as offsets from the run's start
         self._runs: DigestCache[tuple[_Found, ...]] = DigestCache(self.VERDICT_CACHE_SIZE)
@@ -143,6 +217,8 @@ class PiiScanner:
                 p.score,
                 max(hint.min_digits, hint.pattern_digits.get(p.name, 0)),
                 hint.needs.get(p.name, ()),
+                regex.compile(hint.cores[p.name], rec.global_regex_flags)
+                if p.name in hint.cores else None,
             )
             for p in rec.patterns
             # A score below the threshold can only be lifted by validate_result.
@@ -162,36 +238,46 @@ class PiiScanner:
     def scan(self, text: str) -> list[PiiMatch]:
         """Non-overlapping matches scoring at least `min_score`, sorted by start."""
         found: list[_Found] = []
+        add = found.append
         size = len(text)
         data = text.encode() if text.isascii() else None
-        for group, (finder, recs) in enumerate(self._groups):
-            for run in finder.windows(text, data):
-                start, end, _ = run
+        runs = self._runs
+        # a run repeated in this text (a message names an address again) is looked up once;
+        # this map lives for the call only, the cache itself keeps digests
+        here: dict[str, tuple[_Found, ...]] = {}
+        for group, (finder, recs, counts) in enumerate(self._groups):
+            for start, end in finder.windows(text, data):
                 stop = min(size, end + _LOOKAHEAD_MARGIN)
                 lead = max(0, start - LOOKBEHIND_MARGIN)
-                key = self._runs.digest(f"{group}\0{start - lead}\0{text[lead:stop]}")
-                matches = self._runs.get(key)
+                context = f"{group}\0{start - lead}\0{text[lead:stop]}"
+                matches = here.get(context)
                 if matches is None:
-                    matches = self._scan_run(recs, text, run, stop)
-                    self._runs.put(key, matches)
-                found.extend((start + s, start + e, score, priority, entity)
-                             for s, e, score, priority, entity in matches)
+                    key = runs.digest(context)
+                    matches = runs.get(key)
+                    if matches is None:
+                        matches = self._scan_run(recs, text, start, end, stop,
+                                                       counts=counts)
+                        runs.put(key, matches)
+                    here[context] = matches
+                for s, e, score, priority, entity in matches:
+                    add((start + s, start + e, score, priority, entity))
         return _resolve(found)
 
-    def _scan_run(self, recs: list[_Recognizer], text: str, run: tuple[int, int, int],
-                  stop: int) -> tuple[_Found, ...]:
-        """The matches of every recognizer in one run (start, end, digits), as offsets from
-        the run's start; patterns may read up to `stop` for their lookaheads."""
-        start, end, digits = run
+    def _scan_run(self, recs: list[_Recognizer], text: str, start: int, end: int,
+                  stop: int, *, counts: bool) -> tuple[_Found, ...]:
+        """The matches of every recognizer in one run, as offsets from the run's start;
+        patterns may read up to `stop` for their lookaheads."""
+        # `\d`: only 0-9 in ASCII text; not counted for a group that needs none (emails)
+        digits = len(_DIGIT.findall(text, start, end)) if counts else 0
         found: list[_Found] = []
         for rec in recs:
             if digits < rec.min_digits:
                 continue
-            for compiled, pattern_score, min_digits, needs in rec.patterns:
+            for compiled, pattern_score, min_digits, needs, core in rec.patterns:
                 if digits < min_digits or (
                     needs and any(text.find(s, start, end) < 0 for s in needs)
-                ):
-                    continue
+                ) or (core is not None and core.search(text, start, end) is None):
+                    continue  # a match lies inside the run: it would hold all of these
                 for match in compiled.finditer(text, start, stop):
                     if match.start() >= end:
                         break  # belongs to the next run, scanned on its own
@@ -249,7 +335,8 @@ def _resolve(found: list[_Found]) -> list[PiiMatch]:
         return []
     by_start = sorted(set(found))
     if all(a[1] <= b[0] for a, b in pairwise(by_start)):  # disjoint: all kept
-        return [PiiMatch(entity, start, end, score) for start, end, score, _, entity in by_start]
+        return [_new_match(PiiMatch, (entity, start, end, score))
+                for start, end, score, _, entity in by_start]
     ordered = sorted(by_start, key=lambda f: (f[4], f[0], f[0] - f[1], -f[2]))
     candidates: list[_Found] = []
     for _, same_entity in groupby(ordered, key=itemgetter(4)):
@@ -270,4 +357,5 @@ def _resolve(found: list[_Found]) -> list[PiiMatch]:
             ends.insert(i, cand[1])
             kept.append(cand)
     kept.sort()
-    return [PiiMatch(entity, start, end, score) for start, end, score, _, entity in kept]
+    return [_new_match(PiiMatch, (entity, start, end, score))
+            for start, end, score, _, entity in kept]
