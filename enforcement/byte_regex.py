@@ -53,6 +53,17 @@ class ByteRegex:
             pos = next_char(data, end)  # past an empty match
 
 
+    def spans_in(self, data: bytes, pos: int, endpos: int) -> Iterator[tuple[int, int]]:
+        """`spans` from byte `pos`, of matches ending by `endpos` (as `finditer(text, pos,
+        endpos)`: for ASCII data, whose word boundaries at `endpos` a match never needs)."""
+        while pos <= endpos:
+            start, end = self._match(_UNANCHORED, data, pos, endpos)[0]
+            if start < 0:
+                return
+            yield start, end
+            pos = end if end > start else next_char(data, end)
+
+
 def next_char(data: bytes, pos: int) -> int:
     """The byte offset of the character after the one starting at `pos` in UTF-8 `data`."""
     pos += 1

@@ -22,6 +22,7 @@ from lictor.enforcement.byte_regex import ByteRegex
 from lictor.enforcement.pii.digest_cache import DigestCache
 from lictor.enforcement.pii.presidio_import import IbanRecognizer, PatternRecognizer
 from lictor.enforcement.pii.recognizers import SCAN_HINTS, ScanHint, build_recognizers
+from lictor.rules.regex_syntax import RegexError
 
 # Overlap tie-break after length and score: earlier wins.
 ENTITY_PRIORITY: tuple[str, ...] = (
@@ -80,6 +81,10 @@ class _Recognizer:
     validates: bool
     invalidates: bool
     group_fallback: bool  # presidio's IBAN: retry shorter group ends when validation fails
+    reach: tuple[str, int, int] | None  # literal anchor, characters before, after (ScanHint)
+    # per pattern, for a hint with a reach: the same pattern in RE2, for ASCII text (where
+    # RE2's leftmost-first matches are the `regex` module's, found in linear time)
+    linear: tuple[ByteRegex | None, ...]
 
 
 class _WindowFinder:
@@ -233,6 +238,10 @@ class PiiScanner:
             validates=validates,
             invalidates=cls.invalidate_result is not PatternRecognizer.invalidate_result,
             group_fallback=isinstance(rec, IbanRecognizer),
+            reach=(hint.anchors[0], *hint.reach) if hint.reach is not None else None,
+            linear=tuple(_linear(p.regex) if hint.reach is not None else None
+                         for p in rec.patterns
+                         if p.score > 0 and (validates or p.score >= self.min_score)),
         )
 
     def scan(self, text: str) -> list[PiiMatch]:
@@ -255,35 +264,71 @@ class PiiScanner:
                     key = runs.digest(context)
                     matches = runs.get(key)
                     if matches is None:
-                        matches = self._scan_run(recs, text, start, end, stop,
-                                                       counts=counts)
+                        matches = self._scan_run(recs, text, data, start=start, end=end,
+                                                 stop=stop, counts=counts)
                         runs.put(key, matches)
                     here[context] = matches
                 for s, e, score, priority, entity in matches:
                     add((start + s, start + e, score, priority, entity))
         return _resolve(found)
 
-    def _scan_run(self, recs: list[_Recognizer], text: str, start: int, end: int,
-                  stop: int, *, counts: bool) -> tuple[_Found, ...]:
+    def _scan_run(self, recs: list[_Recognizer], text: str, data: bytes | None, *,
+                  start: int, end: int, stop: int, counts: bool) -> tuple[_Found, ...]:
         """The matches of every recognizer in one run, as offsets from the run's start;
-        patterns may read up to `stop` for their lookaheads."""
+        patterns may read up to `stop` for their lookaheads (`data`: the text's bytes, when
+        it is ASCII)."""
         # `\d`: only 0-9 in ASCII text; not counted for a group that needs none (emails)
         digits = len(_DIGIT.findall(text, start, end)) if counts else 0
         found: list[_Found] = []
         for rec in recs:
             if digits < rec.min_digits:
                 continue
-            for compiled, pattern_score, min_digits, needs, core in rec.patterns:
+            for k, (compiled, pattern_score, min_digits, needs, core) in enumerate(
+                    rec.patterns):
                 if digits < min_digits or (
                     needs and any(text.find(s, start, end) < 0 for s in needs)
                 ) or (core is not None and core.search(text, start, end) is None):
                     continue  # a match lies inside the run: it would hold all of these
+                linear = rec.linear[k]
+                if linear is not None and data is not None:
+                    for span in linear.spans_in(data, start, stop):
+                        if span[0] >= end:
+                            break
+                        self._collect_span(rec, span, text, pattern_score, found)
+                    continue
+                if rec.reach is not None and end - start > sum(rec.reach[1:]):
+                    self._scan_reach(rec, compiled, pattern_score, text,
+                                     run=(start, end, stop), found=found)
+                    continue
                 for match in compiled.finditer(text, start, stop):
                     if match.start() >= end:
                         break  # belongs to the next run, scanned on its own
                     self._collect(rec, match, text, pattern_score, found)
         return tuple((s - start, e - start, score, priority, entity)
                      for s, e, score, priority, entity in found)
+
+    def _scan_reach(self, rec: _Recognizer, compiled: Any, pattern_score: float, text: str,
+                    *, run: tuple[int, int, int], found: list[_Found]) -> None:
+        """A pattern's matches in a run (start, end, stop) longer than the hint's reach,
+        looked for around each anchor: a match holds exactly one, so it lies between the
+        anchors before and after it, and within the reach."""
+        assert rec.reach is not None
+        start, end, stop = run
+        anchor, before, after = rec.reach
+        previous, at = start - len(anchor), text.find(anchor, start, end)
+        resume = start  # as `finditer` does, the next match starts after the last one
+        while at >= 0:
+            following = text.find(anchor, at + len(anchor), end)
+            window_stop = min(stop, at + len(anchor) + after + _LOOKAHEAD_MARGIN,
+                              following if following >= 0 else stop)
+            window_start = max(at - before, previous + len(anchor), resume)
+            for match in compiled.finditer(text, window_start, window_stop):
+                if match.start() > at:
+                    break
+                if match.end() > at:  # holds this anchor
+                    self._collect(rec, match, text, pattern_score, found)
+                    resume = match.end()
+            previous, at = at, following
 
     def _collect(
         self,
@@ -294,18 +339,23 @@ class PiiScanner:
         found: list[_Found],
     ) -> None:
         start, end = match.span()
-        if rec.group_fallback:
-            # IbanRecognizer.__analyze_patterns: try the last group's end, then earlier ones.
-            ends = [match.span(g)[1] for g in range(len(match.groups()), 0, -1)]
-            spans = [(start, e if e > 0 else end) for e in ends]
-        else:
-            spans = [(start, end)]
-        for m_start, m_end in spans:
+        if not rec.group_fallback:
+            self._collect_span(rec, (start, end), text, pattern_score, found)
+            return
+        # IbanRecognizer.__analyze_patterns: try the last group's end, then earlier ones.
+        ends = [match.span(g)[1] for g in range(len(match.groups()), 0, -1)]
+        for m_start, m_end in [(start, e if e > 0 else end) for e in ends]:
             score = self._score(rec, text[m_start:m_end], pattern_score)
             if score > 0:
                 if score >= self.min_score:
                     found.append((m_start, m_end, score, rec.priority, rec.entity))
                 return
+
+    def _collect_span(self, rec: _Recognizer, span: tuple[int, int], text: str,
+                      pattern_score: float, found: list[_Found]) -> None:
+        score = self._score(rec, text[span[0]:span[1]], pattern_score)
+        if score >= self.min_score and score > 0:
+            found.append((span[0], span[1], score, rec.priority, rec.entity))
 
     def _score(self, rec: _Recognizer, value: str, pattern_score: float) -> float:
         """presidio's PatternRecognizer scoring: validation sets 1.0 or 0, invalidation 0."""
@@ -359,3 +409,12 @@ def _resolve(found: list[_Found]) -> list[PiiMatch]:
     kept.sort()
     return [_new_match(PiiMatch, (entity, start, end, score))
             for start, end, score, _, entity in kept]
+
+
+def _linear(pattern: str) -> ByteRegex | None:
+    """`pattern` (with presidio's flags: ignore case, multiline, dot-all) in RE2, or None
+    when RE2 cannot run it."""
+    try:
+        return ByteRegex(f"(?ims){pattern}")
+    except RegexError:
+        return None
