@@ -25,12 +25,15 @@ def removed_places(action: Action, decision: Decision, key: str) -> set[int]:
     return {k for field, k in places if field == key}
 
 
-def hosted_refusal(action: Action, decision: Decision) -> ProtocolError:
-    """403 naming the policy: the request's `tool_choice` needs a hosted tool it refused."""
+def hosted_refusal(action: Action, decision: Decision,
+                   param: str = "tool_choice") -> ProtocolError:
+    """403 naming the policy: the request's `param` (its `tool_choice`, or a Chat request's
+    `web_search_options`) needs a hosted tool it refused."""
     names = {action.hosted_tools[i].name for i in decision.removed_hosted_tools}
     found = next((f for f in decision.findings if f.evidence in names), None)
     rule = found.rule_id if found is not None else "cedar"
+    what = "the tool_choice names" if param == "tool_choice" else f"`{param}` asks for"
     return ProtocolError(
-        403, f"lictor blocked this request: rule {rule}: the tool_choice names a tool run by "
+        403, f"lictor blocked this request: rule {rule}: {what} a tool run by "
         f"the provider that policy does not permit ({', '.join(sorted(names))})",
-        error_type="policy_violation", code="policy_violation", param="tool_choice")
+        error_type="policy_violation", code="policy_violation", param=param)

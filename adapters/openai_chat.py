@@ -12,12 +12,14 @@ from typing import Any
 
 from lictor.adapters.content_walk import string_segments
 from lictor.adapters.errors import ProtocolError
+from lictor.adapters.hosted_tools import hosted_refusal
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
     Action,
     ActionKind,
     Decision,
     Direction,
+    HostedTool,
     Segment,
     ToolCall,
     ToolDefinition,
@@ -45,6 +47,7 @@ LEGACY_FUNCTIONS = (
     "lictor authorizes tool calls through `tools` only: send each function as a `tools` "
     'entry of type "function"')
 LEGACY_CALL = "the model proposed a legacy `function_call`, which lictor cannot authorize"
+WEB_SEARCH = "web_search_options"  # a Chat request's provider-run web search: hosted:<this>
 
 
 def _bad(message: str, param: str) -> ProtocolError:
@@ -83,6 +86,8 @@ def parse_request(body: Any) -> Action:
                 segments.append(Segment(content, trust, ("messages", i, "content")))
                 continue
         _parse_message(msg, i, segments)
+    if body.get("web_search_options") is not None:  # the provider searches the web itself
+        action.hosted_tools.append(HostedTool(WEB_SEARCH, ("web_search_options", 0)))
     prediction = body.get("prediction")
     if isinstance(prediction, dict) and prediction.get("content") is not None:
         # Predicted Outputs: text the model reads to speed up its answer
@@ -184,6 +189,8 @@ def apply_request(
     body: dict[str, Any], action: Action, masked_texts: list[str], decision: Decision
 ) -> dict[str, Any]:
     """The request as it goes upstream: masked texts, forbidden tools taken out."""
+    if decision.removed_hosted_tools:  # a search model searches whether asked to or not
+        raise hosted_refusal(action, decision, "web_search_options")
     doc = with_masked_texts(body, action, masked_texts)
     if decision.removed_offered_tools:
         removed = set(decision.removed_offered_tools)

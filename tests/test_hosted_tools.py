@@ -203,3 +203,27 @@ def test_messages_agent_run_tools_are_ordinary_tools(
     assert [(f["rule"], f["evidence"]) for f in record["findings"]] == [
         ("cedar:no-shell-tools", "bash")]
     assert "removed_hosted_tools" not in record["action"]
+
+
+def test_chat_web_search_is_a_hosted_offer(
+        start_lictor: StartLictor, tmp_path: Path, upstream: MockOpenAI,
+        claude: MockAnthropic) -> None:
+    """A Chat request's `web_search_options` has the provider search the web: refused by
+    default (a search model would search anyway, so it is not just taken out), passed on
+    where a team permits it."""
+    options = {"search_context_size": "low"}
+    server = _start(start_lictor, tmp_path, upstream, claude)
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client(server).chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "News?"}],
+            web_search_options=options)  # type: ignore[arg-type]
+    assert NO_DEFAULT in info.value.message and "hosted:web_search_options" in info.value.message
+    assert info.value.param == "web_search_options"
+    assert upstream.received == []
+    permit = ('@id("team-chat-search")\npermit (principal, action == Action::"call_tool", '
+              'resource == Tool::"hosted:web_search_options");\n')
+    server = _start(start_lictor, tmp_path, upstream, claude, permit)
+    client(server).chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "News?"}],
+        web_search_options=options)  # type: ignore[arg-type]
+    assert upstream.received[-1].body["web_search_options"] == options
