@@ -87,14 +87,9 @@ def _media(value: Any, rel: Path) -> bool:
 
 
 def restore_json(value: Any, vault: PlaceholderVault) -> Any:
-    """A JSON value with the placeholders in its strings put back (quotes stay valid)."""
-    if isinstance(value, str):
-        return vault.restore(value)
-    if isinstance(value, dict):
-        return {k: restore_json(v, vault) for k, v in value.items()}
-    if isinstance(value, list):
-        return [restore_json(v, vault) for v in value]
-    return value
+    """A tool call's JSON input with the placeholders in all its strings put back (under
+    any key: they are the model's arguments; quotes stay valid)."""
+    return restore_strings(value, vault, frozenset())
 
 
 def restored(block: dict[str, Any], vault: PlaceholderVault) -> dict[str, Any]:

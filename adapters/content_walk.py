@@ -42,17 +42,19 @@ def string_segments(value: Any, trust: Trust, path: Path, out: list[Segment],
             stack.extend(reversed([(v, (*where, k)) for k, v in enumerate(item)]))
 
 
-def restore_strings(value: Any, vault: PlaceholderVault) -> Any:
-    """`value` with the vault's placeholders put back in every string outside
-    `OPAQUE_KEYS`; containers are copied only where something changed."""
+def restore_strings(value: Any, vault: PlaceholderVault,
+                    skip: frozenset[str] = OPAQUE_KEYS) -> Any:
+    """`value` with the vault's placeholders put back in every string outside the `skip`
+    keys (none for a tool call's JSON input, whose keys are all the caller's); containers
+    are copied only where something changed."""
     if isinstance(value, str):
         return vault.restore(value) if "<" in value else value
     if isinstance(value, dict):
-        changed = {k: restore_strings(v, vault) for k, v in value.items() if k not in OPAQUE_KEYS}
+        changed = {k: restore_strings(v, vault, skip) for k, v in value.items() if k not in skip}
         if all(changed[k] is value[k] for k in changed):
             return value
         return {**value, **changed}
     if isinstance(value, list):
-        items = [restore_strings(v, vault) for v in value]
+        items = [restore_strings(v, vault, skip) for v in value]
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value

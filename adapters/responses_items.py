@@ -65,12 +65,8 @@ def item_segments(item: dict[str, Any], path: Path, out: list[Segment]) -> None:
 def part_segments(part: dict[str, Any], trust: Trust, path: Path, out: list[Segment]) -> None:
     """A message content part that is neither plain text nor media: a `refusal`, or a part
     type newer than lictor (read whole, with the message's trust)."""
-    if part["type"] in MEDIA_PARTS:
-        return
-    if part["type"] == "refusal":
-        string_segments(part.get("refusal"), trust, (*path, "refusal"), out)
-        return
-    string_segments(part, trust, path, out)
+    if part["type"] not in MEDIA_PARTS:  # a refusal's text is its `refusal` string
+        string_segments(part, trust, path, out)
 
 
 # Tools the agent runs, though not `function`s: offered by name and their calls authorized

@@ -144,9 +144,7 @@ class ResponsesStream(HeldToolCalls):
                 for index in list(self._items):
                     whole = (output[index] if isinstance(output, list) and index < len(output)
                              else None)
-                    self._items.pop(index)
-                    if isinstance(whole, dict):
-                        self._judge_item(index, None, whole)
+                    self._judge_item(index, None, whole if isinstance(whole, dict) else {})
                 if self.blocked is not None:
                     return []
             self.usage, self.status = response.get("usage"), response.get("status")

@@ -11,7 +11,10 @@ import threading
 import time
 from typing import Any, Self
 
+import httpx
 import uvicorn
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.fastmcp import FastMCP
 
 EMAIL = "jane.doe@example.com"
@@ -135,3 +138,12 @@ class McpUpstream:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def client_transport(lictor_url: str, server: str, headers: dict[str, str], sse: bool) -> Any:
+    """The MCP SDK's client transport to `server` through lictor: the older HTTP+SSE one
+    (`/mcp/{server}/sse`) or streamable HTTP (`/mcp/{server}`); enter it for the streams."""
+    if sse:
+        return sse_client(f"{lictor_url}/mcp/{server}/sse", headers=headers, timeout=30)
+    http = httpx.AsyncClient(headers=headers, timeout=30)
+    return streamable_http_client(f"{lictor_url}/mcp/{server}", http_client=http)

@@ -94,16 +94,18 @@ class MockOpenAI(AppThread):
         if not body.get("stream"):
             return web.json_response(done)
 
-        async def events() -> AsyncIterator[dict[str, Any]]:
-            started = {**done, "status": "in_progress", "output": []}
-            yield {"type": "response.created", "response": started}
-            for oi, item in enumerate(output):
-                yield {"type": "response.output_item.added", "output_index": oi, "item": item}
-                yield {"type": "response.output_item.done", "output_index": oi, "item": item}
-            yield {"type": "response.completed", "response": done}
+        started = {**done, "status": "in_progress", "output": []}
+        events = [{"type": "response.created", "response": started}]
+        for oi, item in enumerate(output):
+            events += [{"type": "response.output_item.added", "output_index": oi, "item": item},
+                       {"type": "response.output_item.done", "output_index": oi, "item": item}]
+        events.append({"type": "response.completed", "response": done})
 
-        numbered = ({**e, "sequence_number": n} async for n, e in _enumerate(events()))
-        return await self._sse(request, numbered)
+        async def numbered() -> AsyncIterator[dict[str, Any]]:
+            for n, event in enumerate(events):
+                yield {**event, "sequence_number": n}
+
+        return await self._sse(request, numbered())
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await self._received(request)
@@ -145,11 +147,3 @@ class MockOpenAI(AppThread):
     def last_text(self) -> str:
         """Everything the upstream received in its last request, as one string."""
         return json.dumps(self.received[-1].body, ensure_ascii=False)
-
-
-async def _enumerate(events: AsyncIterator[dict[str, Any]]
-                     ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    n = 0
-    async for event in events:
-        yield n, event
-        n += 1

@@ -11,14 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from conftest import audit_rows
 from mcp import ClientSession, types
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.server.fastmcp import Context
-from mcp_upstream import EMAIL, INJECTION, McpUpstream
+from mcp_upstream import EMAIL, INJECTION, McpUpstream, client_transport
 from test_mcp_proxy import OPS_KEY, lictor_config, run
 
 from lictor.proxy.server import BackgroundServer
@@ -84,11 +81,7 @@ def narrate(server: BackgroundServer, text: str, sse: bool) -> tuple[Agent, type
     headers = {"Authorization": f"Bearer {OPS_KEY}", "x-lictor-session": f"notes-{next(SESSIONS)}"}
 
     async def go() -> types.CallToolResult:
-        if sse:
-            transport = sse_client(f"{server.url}/mcp/notes-sse/sse", headers=headers, timeout=30)
-        else:
-            http = httpx.AsyncClient(headers=headers, timeout=30)
-            transport = streamable_http_client(f"{server.url}/mcp/notes", http_client=http)
+        transport = client_transport(server.url, "notes-sse" if sse else "notes", headers, sse)
         async with transport as streams, \
                 ClientSession(streams[0], streams[1], logging_callback=agent.log) as client:
             await client.initialize()

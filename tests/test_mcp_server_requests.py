@@ -12,15 +12,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from conftest import audit_rows
 from mcp import ClientSession, types
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.server.fastmcp import Context
 from mcp.shared.exceptions import McpError
-from mcp_upstream import EMAIL, INJECTION, McpUpstream
+from mcp_upstream import EMAIL, INJECTION, McpUpstream, client_transport
 from pydantic import BaseModel
 from test_mcp_proxy import OPS_KEY, SUPPORT_KEY, lictor_config, run
 
@@ -126,11 +123,7 @@ async def connect(server: BackgroundServer, agent: Agent, key: str, session: str
                   sse: bool = False) -> AsyncIterator[ClientSession]:
     """The SDK's client with both callbacks, through lictor, tools listed (so pinned)."""
     headers = {"Authorization": f"Bearer {key}", "x-lictor-session": session}
-    if sse:
-        transport = sse_client(f"{server.url}/mcp/asking-sse/sse", headers=headers, timeout=30)
-    else:
-        http = httpx.AsyncClient(headers=headers, timeout=30)
-        transport = streamable_http_client(f"{server.url}/mcp/asking", http_client=http)
+    transport = client_transport(server.url, "asking-sse" if sse else "asking", headers, sse)
     async with transport as streams, \
             ClientSession(streams[0], streams[1], sampling_callback=agent.sample,
                           elicitation_callback=agent.elicit) as client:
