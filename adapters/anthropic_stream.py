@@ -25,9 +25,8 @@ from lictor.adapters.anthropic_blocks import (
 from lictor.adapters.anthropic_messages import error_body
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import refusal_notes
-from lictor.adapters.openai_stream import AuthorizeCalls, CheckText
 from lictor.adapters.sse import named_frame as frame
-from lictor.adapters.stream_text import HeldToolCalls, TextGate
+from lictor.adapters.stream_text import AuthorizeCalls, CheckText, HeldToolCalls, TextGate
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, Segment, ToolCall, Trust
 

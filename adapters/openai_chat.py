@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lictor.adapters import chat_answer_fields as answer_fields
 from lictor.adapters.content_walk import string_segments
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.hosted_tools import hosted_refusal
@@ -232,22 +233,26 @@ def parse_response(resp: Any) -> Action:
     action = Action(ActionKind.MODEL_RESPONSE, Direction.RESPONSE, PROTOCOL)
     for ci, choice in enumerate(_choices(resp)):
         message = choice.get("message") or {}
-        if isinstance(message, dict) and message.get("function_call") is not None:
+        if not isinstance(message, dict):
+            raise ProtocolError(502, "the upstream model returned a choice whose `message` is "
+                                "not an object", error_type="upstream_error")
+        if message.get("function_call") is not None:
             raise ProtocolError(502, LEGACY_CALL, error_type="upstream_error")
-        content = message.get("content")
-        if isinstance(content, str):
-            action.segments.append(Segment(content, Trust.ASSISTANT, ("choices", ci)))
+        answer_fields.segments(message, ("choices", ci), action.segments)
         for k, call in enumerate(message.get("tool_calls") or []):
             action.tool_calls.append(tool_call_from_wire(call, f"#{ci}.{k}"))
     return action
 
 
 def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per choice, what the model produced (text, tool calls): the content audit keeps."""
+    """Per choice, what the model produced (text, tool calls, and any other texts as
+    `items`): the content audit keeps."""
     out = []
     for i, choice in enumerate(_choices(resp)):
         message = choice.get("message") or {}
         content = message.get("content")
+        others: list[Segment] = []
+        answer_fields.segments(message, ("choices", i), others)
         calls = []
         for call in message.get("tool_calls") or []:
             fn = call.get("function") if isinstance(call, dict) else None
@@ -262,8 +267,15 @@ def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
             "content": content if isinstance(content, str) else None,
             "tool_calls": calls,
             "finish_reason": choice.get("finish_reason"),
+            **audit_items(answer_fields.audit_items(others)),
         })
     return out
+
+
+def audit_items(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `items` of an audited choice: texts besides its content and tool calls (a
+    refusal, a provider-run tool's result), absent when there are none."""
+    return {"items": items} if items else {}
 
 
 def refusal_notes(decision: Decision, calls: list[ToolCall]) -> list[str]:
@@ -291,7 +303,7 @@ def apply_response(
     new_choices = []
     for ci, wire_choice in enumerate(_choices(resp)):
         choice = dict(wire_choice)
-        message = dict(choice.get("message") or {})
+        message = answer_fields.restored(choice.get("message") or {}, vault)
         notes: list[str] = []
         calls = message.get("tool_calls")
         if calls:
@@ -312,9 +324,9 @@ def apply_response(
                 if choice.get("finish_reason") == "tool_calls":
                     choice["finish_reason"] = "stop"
         content = message.get("content")
-        if isinstance(content, str):
-            content = vault.restore(content)
-        if notes:
+        if notes and isinstance(content, list):  # an answer in parts: the notes as one more
+            content = [*content, {"type": "text", "text": "\n".join(notes)}]
+        elif notes:
             content = "\n".join(([content] if content else []) + notes)
         message["content"] = content
         choice["message"] = message

@@ -8,27 +8,15 @@ calls that need approval wait in `held` until the gateway has asked people.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from lictor.adapters import chat_answer_fields as answer_fields
 from lictor.adapters.errors import ProtocolError
-from lictor.adapters.openai_chat import LEGACY_CALL, refusal_notes, tool_call_from_wire
-from lictor.enforcement.pii import PlaceholderVault, StreamRestorer
-from lictor.enforcement.types import STOPS, Decision, Finding, Segment, ToolCall
-
-CheckText = Callable[[str], list[Finding]]
-
-
-class AuthorizeCalls(Protocol):
-    """Judges what a streamed answer holds back: the tool calls the model proposes and the
-    texts of items judged whole (a provider-run tool's call and result)."""
-
-    def __call__(self, calls: list[ToolCall], segments: Sequence[Segment] = ()) -> Decision: ...
-
-
-WINDOW = 512  # chars of earlier output re-scanned with each chunk, so a phrase split
-# across chunks is still seen whole
+from lictor.adapters.openai_chat import LEGACY_CALL, audit_items, refusal_notes, tool_call_from_wire
+from lictor.adapters.stream_text import AuthorizeCalls, CheckText, Findings, HeldCalls, TextGate
+from lictor.enforcement.pii import PlaceholderVault
+from lictor.enforcement.types import Decision, Segment, ToolCall, Trust
 
 
 @dataclass(slots=True)
@@ -41,22 +29,12 @@ class _PendingCall:
 
 @dataclass(slots=True)
 class _Choice:
-    restorer: StreamRestorer
-    upstream_text: list[str] = field(default_factory=list)  # masked, as the model wrote it
-    tail: str = ""
+    # the model's texts (content, refusal, ...) by their place in a delta
+    texts: dict[tuple[str, ...], TextGate] = field(default_factory=dict)
+    others: list[Segment] = field(default_factory=list)  # other texts, judged per chunk
     calls: dict[int, _PendingCall] = field(default_factory=dict)
     finished: bool = False
     finish_reason: str | None = None
-
-
-@dataclass(slots=True)
-class HeldCalls:
-    """A choice's tool calls that need people's approval before `ChatStream.release`."""
-
-    index: int
-    calls: list[ToolCall]
-    decision: Decision
-    finish: str | None
 
 
 MAX_INDEX = 1024  # choices and tool calls per chunk: far above what any provider sends
@@ -104,35 +82,27 @@ def _checked_choices(chunk: Any) -> list[dict[str, Any]]:
     return choices
 
 
-class ChatStream:
+class ChatStream(Findings):
     """Feed upstream chunks in; get the chunks to send to the agent out."""
 
     def __init__(
         self, vault: PlaceholderVault, check_text: CheckText, authorize: AuthorizeCalls
     ) -> None:
+        super().__init__()
         self._vault = vault
         self._check_text = check_text
         self._authorize = authorize
         self._choices: dict[int, _Choice] = {}
         self._base: dict[str, Any] = {}
-        self.findings: list[Finding] = []
         self.removed_tool_calls: list[str] = []
-        self.blocked: Finding | None = None
         self.held: list[HeldCalls] = []  # calls that need approval, to settle, then release
         self.usage: Any = None  # the last usage the upstream reported
 
     def _choice(self, index: int) -> _Choice:
         state = self._choices.get(index)
         if state is None:
-            state = self._choices[index] = _Choice(StreamRestorer(self._vault))
+            state = self._choices[index] = _Choice()
         return state
-
-    def _note(self, findings: list[Finding]) -> None:
-        for f in findings:
-            if f not in self.findings:
-                self.findings.append(f)
-            if f.verdict in STOPS and not f.shadow and self.blocked is None:
-                self.blocked = f
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {**self._base, "choices": choices}
@@ -154,19 +124,13 @@ class ChatStream:
         for raw in choices:
             index = raw.get("index", 0)
             state = self._choice(index)
-            delta = dict(raw.get("delta") or {})
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                state.upstream_text.append(text)
-                self._note(self._check_text(state.tail + text))
-                if self.blocked is not None:
-                    return []
-                state.tail = (state.tail + text)[-WINDOW:]
-                delta["content"] = state.restorer.feed(text)
+            delta = self._judged_delta(index, state, dict(raw.get("delta") or {}))
+            if self.blocked is not None:
+                return []
             for wire_call in delta.pop("tool_calls", None) or []:
                 self._collect_call(state, wire_call)
             reason = raw.get("finish_reason")
-            if delta.get("content") or (set(delta) - {"content"}):
+            if any(value not in ("", None) for value in delta.values()):
                 out_choices.append({**raw, "delta": delta, "finish_reason": None})
             if reason is not None:
                 state.finish_reason = reason
@@ -178,6 +142,25 @@ class ChatStream:
         if chunk.get("usage") is not None:
             out.append({**self._chunk([]), "usage": chunk["usage"]})
         return out
+
+    def _judged_delta(self, index: int, state: _Choice,
+                      delta: dict[str, Any]) -> dict[str, Any]:
+        """A delta with its texts judged (the model's on a sliding window, anything else
+        whole) and placeholders restored; nothing is released once a finding stops it."""
+        for place, text in answer_fields.model_texts(delta):
+            gate = state.texts.get(place)
+            if gate is None:
+                gate = state.texts[place] = TextGate.of(self._vault)
+            findings, restored = gate.feed(text, self._check_text)
+            self.note(findings)
+            delta = answer_fields.with_text(delta, place, restored)
+        others: list[Segment] = []
+        answer_fields.other_segments(delta, ("choices", index), others)
+        if others:  # a search model's citations, a field newer than lictor: whole
+            self.note(self._authorize([], others).findings)
+            state.others.extend(others)
+            delta = answer_fields.restored_others(delta, self._vault)
+        return delta
 
     @staticmethod
     def _collect_call(state: _Choice, wire_call: dict[str, Any]) -> None:
@@ -195,9 +178,11 @@ class ChatStream:
     def _finish_choice(self, index: int, state: _Choice) -> list[dict[str, Any]]:
         state.finished = True
         out: list[dict[str, Any]] = []
-        rest = state.restorer.flush()
-        if rest:
-            out.append(self._chunk([{"index": index, "delta": {"content": rest}}]))
+        for place, gate in state.texts.items():  # what each restorer still holds back
+            rest = gate.flush()
+            if rest:
+                delta = answer_fields.with_text(_nested(place), place, rest)
+                out.append(self._chunk([{"index": index, "delta": delta}]))
         calls = [
             tool_call_from_wire(
                 {"id": p.call_id, "function": {"name": p.name, "arguments": "".join(p.arguments)}},
@@ -221,7 +206,7 @@ class ChatStream:
         finish reason."""
         out: list[dict[str, Any]] = []
         if calls:
-            self._note(decision.findings)
+            self.note(decision.findings)
             if self.blocked is not None:
                 return []
             removed = set(decision.removed_tool_calls)
@@ -258,15 +243,24 @@ class ChatStream:
 
     def audit_content(self) -> list[dict[str, Any]]:
         """What the model produced, masked (as it came from upstream), per choice."""
-        return [
-            {
+        out = []
+        for index, state in sorted(self._choices.items()):
+            content = state.texts.get(("content",))
+            texts = [Segment("".join(gate.upstream), Trust.ASSISTANT, ("choices", index, *place))
+                     for place, gate in state.texts.items() if place != ("content",)]
+            out.append({
                 "index": index,
-                "content": "".join(state.upstream_text),
+                "content": "".join(content.upstream) if content is not None else "",
                 "tool_calls": [
                     {"name": p.name, "arguments": "".join(p.arguments)}
                     for _, p in sorted(state.calls.items())
                 ],
                 "finish_reason": state.finish_reason,
-            }
-            for index, state in sorted(self._choices.items())
-        ]
+                **audit_items(answer_fields.audit_items([*texts, *state.others])),
+            })
+        return out
+
+
+def _nested(place: tuple[str, ...]) -> dict[str, Any]:
+    """An empty delta with the containers `place` needs (`audio` for its transcript)."""
+    return {place[0]: _nested(place[1:])} if len(place) > 1 else {}

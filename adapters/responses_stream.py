@@ -18,10 +18,9 @@ from lictor.adapters.content_walk import restore_strings
 from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.openai_responses import apply_response, note_item, restore_item
-from lictor.adapters.openai_stream import AuthorizeCalls, CheckText
 from lictor.adapters.responses_items import CALL_ITEMS, client_call, item_segments
 from lictor.adapters.sse import named_frame as frame
-from lictor.adapters.stream_text import HeldToolCalls, TextGate
+from lictor.adapters.stream_text import AuthorizeCalls, CheckText, HeldToolCalls, TextGate
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, Segment, ToolCall, Verdict
 

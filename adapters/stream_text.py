@@ -1,14 +1,38 @@
-"""One streamed text (a content block, an output part): checked on a sliding window and
-restored as it flows, for the Messages and Responses stream governors."""
+"""What every stream governor shares: one streamed text (a chat field, a content block, an
+output part) checked on a sliding window and restored as it flows, the stream's findings,
+and the tool calls it holds back until they are authorized."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from lictor.adapters.openai_stream import WINDOW, AuthorizeCalls, CheckText, HeldCalls
 from lictor.enforcement.pii import PlaceholderVault, StreamRestorer
-from lictor.enforcement.types import STOPS, Decision, Finding, ToolCall
+from lictor.enforcement.types import STOPS, Decision, Finding, Segment, ToolCall
+
+CheckText = Callable[[str], list[Finding]]
+
+
+class AuthorizeCalls(Protocol):
+    """Judges what a streamed answer holds back: the tool calls the model proposes and the
+    texts of items judged whole (a provider-run tool's call and result)."""
+
+    def __call__(self, calls: list[ToolCall], segments: Sequence[Segment] = ()) -> Decision: ...
+
+
+WINDOW = 512  # chars of earlier output re-scanned with each chunk, so a phrase split
+# across chunks is still seen whole
+
+
+@dataclass(slots=True)
+class HeldCalls:
+    """A choice's tool calls that need people's approval before the stream's `release`."""
+
+    index: int
+    calls: list[ToolCall]
+    decision: Decision
+    finish: str | None
 
 
 @dataclass(slots=True)

@@ -18,8 +18,9 @@ from lictor.adapters import (
 from lictor.adapters.backends.base import Backend, Route
 from lictor.adapters.backends.dispatch import MESSAGES, RESPONSES
 from lictor.adapters.errors import ProtocolError, openai_error_body
-from lictor.adapters.openai_stream import AuthorizeCalls, ChatStream, CheckText, HeldCalls
+from lictor.adapters.openai_stream import ChatStream
 from lictor.adapters.sse import DONE, frame
+from lictor.adapters.stream_text import AuthorizeCalls, CheckText, HeldCalls
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Action, Decision, Finding, ToolCall
 

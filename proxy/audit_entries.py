@@ -95,7 +95,8 @@ def model_request(
 
 def redacted_choices(choices: list[dict[str, Any]],
                      redact: Callable[[str], str]) -> list[dict[str, Any]]:
-    """What a model produced (`openai_chat.produced`), in the form audit keeps."""
+    """What a model produced (`openai_chat.produced`), in the form audit keeps: its text,
+    tool calls and other texts (`items`: a refusal, a provider-run tool's result), redacted."""
     return [
         {
             **c,
@@ -104,6 +105,8 @@ def redacted_choices(choices: list[dict[str, Any]],
                 {"name": t["name"], "arguments": redact(t["arguments"])}
                 for t in c.get("tool_calls", [])
             ],
+            **({"items": [{"type": i["type"], "texts": [redact(t) for t in i["texts"]]}
+                          for i in c["items"]]} if c.get("items") else {}),
         }
         for c in choices
     ]

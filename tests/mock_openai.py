@@ -41,6 +41,9 @@ class MockOpenAI(AppThread):
         # when set, the Responses API answers with these output items (provider-run tools'
         # calls and results, as a real provider sends them) instead of the local model's
         self.responses_output: list[dict[str, Any]] | None = None
+        # when set, Chat Completions answer with this assistant message (a refusal, a search
+        # model's citations, an audio transcript...), whole or streamed field by field
+        self.chat_message: dict[str, Any] | None = None
         self._model = LocalModelBackend()
 
     @property
@@ -133,16 +136,55 @@ class MockOpenAI(AppThread):
                 {"error": {"message": "mock failure", "type": "server_error", "code": None}},
                 status=self.fail_status,
             )
+        if self.chat_message is not None:
+            return await self._scripted_chat(request, body, self.chat_message)
         route = Route(name=body["model"], backend="mock", upstream_model=body["model"])
         if not body.get("stream"):
             return web.json_response(await self._model.complete(body, route))
+        return await self._chat_sse(request, self._model.stream(body, route))
+
+    @staticmethod
+    async def _chat_sse(request: web.Request,
+                        chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+        """Chunks framed as Chat Completions streams them: data lines, then [DONE]."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        async for chunk in self._model.stream(body, route):
+        async for chunk in chunks:
             await resp.write(frame(chunk))
         await resp.write(DONE)
         await resp.write_eof()
         return resp
+
+    async def _scripted_chat(self, request: web.Request, body: dict[str, Any],
+                             message: dict[str, Any]) -> web.StreamResponse:
+        """A completion holding `message`; streamed, each string field comes in two halves
+        (so a placeholder may be split across chunks) and any other field whole."""
+        base = {"id": "chatcmpl-scripted", "created": 0, "model": body["model"]}
+        if not body.get("stream"):
+            return web.json_response({
+                **base, "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", **message},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        for key, value in message.items():
+            if isinstance(value, str):
+                half = len(value) // 2
+                deltas += [{key: value[:half]}, {key: value[half:]}]
+            elif key == "audio" and isinstance(value.get("transcript"), str):
+                half = len(value["transcript"]) // 2
+                deltas += [{key: {**value, "transcript": value["transcript"][:half]}},
+                           {key: {"transcript": value["transcript"][half:]}}]
+            else:
+                deltas.append({key: value})
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            for k, delta in enumerate(deltas):
+                yield {**base, "object": "chat.completion.chunk", "choices": [
+                    {"index": 0, "delta": delta,
+                     "finish_reason": "stop" if k == len(deltas) - 1 else None}]}
+
+        return await self._chat_sse(request, chunks())
 
     def last_text(self) -> str:
         """Everything the upstream received in its last request, as one string."""
