@@ -23,7 +23,7 @@ from lictor.adapters.anthropic_blocks import (
     restore_json,
     restored,
 )
-from lictor.adapters.content_walk import restore_strings
+from lictor.adapters.content_walk import audit_items, restore_strings
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.hosted_tools import hosted_refusal, removed_places, url_host
 from lictor.adapters.openai_chat import refusal_notes, with_masked_texts
@@ -259,14 +259,25 @@ def parse_response(resp: Any) -> Action:
 
 
 def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
-    """What the model produced (text, tool uses), in the audit's per-choice form."""
+    """What the model produced (text, tool uses, and every other block's texts as `items`),
+    in the audit's per-choice form."""
     blocks = _content(resp)
+    items = audit_items((audit_kind(blocks, s.path), s.text)
+                        for s in parse_response(resp).segments)
     text = "".join(b["text"] for b in blocks
                    if b.get("type") == "text" and isinstance(b.get("text"), str))
     calls = [{"name": str(b.get("name", "")), "arguments": json.dumps(b.get("input"))}
              for b in blocks if b.get("type") == "tool_use"]
     return [{"index": 0, "content": text or None, "tool_calls": calls,
-             "finish_reason": resp.get("stop_reason")}]
+             "finish_reason": resp.get("stop_reason"), **items}]
+
+
+def audit_kind(blocks: list[dict[str, Any]], path: tuple[str | int, ...]) -> str | None:
+    """The audited item a segment at `path` of an answer belongs to: a text block's
+    citations, or another block's type; None for a text block's text (the audit's content)."""
+    if len(path) == 2:
+        return None
+    return "citations" if path[2] == "citations" else str(blocks[int(path[1])].get("type"))
 
 
 def usage_tokens(usage: Any) -> int:

@@ -23,6 +23,7 @@ from lictor.adapters.anthropic_blocks import (
     strings,
 )
 from lictor.adapters.anthropic_messages import error_body
+from lictor.adapters.content_walk import audit_items
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.sse import named_frame as frame
@@ -56,6 +57,7 @@ class MessagesStream(HeldToolCalls):
         self._stopped = False  # message_stop seen: the stream is whole
         self.usage: dict[str, Any] = {}
         self._audit_calls: list[dict[str, str]] = []  # every tool use, masked, for the audit
+        self._audit_items: list[tuple[str | None, str]] = []  # other texts: see audit_items
 
     def _out(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self._tools and not self._delta:  # a tool use is open: wait for message_delta
@@ -92,8 +94,6 @@ class MessagesStream(HeldToolCalls):
             if index in self._tools:
                 self._tools[index][1].append(str(delta.get("partial_json") or ""))
                 return []
-            if delta.get("type") == "citations_delta":
-                return self._out(self._cited(event))
             gate, key = self._gate(index)
             if gate is not None and isinstance(delta.get(key), str):
                 findings, text = gate.feed(delta[key], self._check)
@@ -101,6 +101,8 @@ class MessagesStream(HeldToolCalls):
                 if self.blocked is not None:
                     return []
                 return self._out([{**event, "delta": {**delta, key: text}}] if text else [])
+            if delta.get("type") != "signature_delta":  # a citation, or a newer delta type
+                return self._out(self._read_whole(event))
         elif kind == "content_block_stop" and isinstance(index, int):
             if index in self._tools:
                 return []
@@ -127,13 +129,18 @@ class MessagesStream(HeldToolCalls):
             return self._thoughts[index], "thinking"
         return self._texts.get(index), "text"
 
-    def _cited(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """A citation of a text block (quoting a document or web page: third-party text),
-        judged and restored before release."""
+    def _read_whole(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """A delta of a streamed block that is not its text: a citation (quoting a document
+        or web page) or a type newer than lictor, judged whole as third-party text and
+        restored before release."""
+        delta = event["delta"]
         segments: list[Segment] = []
-        strings(event["delta"].get("citation"), Trust.TOOL, ("citation",), segments)
+        strings(delta, Trust.TOOL, ("delta",), segments)
         if segments:
             self.note(self._authorize([], segments).findings)
+            kind = "citations" if delta.get("type") == "citations_delta" else str(
+                delta.get("type"))
+            self._audit_items.extend((kind, s.text) for s in segments)
         return [] if self.blocked is not None else [restored(event, self._vault)]
 
     def _judged(self, index: int, stop: dict[str, Any]) -> list[dict[str, Any]]:
@@ -155,6 +162,7 @@ class MessagesStream(HeldToolCalls):
             strings(event.get("delta"), Trust.TOOL, ("content", index, "delta", k), segments)
         if segments:
             self.note(self._authorize([], segments).findings)
+            self._audit_items.extend((kind_of(block), s.text) for s in segments)
         if self.blocked is not None:
             return []
         begin = {"type": "content_block_start", "index": index,
@@ -230,8 +238,10 @@ class MessagesStream(HeldToolCalls):
         calls = self._audit_calls + [{"name": str(b.get("name", "")), "arguments": "".join(p)}
                                      for b, p in self._tools.values()]
         text = "".join("".join(g.upstream) for _, g in sorted(self._texts.items()))
+        thoughts = [("thinking", "".join(g.upstream)) for _, g in sorted(self._thoughts.items())]
         return [{"index": 0, "content": text, "tool_calls": calls,
-                 "finish_reason": self.stop_reason}]
+                 "finish_reason": self.stop_reason,
+                 **audit_items([*thoughts, *self._audit_items])}]
 
 
 def _is_json(event: dict[str, Any]) -> bool:

@@ -93,12 +93,10 @@ def restored_others(message: dict[str, Any], vault: PlaceholderVault) -> dict[st
     return out
 
 
-def audit_items(found: list[Segment]) -> list[dict[str, Any]]:
-    """Texts besides `content`, as the audit keeps them: one item per field, in order."""
-    items: dict[str, list[str]] = {}
-    for segment in found:
-        place = [str(p) for p in segment.path[2:]]  # after ("choices", index)
-        if place[:1] != ["content"] or len(place) > 1:
-            items.setdefault(".".join(place[:2] if place[:1] == ["audio"] else place[:1]),
-                             []).append(segment.text)
-    return [{"type": kind, "texts": texts} for kind, texts in items.items()]
+def audit_kind(segment: Segment) -> str | None:
+    """The audited item a segment of `segments` belongs to: its field (`audio.transcript`
+    for the transcript), or None for `content` as text, which the audit keeps already."""
+    place = [str(p) for p in segment.path[2:]]  # after ("choices", index)
+    if place == ["content"]:
+        return None
+    return ".".join(place[:2]) if place[:1] == ["audio"] else place[0]

@@ -9,6 +9,7 @@ unscanned, so their strings become segments too. Fields that are not text a mode
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from lictor.enforcement.pii import PlaceholderVault
@@ -58,3 +59,14 @@ def restore_strings(value: Any, vault: PlaceholderVault,
         items = [restore_strings(v, vault, skip) for v in value]
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
+
+
+def audit_items(texts: Iterable[tuple[str | None, str]]) -> dict[str, Any]:
+    """The `items` of an audited answer: texts besides its content and tool calls (a
+    refusal, a provider-run tool's result), as (kind, text) pairs grouped by kind in the
+    order first seen (kind None: audited already); absent when there are none."""
+    items: dict[str, list[str]] = {}
+    for kind, text in texts:
+        if kind is not None:
+            items.setdefault(kind, []).append(text)
+    return {"items": [{"type": k, "texts": v} for k, v in items.items()]} if items else {}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lictor.adapters import chat_answer_fields as answer_fields
-from lictor.adapters.content_walk import string_segments
+from lictor.adapters.content_walk import audit_items, string_segments
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.hosted_tools import hosted_refusal
 from lictor.enforcement.pii import PlaceholderVault
@@ -267,15 +267,10 @@ def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
             "content": content if isinstance(content, str) else None,
             "tool_calls": calls,
             "finish_reason": choice.get("finish_reason"),
-            **audit_items(answer_fields.audit_items(others)),
+            **audit_items((answer_fields.audit_kind(s), s.text) for s in others),
         })
     return out
 
-
-def audit_items(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """The `items` of an audited choice: texts besides its content and tool calls (a
-    refusal, a provider-run tool's result), absent when there are none."""
-    return {"items": items} if items else {}
 
 
 def refusal_notes(decision: Decision, calls: list[ToolCall]) -> list[str]:

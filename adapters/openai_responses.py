@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from lictor.adapters.content_walk import restore_strings, string_segments
+from lictor.adapters.content_walk import audit_items, restore_strings, string_segments
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.hosted_tools import hosted_refusal, removed_places, url_host
 from lictor.adapters.openai_chat import (
@@ -183,6 +183,10 @@ def parse_response(resp: Any) -> Action:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     action.segments.append(Segment(part["text"], Trust.ASSISTANT,
                                                    ("output", oi, "content", j)))
+                    # a web search's or file search's citations: page titles, file names
+                    string_segments(part.get("annotations"), Trust.TOOL,
+                                    ("output", oi, "content", j, "annotations"),
+                                    action.segments)
                 elif isinstance(part, dict) and isinstance(part.get("type"), str):
                     part_segments(part, Trust.ASSISTANT, ("output", oi, "content", j),
                                   action.segments)
@@ -194,15 +198,30 @@ def parse_response(resp: Any) -> Action:
 
 
 def produced(resp: dict[str, Any]) -> list[dict[str, Any]]:
-    """What the model produced (text, function calls), in the audit's per-choice form."""
+    """What the model produced (text, calls the agent runs, and every other item's texts
+    as `items`), in the audit's per-choice form."""
     output = _output(resp)
+    items = audit_items((audit_kind(output, s.path), s.text)
+                        for s in parse_response(resp).segments)
     text = "".join(p["text"] for o in output if o.get("type") == "message"
                    for p in o.get("content") or []
                    if isinstance(p, dict) and isinstance(p.get("text"), str))
     calls = [{"name": c.name, "arguments": c.raw_arguments}
              for c in (client_call(o) for o in output if o.get("type") in CALL_ITEMS)]
     return [{"index": 0, "content": text or None, "tool_calls": calls,
-             "finish_reason": resp.get("status")}]
+             "finish_reason": resp.get("status"), **items}]
+
+
+def audit_kind(output: list[dict[str, Any]], path: tuple[str | int, ...]) -> str | None:
+    """The audited item a segment at `path` of an answer belongs to: a message's citations
+    or refusal, or another item's type; None for a message's text (the audit's content)."""
+    item = output[int(path[1])]
+    if item.get("type") != "message":
+        return str(item.get("type"))
+    if len(path) == 4:
+        return None
+    return ("annotations" if path[4] == "annotations"
+            else str(item["content"][int(path[3])]["type"]))
 
 
 def note_item(notes: list[str], seed: str) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lictor.adapters import chat_answer_fields as answer_fields
+from lictor.adapters.content_walk import audit_items
 from lictor.adapters.errors import ProtocolError
-from lictor.adapters.openai_chat import LEGACY_CALL, audit_items, refusal_notes, tool_call_from_wire
+from lictor.adapters.openai_chat import LEGACY_CALL, refusal_notes, tool_call_from_wire
 from lictor.adapters.stream_text import AuthorizeCalls, CheckText, Findings, HeldCalls, TextGate
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, Segment, ToolCall, Trust
@@ -256,7 +257,8 @@ class ChatStream(Findings):
                     for _, p in sorted(state.calls.items())
                 ],
                 "finish_reason": state.finish_reason,
-                **audit_items(answer_fields.audit_items([*texts, *state.others])),
+                **audit_items((answer_fields.audit_kind(s), s.text)
+                              for s in [*texts, *state.others]),
             })
         return out
 

@@ -14,17 +14,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from lictor.adapters.content_walk import restore_strings
+from lictor.adapters.content_walk import audit_items, restore_strings, string_segments
 from lictor.adapters.errors import ProtocolError, openai_error_body
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.openai_responses import apply_response, note_item, restore_item
-from lictor.adapters.responses_items import CALL_ITEMS, client_call, item_segments
+from lictor.adapters.responses_items import (
+    CALL_ITEMS,
+    client_call,
+    item_segments,
+    part_segments,
+)
 from lictor.adapters.sse import named_frame as frame
 from lictor.adapters.stream_text import AuthorizeCalls, CheckText, HeldToolCalls, TextGate
 from lictor.enforcement.pii import PlaceholderVault
-from lictor.enforcement.types import Decision, Segment, ToolCall, Verdict
+from lictor.enforcement.types import Decision, Segment, ToolCall, Trust, Verdict
 
 FINAL = ("response.completed", "response.incomplete", "response.failed")
+# a message's streamed texts: event type -> its string field (deltas checked on a sliding
+# window and restored as they flow; done events restored whole)
+_STREAMED = {"response.output_text.delta": "delta", "response.output_text.done": "text",
+             "response.refusal.delta": "delta", "response.refusal.done": "refusal"}
 # streamed as they come (text) or held until authorized (calls); other items held whole
 _PIECEMEAL = frozenset({"message", *CALL_ITEMS})
 # the deltas of a held call's text: a function's arguments, a custom tool's input
@@ -62,7 +71,7 @@ class ResponsesStream(HeldToolCalls):
         super().__init__(authorize)
         self._vault = vault
         self._check = check_text
-        self._texts: dict[tuple[int, int], TextGate] = {}
+        self._texts: dict[tuple[int, int, str], TextGate] = {}  # see `_gate`
         self._calls: dict[int, dict[str, Any]] = {}  # output index -> a call item (CALL_ITEMS)
         # output index -> the held events of an item judged whole when done (a provider-run
         # tool's call and result, reasoning, a newer item type)
@@ -74,6 +83,11 @@ class ResponsesStream(HeldToolCalls):
         self.usage: Any = None
         self.status: str | None = None
         self._audit: list[dict[str, str]] = []  # the decided calls, masked, for the audit
+        self._audit_items: list[tuple[str | None, str]] = []  # other texts: see audit_items
+        # output index -> the item as judged (done, or authorized): the final response's
+        # output is made of these, so its copies cannot differ from what was judged
+        self._seen: dict[int, dict[str, Any]] = {}
+        self._judged: set[str] = set()  # texts read whole and judged already
 
     def _out(self, events: list[dict[str, Any]], wait: bool = True) -> list[dict[str, Any]]:
         if wait and self._calls:
@@ -85,7 +99,9 @@ class ResponsesStream(HeldToolCalls):
         return events
 
     def _gate(self, event: dict[str, Any]) -> TextGate:
-        key = (int(event.get("output_index", 0)), int(event.get("content_index", 0)))
+        """The gate of one text or refusal part: by output index, content index and kind."""
+        key = (int(event.get("output_index", 0)), int(event.get("content_index", 0)),
+               "refusal" if ".refusal." in str(event.get("type")) else "")
         gate = self._texts.get(key)
         if gate is None:
             gate = self._texts[key] = TextGate.of(self._vault)
@@ -118,34 +134,30 @@ class ResponsesStream(HeldToolCalls):
             elif kind == "response.output_item.done" and item.get("type") in CALL_ITEMS:
                 self._calls[oi] = item
             return []
-        if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
-            findings, text = self._gate(event).feed(event["delta"], self._check)
-            self.note(findings)
-            if self.blocked is not None or not text:
+        field = _STREAMED.get(str(kind))
+        if field is not None and isinstance(event.get(field), str):
+            return self._streamed(event, field)
+        if kind == "response.output_text.annotation.added":  # a citation: judged whole
+            segments: list[Segment] = []
+            string_segments(event.get("annotation"), Trust.TOOL, ("annotation",), segments)
+            self._judge_whole(segments, "annotations")
+            if self.blocked is not None:
                 return []
-            return self._out([{**event, "delta": text}])
-        if kind == "response.output_text.done" and isinstance(event.get("text"), str):
-            rest = self._gate(event).flush()
-            at = {k: event.get(k) for k in ("item_id", "output_index", "content_index")}
-            extra = [{"type": "response.output_text.delta", **at, "delta": rest}] if rest else []
-            return self._out([*extra, {**event, "text": self._vault.restore(event["text"])}])
-        if kind == "response.content_part.done" and isinstance(event.get("part"), dict):
-            part = event["part"]
-            if isinstance(part.get("text"), str):
-                event["part"] = {**part, "text": self._vault.restore(part["text"])}
+            event = restore_strings(event, self._vault)
+        elif kind == "response.content_part.done" and isinstance(event.get("part"), dict):
+            part = self._part_as_streamed(int(oi or 0), int(event.get("content_index") or 0),
+                                          event["part"])
+            event["part"] = restore_strings(part, self._vault)
         elif kind == "response.output_item.done" and item:
+            if item.get("type") == "message":
+                item = self._seen[int(oi or 0)] = self._message_as_streamed(int(oi or 0), item)
             event["item"] = restore_item(item, self._vault)
         elif kind in FINAL:
             response: dict[str, Any] = (event["response"] if isinstance(event.get("response"), dict)
                                         else {})
-            if self._items:  # never done: judged as the final response has them, or dropped
-                output = response.get("output")
-                for index in list(self._items):
-                    whole = (output[index] if isinstance(output, list) and index < len(output)
-                             else None)
-                    self._judge_item(index, None, whole if isinstance(whole, dict) else {})
-                if self.blocked is not None:
-                    return []
+            self._judge_unstreamed(response.get("output"))
+            if self.blocked is not None:
+                return []
             self.usage, self.status = response.get("usage"), response.get("status")
             self._final = event
             if self._calls:
@@ -153,24 +165,104 @@ class ResponsesStream(HeldToolCalls):
             return self._out([self._finish_final(Decision(Verdict.ALLOW))])
         return self._out([event])
 
+    def _streamed(self, event: dict[str, Any], field: str) -> list[dict[str, Any]]:
+        """A message's text or refusal: a delta checked and restored as it flows; at done,
+        what the restorer still held back, then the whole text restored."""
+        text = event[field]
+        if field == "delta":
+            findings, text = self._gate(event).feed(text, self._check)
+            self.note(findings)
+            if self.blocked is not None or not text:
+                return []
+            return self._out([{**event, "delta": text}])
+        gate = self._gate(event)
+        rest = gate.flush()
+        streamed = "".join(gate.upstream)  # what was judged, whatever the done event says
+        if field == "refusal":
+            self._audit_items.append(("refusal", streamed))
+        at = {k: event.get(k) for k in ("item_id", "output_index", "content_index")}
+        delta = str(event["type"]).replace(".done", ".delta")
+        extra = [{"type": delta, **at, "delta": rest}] if rest else []
+        return self._out([*extra, {**event, field: self._vault.restore(streamed)}])
+
+    def _judge_whole(self, segments: list[Segment], kind: str) -> None:
+        """Texts read whole (a citation, a provider-run tool's result), each judged once."""
+        fresh = [s for s in segments if s.text not in self._judged]
+        if fresh:
+            self.note(self._authorize([], fresh).findings)
+            self._judged.update(s.text for s in fresh)
+            self._audit_items.extend((kind, s.text) for s in fresh)
+
+    def _part_as_streamed(self, index: int, j: int, part: dict[str, Any]) -> dict[str, Any]:
+        """A message part as a done event or the final response shows it whole: its text
+        (or refusal) is what was streamed and judged (one never streamed is judged now),
+        and citations not judged yet are judged: an upstream cannot stream one text and
+        hand the agent another in the whole."""
+        field = "refusal" if part.get("type") == "refusal" else "text"
+        if isinstance(part.get(field), str):
+            gate = self._texts.get((index, j, "refusal" if field == "refusal" else ""))
+            if gate is None:
+                gate = self._texts[(index, j, "refusal" if field == "refusal" else "")] = (
+                    TextGate.of(self._vault))
+                self.note(gate.feed(part[field], self._check)[0])
+                gate.flush()
+            part = {**part, field: "".join(gate.upstream)}
+        segments: list[Segment] = []
+        if field == "text":
+            string_segments(part.get("annotations"), Trust.TOOL, ("annotations",), segments)
+        elif part.get("type") not in ("refusal", "output_text"):  # a newer part type
+            part_segments(part, Trust.TOOL, (), segments)
+        self._judge_whole(segments, "annotations" if field == "text" else str(part.get("type")))
+        return part
+
+    def _message_as_streamed(self, index: int, item: dict[str, Any]) -> dict[str, Any]:
+        content = item.get("content")
+        if not isinstance(content, list):
+            return item
+        return {**item, "content": [self._part_as_streamed(index, j, p) if isinstance(p, dict)
+                                    else p for j, p in enumerate(content)]}
+
+    def _judge_unstreamed(self, output: Any) -> None:
+        """Items of the final response never streamed whole: a held item never done is
+        judged as the final response has it; a call joins the calls to authorize; a message
+        is judged whole; anything else is judged whole (see `_seen`)."""
+        output = output if isinstance(output, list) else []
+        for index in list(self._items):
+            whole = output[index] if index < len(output) else None
+            self._judge_item(index, None, whole if isinstance(whole, dict) else {})
+        for index, item in enumerate(output):
+            if index in self._seen or index in self._calls or not isinstance(item, dict):
+                continue
+            if item.get("type") in CALL_ITEMS:
+                self._calls[index], self._args[index] = item, []
+            elif item.get("type") == "message":
+                self._seen[index] = self._message_as_streamed(index, item)
+            else:
+                self._judge_item(index, None, item)
+
     def _judge_item(self, index: int, done: dict[str, Any] | None,
                     item: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Judge a held item whole (its texts, as `parse_response` reads them); release its
         events with placeholders restored, or nothing once a finding stops the stream."""
         held = self._items.pop(index, [])
         whole: dict[str, Any] = item if item is not None else (done or {}).get("item") or {}
+        self._seen[index] = whole
         segments: list[Segment] = []
         item_segments(whole, ("output", index), segments)
         if segments:
             self.note(self._authorize([], segments).findings)
+            self._audit_items.extend((str(whole.get("type")), s.text) for s in segments)
         if self.blocked is not None or done is None:
             return []
         return self._out([restore_strings(e, self._vault) for e in [*held, done]])
 
     def _finish_final(self, decision: Decision) -> dict[str, Any]:
+        """The final event, its output made of the items as they were judged (see `_seen`)."""
         response = self._final.get("response")
         if isinstance(response, dict) and isinstance(response.get("output"), list):
-            return {**self._final, "response": apply_response(response, decision, self._vault)}
+            output = [self._seen.get(i, item) for i, item in enumerate(response["output"])]
+            return {**self._final, "response": apply_response({**response, "output": output},
+                                                              decision, self._vault)}
         return self._final
 
     def _tool_calls(self) -> list[ToolCall]:
@@ -190,6 +282,10 @@ class ResponsesStream(HeldToolCalls):
         if removed is None:
             return []
         by_index = dict(zip(self._calls, calls, strict=True))
+        for place, call in by_index.items():  # as authorized, for the final response too
+            held = self._calls[place]
+            self._seen[place] = {**held, CALL_ITEMS[held["type"]]: _payload(call, held)}
+        self.removed_tool_calls.extend(c.call_id for c in calls if c.call_id in removed)
         out: list[dict[str, Any]] = []
         for entry in self._waiting:
             if not isinstance(entry, int):
@@ -197,7 +293,6 @@ class ResponsesStream(HeldToolCalls):
                 continue
             call, item = by_index[entry], self._calls[entry]
             if call.call_id in removed:
-                self.removed_tool_calls.append(call.call_id)
                 out += _note_events(entry, refusal_notes(decision, [call]), call.call_id)
                 continue
             if item["type"] != "function_call":  # no deltas: the item whole, restored
@@ -234,9 +329,10 @@ class ResponsesStream(HeldToolCalls):
         """What the model produced, masked (as it came from upstream)."""
         calls = self._audit or [
             {"name": c.name, "arguments": c.raw_arguments} for c in self._tool_calls()]
-        text = "".join("".join(g.upstream) for _, g in sorted(self._texts.items()))
+        text = "".join("".join(g.upstream) for key, g in sorted(self._texts.items())
+                       if not key[2])
         return [{"index": 0, "content": text, "tool_calls": calls,
-                 "finish_reason": self.status}]
+                 "finish_reason": self.status, **audit_items(self._audit_items)}]
 
 
 def _payload(call: ToolCall, item: dict[str, Any]) -> Any:

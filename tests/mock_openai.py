@@ -100,8 +100,13 @@ class MockOpenAI(AppThread):
         started = {**done, "status": "in_progress", "output": []}
         events = [{"type": "response.created", "response": started}]
         for oi, item in enumerate(output):
-            events += [{"type": "response.output_item.added", "output_index": oi, "item": item},
-                       {"type": "response.output_item.done", "output_index": oi, "item": item}]
+            if item.get("type") != "message":
+                events.append({"type": "response.output_item.added", "output_index": oi,
+                               "item": item})
+            else:
+                events += _message_events(oi, item)
+            events.append({"type": "response.output_item.done", "output_index": oi,
+                           "item": item})
         events.append({"type": "response.completed", "response": done})
 
         async def numbered() -> AsyncIterator[dict[str, Any]]:
@@ -189,3 +194,24 @@ class MockOpenAI(AppThread):
     def last_text(self) -> str:
         """Everything the upstream received in its last request, as one string."""
         return json.dumps(self.received[-1].body, ensure_ascii=False)
+
+
+def _message_events(oi: int, item: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message item's events as OpenAI streams them: each part added, its text (or
+    refusal) in two deltas, its citations, the text done and the part done."""
+    events: list[dict[str, Any]] = [{"type": "response.output_item.added", "output_index": oi,
+                                     "item": {**item, "content": []}}]
+    for ci, part in enumerate(item.get("content") or []):
+        at = {"item_id": item.get("id"), "output_index": oi, "content_index": ci}
+        field = "refusal" if part["type"] == "refusal" else "text"
+        kind = "response.refusal" if field == "refusal" else "response.output_text"
+        text = part[field]
+        empty = {**part, field: "", **({"annotations": []} if field == "text" else {})}
+        events += [{"type": "response.content_part.added", **at, "part": empty},
+                   {"type": f"{kind}.delta", **at, "delta": text[: len(text) // 2]},
+                   {"type": f"{kind}.delta", **at, "delta": text[len(text) // 2 :]}]
+        events += [{"type": "response.output_text.annotation.added", **at, "annotation_index": k,
+                    "annotation": a} for k, a in enumerate(part.get("annotations") or [])]
+        events += [{"type": f"{kind}.done", **at, field: text},
+                   {"type": "response.content_part.done", **at, "part": part}]
+    return events
