@@ -72,7 +72,12 @@ class MessagesStream(HeldToolCalls):
         kind = event.get("type")
         index = event.get("index")
         if kind == "message_start":
-            self.usage.update((event.get("message") or {}).get("usage") or {})
+            message = event.get("message") or {}
+            if message.get("content"):  # the SDK's snapshot starts from it: never unread
+                raise ProtocolError(502, "the upstream stream's message_start carries content "
+                                    "(it must be empty; blocks come as their own events)",
+                                    error_type="upstream_error", code="bad_upstream_stream")
+            self.usage.update(message.get("usage") or {})
         elif kind == "content_block_start" and isinstance(index, int):
             block = event.get("content_block") or {}
             if block.get("type") == "tool_use":

@@ -30,6 +30,7 @@ from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, Segment, ToolCall, Trust, Verdict
 
 FINAL = ("response.completed", "response.incomplete", "response.failed")
+_OPENING = ("response.created", "response.in_progress", "response.queued")
 # a message's streamed texts: event type -> its string field (deltas checked on a sliding
 # window and restored as they flow; done events restored whole)
 _STREAMED = {"response.output_text.delta": "delta", "response.output_text.done": "text",
@@ -115,6 +116,11 @@ class ResponsesStream(HeldToolCalls):
         kind = event.get("type")
         oi = event.get("output_index")
         item: dict[str, Any] = event["item"] if isinstance(event.get("item"), dict) else {}
+        if kind in _OPENING and (event.get("response") or {}).get("output"):
+            # the SDK's snapshot starts from it: output items come as their own events only
+            raise ProtocolError(502, f"the upstream stream's {kind} event carries output "
+                                "items (they must come as output_item events)",
+                                error_type="upstream_error", code="bad_upstream_stream")
         if kind == "response.output_item.added" and item.get("type") in CALL_ITEMS:
             self._calls[int(oi or 0)] = item
             self._args[int(oi or 0)] = []

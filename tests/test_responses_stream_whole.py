@@ -1,7 +1,8 @@
 """A Responses stream repeats what it streamed whole: in done events and in the final
 response, which agents read (the Agents SDK takes its tool calls from it). lictor releases
 only what it judged there: an upstream cannot stream one text or call and hand the agent
-another, nor slip a call or a provider-run tool's result into the final response alone.
+another, nor slip a call or a provider-run tool's result into the final response alone, nor
+into the opening event the SDKs build their snapshot from (Responses and Messages).
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from test_chat_stream import vault_with_email
 from test_protocol_streams import feed_all
 
+from lictor.adapters.anthropic_stream import MessagesStream
+from lictor.adapters.errors import ProtocolError
 from lictor.adapters.responses_stream import ResponsesStream
 from lictor.enforcement.types import Decision, Finding, Segment, ToolCall, Verdict
 
@@ -106,3 +110,23 @@ def test_a_final_copy_of_a_streamed_call_is_the_authorized_one() -> None:
     out = feed_all(stream, [*script[:-1], *streamed, script[-1]])
     final = out[-1]["response"]["output"]
     assert final[1]["arguments"] == '{"q": "ann"}'
+
+
+def test_an_opening_event_with_output_items_is_refused() -> None:
+    """`response.created` starts the SDK's snapshot: output items in it would skip every
+    check, so the stream ends with an upstream error instead."""
+    script = events("Hello there", [])
+    script[0] = {"type": "response.created", "response": {"id": "r1", "output": [
+        {**MSG, "content": [{"type": "output_text", "text": EXFIL}]}]}}
+    stream = ResponsesStream(vault_with_email(), check, authorize)
+    with pytest.raises(ProtocolError) as info:
+        feed_all(stream, script)
+    assert info.value.status == 502 and "response.created" in info.value.message
+
+
+def test_a_message_start_with_content_is_refused() -> None:
+    stream = MessagesStream(vault_with_email(), check, authorize)
+    with pytest.raises(ProtocolError) as info:
+        stream.feed({"type": "message_start", "message": {
+            "id": "m1", "content": [{"type": "text", "text": EXFIL}], "usage": {}}})
+    assert info.value.status == 502 and "message_start" in info.value.message
