@@ -13,7 +13,7 @@ from typing import Any
 from lictor.adapters import chat_answer_fields as answer_fields
 from lictor.adapters.content_walk import audit_items, string_segments
 from lictor.adapters.errors import ProtocolError
-from lictor.adapters.hosted_tools import hosted_refusal
+from lictor.adapters.hosted_tools import WEB_SEARCH, hosted_refusal
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import (
     Action,
@@ -48,7 +48,6 @@ LEGACY_FUNCTIONS = (
     "lictor authorizes tool calls through `tools` only: send each function as a `tools` "
     'entry of type "function"')
 LEGACY_CALL = "the model proposed a legacy `function_call`, which lictor cannot authorize"
-WEB_SEARCH = "web_search_options"  # a Chat request's provider-run web search: hosted:<this>
 
 
 def _bad(message: str, param: str) -> ProtocolError:

@@ -79,6 +79,10 @@ class ModelRoute(Strict):
     # 502, 503 or 504 (Retry-After honoured up to 10 s); never after it may have acted
     retries: int = Field(default=0, ge=0, le=5)
     retry_backoff_s: float = Field(default=0.25, gt=0, le=10)
+    # tools the model runs on its own whatever a request asks, authorized on every request
+    # as Tool::"hosted:<type>" (a search model: ["web_search_options"]); unset: as the
+    # model's name says (OpenAI's *-search-preview and *-search-api models search)
+    hosted_tools: list[str] | None = None
 
     @model_validator(mode="after")
     def _backend_needs(self) -> ModelRoute:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lictor.adapters import hosted_tools
 from lictor.adapters.backends.base import Backend, Route
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.json_body import JsonBodyError, parse_json_bytes
@@ -245,6 +246,7 @@ class Gateway:
         except ProtocolError as err:
             return self._reject(request, rid, principal, err, wire)
         route, backend = resolved
+        hosted_tools.add_implied(action, route)
         session = request.headers.get(SESSION_HEADER, "")[:128]
         outcome = self.telemetry.timed(self.engine.evaluate_request, principal, action, session)
         decision = outcome.decision
@@ -271,8 +273,10 @@ class Gateway:
                 return ex.error(err)
             return ex.error(policy_error(blocking(decision), "request"))
         try:
+            hosted_tools.refuse_implied(action, decision)
             ex.body = wire.adapter.apply_request(body, action, outcome.masked_texts, decision)
-        except ProtocolError as err:  # masked text that no longer fits its place
+        except ProtocolError as err:  # a refused tool the request cannot go without, or
+            # masked text that no longer fits its place
             return self._reject(request, rid, principal, err, wire)
         if stream:
             return await gateway_stream.relay(self, request, ex)

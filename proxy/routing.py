@@ -37,6 +37,7 @@ class Router:
                 anthropic_version=r.anthropic_version,
                 retries=r.retries,
                 retry_backoff_s=r.retry_backoff_s,
+                hosted_tools=tuple(r.hosted_tools) if r.hosted_tools is not None else None,
             )
             if r.backend not in self.backends:
                 self.backends[r.backend] = self._make(r.backend, config)

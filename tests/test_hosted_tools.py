@@ -227,3 +227,42 @@ def test_chat_web_search_is_a_hosted_offer(
         model="mock-gpt", messages=[{"role": "user", "content": "News?"}],
         web_search_options=options)  # type: ignore[arg-type]
     assert upstream.received[-1].body["web_search_options"] == options
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_a_search_model_searches_only_where_permitted(
+        start_lictor: StartLictor, tmp_path: Path, upstream: MockOpenAI, api: str) -> None:
+    """A search model (`*-search-preview`, `*-search-api`) searches the web on every
+    request, asked to or not: each request is a hosted web search offer, refused (403 naming
+    the model) unless a team permits it. A route can say what its model runs itself."""
+    models = [
+        {"name": "news", "backend": "passthrough", "base_url": upstream.base_url,
+         "upstream_model": "gpt-4o-mini-search-preview"},
+        {"name": "plain", "backend": "passthrough", "base_url": upstream.base_url,
+         "upstream_model": "gpt-5-search-api", "hosted_tools": []},
+        {"name": "in-house-searcher", "backend": "passthrough", "base_url": upstream.base_url,
+         "hosted_tools": ["web_search_options"]},
+    ]
+
+    def ask(server: BackgroundServer, model: str) -> None:
+        if api == "chat":
+            client(server).chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "News?"}])
+        else:
+            client(server).responses.create(model=model, input="News?")
+
+    server = start_lictor(rules=_rules(tmp_path, ""), models=models)
+    for model in ("news", "in-house-searcher"):
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            ask(server, model)
+        assert info.value.param == "model" and f"the model {model!r} runs" in info.value.message
+        assert "hosted:web_search_options" in info.value.message
+    assert upstream.received == []
+    ask(server, "plain")  # configured as running nothing itself
+    assert len(upstream.received) == 1
+    permit = ('@id("team-news")\npermit (principal, action == Action::"call_tool", '
+              'resource == Tool::"hosted:web_search_options");\n')
+    server = start_lictor(rules=_rules(tmp_path, permit), models=models)
+    ask(server, "news")
+    assert len(upstream.received) == 2
+    assert "hosted_tools" in _request_record(server)["action"]

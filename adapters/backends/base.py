@@ -25,6 +25,9 @@ class Route:
     anthropic_version: str = "2023-06-01"  # sent upstream with Anthropic Messages
     retries: int = 0  # passthrough: further tries when the upstream surely did not act
     retry_backoff_s: float = 0.25
+    # tools the model runs on its own, whatever a request asks (a search model searches the
+    # web); None: as its name says (`hosted_tools.model_runs`)
+    hosted_tools: tuple[str, ...] | None = None
 
 
 class Backend(Protocol):
