@@ -28,7 +28,8 @@ from lictor.adapters.backends.responses_to_chat import to_chat as responses_to_c
 from lictor.adapters.errors import ProtocolError
 from lictor.proxy.server import BackgroundServer
 
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+       "AAAABJRU5ErkJggg==")
 PDF = "JVBERi0xLjQKJcfsj6IKJSVFT0YK"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}},
           "required": ["city"], "additionalProperties": False}
@@ -219,7 +220,7 @@ def test_responses_refused_with_openai_400(server: BackgroundServer, provider: M
     kwargs = {"input": "Hi.", **kwargs}
     with pytest.raises(openai.BadRequestError) as info:
         answer = client(server).responses.create(model="smart", stream=stream, **kwargs)
-        list(answer) if stream else answer  # noqa: B018
+        list(answer) if stream else answer
     assert info.value.status_code == 400
     error = info.value.body
     assert isinstance(error, dict)
