@@ -37,16 +37,6 @@ from lictor.adapters.backends.chat_request import (
 Parts = list[dict[str, Any]]
 
 
-def text_of(content: Any) -> str:
-    """The text of a string or of an array of blocks (a system prompt)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(b["text"] for b in content
-                         if isinstance(b, dict) and isinstance(b.get("text"), str))
-    return ""
-
-
 def _source(block: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     source = block.get("source")
     source = source if isinstance(source, dict) else {}
@@ -55,8 +45,9 @@ def _source(block: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def _image(block: dict[str, Any], where: str, refuse: Refuse) -> Parts:
     kind, source = _source(block)
-    if kind == "base64" and isinstance(source.get("data"), str):
-        return [image_part(f"data:{source.get('media_type')};base64,{source['data']}")]
+    if (kind == "base64" and isinstance(source.get("data"), str)
+            and isinstance(source.get("media_type"), str)):
+        return [image_part(f"data:{source['media_type']};base64,{source['data']}")]
     if kind == "url" and isinstance(source.get("url"), str):
         return [image_part(source["url"])]
     refuse(f"an `image` block with a `{kind}` source", where)
@@ -89,7 +80,11 @@ def _document(block: dict[str, Any], where: str, refuse: Refuse) -> Parts:
 
 def _search_result(block: dict[str, Any], where: str, refuse: Refuse) -> Parts:
     head = f"Search result: {block.get('title') or ''} ({block.get('source') or ''})"
-    return [text_part("\n\n".join([head, text_of(block.get("content"))]))]
+    content = block.get("content")
+    texts = [content] if isinstance(content, str) else [p["text"] for p in _blocks(
+        content if isinstance(content, list) else [], f"{where}.content", refuse,
+        {"text": _text})]
+    return [text_part("\n\n".join([head, *texts]))]
 
 
 def _text(block: dict[str, Any], where: str, refuse: Refuse) -> Parts:
@@ -208,7 +203,9 @@ def to_chat(body: dict[str, Any], refuse: Refuse) -> dict[str, Any]:
             refuse(f"`{field}`", field)
     out = ChatMessages()
     if body.get("system"):
-        out.add({"role": "system", "content": text_of(body["system"])})
+        system = body["system"]
+        out.add(message("system", _blocks(system, "system", refuse, {"text": _text}))
+                if isinstance(system, list) else {"role": "system", "content": system})
     for i, msg in enumerate(body["messages"]):
         _message(msg, i, refuse, out)
     chat: dict[str, Any] = {"model": body["model"], "messages": out.done()}
