@@ -262,6 +262,7 @@ def test_parallel_tool_results_keep_their_run_before_media() -> None:
     until the run ends, and leads the user's own next message."""
     call = {"type": "function_call", "name": "shot", "arguments": "{}"}
     chat = responses_to_chat({"model": "m", "input": [
+        {"role": "assistant", "content": [{"type": "output_text", "text": "Two shots."}]},
         {**call, "call_id": "c1"}, {**call, "call_id": "c2"},
         {"type": "function_call_output", "call_id": "c1", "output": [
             {"type": "input_image", "image_url": "https://x.test/1.png"}]},
@@ -269,6 +270,7 @@ def test_parallel_tool_results_keep_their_run_before_media() -> None:
         {"role": "user", "content": "Compare."}]}, refuse)
     messages = chat["messages"]
     assert [m["role"] for m in messages] == ["assistant", "tool", "tool", "user"]
+    assert messages[0]["content"] == "Two shots."  # one assistant turn: text and calls
     assert [c["id"] for c in messages[0]["tool_calls"]] == ["c1", "c2"]
     assert messages[1]["content"].startswith("[1 attachment")
     assert messages[3]["content"][1:] == [

@@ -89,8 +89,8 @@ class ChatMessages:
     def call(self, call: dict[str, Any]) -> None:
         """A tool call, joining the assistant turn just before it when there is one."""
         last = self.messages[-1] if self.messages and not self._media else {}
-        if last.get("role") == "assistant" and last.get("tool_calls") is not None:
-            last["tool_calls"].append(call)
+        if last.get("role") == "assistant":
+            last.setdefault("tool_calls", []).append(call)
         else:
             self.add({"role": "assistant", "content": None, "tool_calls": [call]})
 
