@@ -65,6 +65,10 @@ class Adapter(Protocol):
                        vault: PlaceholderVault) -> dict[str, Any]: ...
 
 
+def _as_is(backend: Backend, body: dict[str, Any], route: Route) -> dict[str, Any]:
+    return body
+
+
 def _total_tokens(usage: Any) -> int:
     total = usage.get("total_tokens") if isinstance(usage, dict) else None
     return total if isinstance(total, int) else 0
@@ -77,6 +81,9 @@ class Wire:
     adapter: Adapter
     complete: Callable[[Backend, dict[str, Any], Route], Any]  # awaitable answer
     error_body: Callable[[ProtocolError], dict[str, Any]]
+    # the checked body as the route's backend takes it, before anything is sent (a
+    # ProtocolError refuses the request); `complete` and `stream` take what it returns
+    prepare: Callable[[Backend, dict[str, Any], Route], dict[str, Any]] = _as_is
     usage_tokens: Callable[[Any], int] = _total_tokens
     open_stream: OpenStream | None = None  # None: the protocol does not stream
     stream: Callable[[Backend, dict[str, Any], Route], AsyncIterator[dict[str, Any]]] | None = None
@@ -97,14 +104,15 @@ CHAT = Wire(
 )
 RESPONSES_WIRE = Wire(
     openai_responses,
-    complete=RESPONSES.complete, error_body=openai_error_body,
+    complete=RESPONSES.complete, prepare=RESPONSES.prepare, error_body=openai_error_body,
     open_stream=responses_stream.ResponsesStream,
     stream=RESPONSES.stream, frame=responses_stream.frame,
     error_frame=responses_stream.error_frame,
 )
 MESSAGES_WIRE = Wire(
     anthropic_messages,
-    complete=MESSAGES.complete, error_body=anthropic_messages.error_body,
+    complete=MESSAGES.complete, prepare=MESSAGES.prepare,
+    error_body=anthropic_messages.error_body,
     usage_tokens=anthropic_messages.usage_tokens, open_stream=anthropic_stream.MessagesStream,
     stream=MESSAGES.stream, frame=anthropic_stream.frame,
     error_frame=anthropic_stream.error_frame,

@@ -38,7 +38,9 @@ def refused(
     """A request that got an error instead of an answer.
 
     `rejected_request`: refused before any check ran (authentication, malformed input,
-    limits). `upstream_error`: checked and sent, but the upstream failed.
+    limits), or checked but not sendable (what the route's backend cannot carry; then
+    after the request's own record). `upstream_error`: checked and sent, but the upstream
+    failed.
     """
     entry: dict[str, Any] = {
         "kind": kind,

@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 from mock_openai import MockOpenAI
 
-from lictor.adapters.backends import messages_via_chat
+from lictor.adapters.backends import messages_to_chat, messages_via_chat
 from lictor.adapters.backends.base import Route
+from lictor.adapters.backends.chat_request import leave_out
 
 
 async def _with_ping(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
@@ -94,7 +95,7 @@ class MockAnthropic(MockOpenAI):
             return await self._sse(request, _with_ping(
                 _scripted_events(body["model"], blocks, stop)))
         route = Route(name=body["model"], backend="mock", upstream_model=body["model"])
-        chat = messages_via_chat.to_chat(body)
+        chat = messages_to_chat.to_chat(body, leave_out)  # a native API: answers from text
         if not body.get("stream"):
             answer = await self._model.complete(chat, route)
             return web.json_response(messages_via_chat.from_chat(answer, body["model"]))

@@ -15,8 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from lictor.adapters.backends import responses_via_chat
+from lictor.adapters.backends import responses_to_chat, responses_via_chat
 from lictor.adapters.backends.base import Route
+from lictor.adapters.backends.chat_request import leave_out
 from lictor.adapters.backends.local_model import LocalModelBackend
 from lictor.adapters.sse import DONE, frame, named_frame
 from lictor.proxy.server import AppThread
@@ -80,7 +81,7 @@ class MockOpenAI(AppThread):
         if self.responses_output is not None:
             return await self._scripted_response(request, body, self.responses_output)
         route = Route(name=body["model"], backend="mock", upstream_model=body["model"])
-        chat = responses_via_chat.to_chat(body)
+        chat = responses_to_chat.to_chat(body, leave_out)  # a native API: answers from text
         if not body.get("stream"):
             answer = await self._model.complete(chat, route)
             return web.json_response(responses_via_chat.from_chat(answer, body["model"]))

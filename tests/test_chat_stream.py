@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from lictor.adapters.openai_stream import ChatStream
 from lictor.enforcement.pii import PiiMatch, PlaceholderVault
-from lictor.enforcement.types import Decision, Finding, ToolCall, Verdict
+from lictor.enforcement.types import Decision, Finding, Segment, ToolCall, Verdict
 
 BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
 
@@ -24,7 +25,7 @@ def vault_with_email() -> PlaceholderVault:
     return vault
 
 
-def allow_all(calls: list[ToolCall]) -> Decision:
+def allow_all(calls: list[ToolCall], segments: Sequence[Segment] = ()) -> Decision:
     return Decision(Verdict.ALLOW)
 
 

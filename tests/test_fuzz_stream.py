@@ -4,7 +4,7 @@ is a 502-style `ProtocolError` (an error event the agent can read), never a cras
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fuzz_strategies import json_values, text
@@ -15,7 +15,7 @@ from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_stream import ChatStream
 from lictor.adapters.sse import SseFormatError, frame, read_events, read_json_events
 from lictor.enforcement.pii.placeholder_vault import PlaceholderVault
-from lictor.enforcement.types import Decision, Finding, ToolCall, Verdict
+from lictor.enforcement.types import Decision, Finding, Segment, ToolCall, Verdict
 
 
 async def _lines(chunks: list[bytes]) -> AsyncIterator[bytes]:
@@ -51,7 +51,7 @@ def test_framed_events_read_back_unchanged(events: list[dict[str, Any]]) -> None
     assert [json.loads(e) for e in asyncio.run(go())] == events
 
 
-def _allow_calls(calls: list[ToolCall]) -> Decision:
+def _allow_calls(calls: list[ToolCall], segments: Sequence[Segment] = ()) -> Decision:
     return Decision(Verdict.ALLOW)
 
 

@@ -4,6 +4,7 @@ restored across deltas, tool uses held until authorized and replaced in place wh
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -12,11 +13,11 @@ from test_chat_stream import allow_all, no_findings, vault_with_email
 from lictor.adapters.anthropic_stream import MessagesStream
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.responses_stream import ResponsesStream
-from lictor.enforcement.types import Decision, Finding, ToolCall, Verdict
+from lictor.enforcement.types import Decision, Finding, Segment, ToolCall, Verdict
 
 
 def forbid(name: str) -> Any:
-    def authorize(calls: list[ToolCall]) -> Decision:
+    def authorize(calls: list[ToolCall], segments: Sequence[Segment] = ()) -> Decision:
         removed = [c.call_id for c in calls if c.name == name]
         return Decision(Verdict.ALLOW, [Finding("cedar:no-" + name, Verdict.ALLOW,
                                                 evidence=name)], removed_tool_calls=removed)

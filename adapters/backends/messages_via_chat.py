@@ -1,8 +1,7 @@
-"""Anthropic Messages served by a Chat Completions backend (the local model, LiteLLM Router).
-
-The request is translated to chat, the answer (whole or streamed) back to Messages, with
-Anthropic's event order: message_start, content blocks (start, deltas, stop),
-message_delta, message_stop.
+"""Anthropic Messages served by a Chat Completions backend (the local model, LiteLLM Router):
+the answer half. The request is translated to chat by `messages_to_chat`; the answer
+(whole or streamed) comes back to Messages here, with Anthropic's event order:
+message_start, content blocks (start, deltas, stop), message_delta, message_stop.
 """
 
 from __future__ import annotations
@@ -14,62 +13,6 @@ from typing import Any
 
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
                 "content_filter": "refusal"}
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(b["text"] for b in content
-                         if isinstance(b, dict) and isinstance(b.get("text"), str))
-    return ""
-
-
-def _tool_choice(choice: Any) -> Any:
-    kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind == "tool":
-        return {"type": "function", "function": {"name": choice.get("name")}}
-    return {"any": "required", "none": "none"}.get(str(kind), "auto")
-
-
-def to_chat(body: dict[str, Any]) -> dict[str, Any]:
-    """A Messages request as the equivalent chat completion request."""
-    messages: list[dict[str, Any]] = []
-    if body.get("system"):
-        messages.append({"role": "system", "content": _text(body["system"])})
-    for msg in body["messages"]:
-        content = msg.get("content")
-        if isinstance(content, str):
-            messages.append({"role": msg["role"], "content": content})
-            continue
-        texts, calls = [], []
-        for block in content or []:
-            kind = block.get("type")
-            if kind == "text":
-                texts.append(block["text"])
-            elif kind == "tool_use":
-                calls.append({"id": block.get("id"), "type": "function", "function": {
-                    "name": block.get("name"), "arguments": json.dumps(block.get("input"))}})
-            elif kind == "tool_result":
-                messages.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
-                                 "content": _text(block.get("content"))})
-        if texts or calls:
-            out: dict[str, Any] = {"role": msg["role"], "content": "\n".join(texts) or None}
-            if calls:
-                out["tool_calls"] = calls
-            messages.append(out)
-    chat: dict[str, Any] = {"model": body["model"], "messages": messages}
-    for ours, theirs in (("max_tokens", "max_tokens"), ("temperature", "temperature"),
-                         ("top_p", "top_p"), ("stop_sequences", "stop")):
-        if body.get(ours) is not None:
-            chat[theirs] = body[ours]
-    if body.get("tools"):
-        chat["tools"] = [{"type": "function", "function": {
-            "name": t["name"], "description": t.get("description", ""),
-            "parameters": t.get("input_schema") or {}}} for t in body["tools"]]
-        if body.get("tool_choice") is not None:
-            chat["tool_choice"] = _tool_choice(body["tool_choice"])
-    return chat
 
 
 def _ident(chat_id: Any) -> str:

@@ -1,8 +1,8 @@
-"""The Responses API served by a Chat Completions backend (the local model, LiteLLM Router).
-
-The request is translated to chat, the answer (whole or streamed) back to a Response with
-its event order: response.created, response.in_progress, output items (added, parts,
-deltas, done), response.completed, each with a sequence number.
+"""The Responses API served by a Chat Completions backend (the local model, LiteLLM Router):
+the answer half. The request is translated to chat by `responses_to_chat`; the answer
+(whole or streamed) comes back to a Response here, with its event order:
+response.created, response.in_progress, output items (added, parts, deltas, done),
+response.completed, each with a sequence number.
 """
 
 from __future__ import annotations
@@ -11,52 +11,6 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-
-from lictor.adapters.backends.messages_via_chat import _text
-
-
-def _tool_choice(choice: Any) -> Any:
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "function", "function": {"name": choice.get("name")}}
-    return choice
-
-
-def to_chat(body: dict[str, Any]) -> dict[str, Any]:
-    """A Responses request as the equivalent chat completion request."""
-    messages: list[dict[str, Any]] = []
-    if isinstance(body.get("instructions"), str):
-        messages.append({"role": "system", "content": body["instructions"]})
-    items = body["input"]
-    if isinstance(items, str):
-        items = [{"role": "user", "content": items}]
-    for item in items:
-        kind = item.get("type", "message")
-        if kind == "message":
-            messages.append({"role": item["role"], "content": _text(item.get("content"))})
-        elif kind == "function_call":
-            call = {"id": item.get("call_id"), "type": "function",
-                    "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
-            last = messages[-1] if messages else {}
-            if last.get("role") == "assistant" and last.get("tool_calls") is not None:
-                last["tool_calls"].append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
-                             "content": _text(item.get("output"))})
-    chat: dict[str, Any] = {"model": body["model"], "messages": messages}
-    for ours, theirs in (("max_output_tokens", "max_tokens"), ("temperature", "temperature"),
-                         ("top_p", "top_p")):
-        if body.get(ours) is not None:
-            chat[theirs] = body[ours]
-    functions = [t for t in body.get("tools") or [] if t.get("type") == "function"]
-    if functions:
-        chat["tools"] = [{"type": "function", "function": {
-            "name": t["name"], "description": t.get("description") or "",
-            "parameters": t.get("parameters") or {}}} for t in functions]
-        if body.get("tool_choice") is not None:
-            chat["tool_choice"] = _tool_choice(body["tool_choice"])
-    return chat
 
 
 def _ids(chat_id: Any) -> str:
