@@ -105,9 +105,10 @@ class PhoneNumberRecognizer(PatternRecognizer):
     """Phone numbers by candidate pattern, validated with `phonenumbers` (much faster than
     presidio's matcher-based PhoneRecognizer); numbers without a country code default to US."""
 
-    DEFAULT_REGION = "US"
-    MIN_DIGITS = 6  # the shortest valid number in phonenumbers' metadata (+43 and 4 digits)
-    MAX_DIGITS = 15  # E.164
+    DEFAULT_REGION: ClassVar[str] = "US"
+    # the shortest valid number in phonenumbers' metadata (+43 and 4 digits)
+    MIN_DIGITS: ClassVar[int] = 6
+    MAX_DIGITS: ClassVar[int] = 15  # E.164
     # ASCII boundaries, so a number glued to CJK text is still found; the leading lookahead
     # gives the regex engine a first-character set to search for.
     PATTERNS: ClassVar[list[Pattern]] = [
@@ -144,8 +145,8 @@ class CnResidentIdRecognizer(PatternRecognizer):
     """18-character PRC resident identity number (GB 11643): area, birth date, sequence and an
     ISO 7064 MOD 11-2 check character; the checksum and the date are both verified."""
 
-    WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    CHECK_CHARS = "10X98765432"
+    WEIGHTS: ClassVar[tuple[int, ...]] = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    CHECK_CHARS: ClassVar[str] = "10X98765432"
     PATTERNS: ClassVar[list[Pattern]] = [
         Pattern(
             "CN resident id",
