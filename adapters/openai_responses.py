@@ -56,8 +56,13 @@ def _bad(message: str, param: str) -> ProtocolError:
 def parse_request(body: Any) -> Action:
     """Validate a Responses request and list every text it carries, with trust."""
     action = start_request(body, PROTOCOL)
-    if isinstance(body.get("instructions"), str):
-        action.segments.append(Segment(body["instructions"], Trust.SYSTEM, ("instructions",)))
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        action.segments.append(Segment(instructions, Trust.SYSTEM, ("instructions",)))
+    elif isinstance(instructions, list):  # as input items: every string read, as the system's
+        string_segments(instructions, Trust.SYSTEM, ("instructions",), action.segments)
+    elif instructions is not None:
+        raise _bad("`instructions` must be a string or an array of input items", "instructions")
     items = body.get("input")
     if isinstance(items, str):
         action.segments.append(Segment(items, Trust.USER, ("input",)))

@@ -261,3 +261,17 @@ def test_stored_prompt_variables_are_masked(lictor: BackgroundServer,
     assert PLACEHOLDER.search(variables["customer"]) and PLACEHOLDER.search(
         variables["note"]["text"])
     assert upstream.received[-1].body["prompt"]["id"] == "pmpt_1"
+
+
+def test_instructions_as_items_are_read(lictor: BackgroundServer, upstream: MockOpenAI) -> None:
+    """`instructions` given as input items rather than a string: every string is read as
+    the system's and masked upstream; any other non-string is refused."""
+    c = client(lictor)
+    c.responses.create(model="mock-gpt", input="Hi.", extra_body={"instructions": [
+        {"role": "developer", "content": [{"type": "input_text", "text": f"Owner: {EMAIL}"}]}]})
+    sent = upstream.received[-1].body["instructions"]
+    assert EMAIL not in json.dumps(sent) and PLACEHOLDER.search(sent[0]["content"][0]["text"])
+    with pytest.raises(openai.BadRequestError) as bad:
+        c.responses.create(model="mock-gpt", input="Hi.", extra_body={"instructions": 7})
+    assert bad.value.param == "instructions"
+    assert len(upstream.received) == 1

@@ -209,6 +209,9 @@ RESPONSES_REFUSED = {
     "image by file id": ({"input": [{"role": "user", "content": [
         {"type": "input_image", "file_id": "file_1"}]}]},
         "input[0].content[0]", "`input_image` part given by `file_id`"),
+    "instructions as items": ({"instructions": [
+        {"role": "developer", "content": "Be brief."}]}, "instructions",
+        "`instructions` as input items"),
 }
 
 

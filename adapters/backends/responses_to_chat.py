@@ -124,6 +124,8 @@ def to_chat(body: dict[str, Any], refuse: Refuse) -> dict[str, Any]:
     out = ChatMessages()
     if isinstance(body.get("instructions"), str):
         out.add({"role": "system", "content": body["instructions"]})
+    elif body.get("instructions") is not None:
+        refuse("`instructions` as input items", "instructions")
     items = body["input"]
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
