@@ -123,25 +123,6 @@ class Gateway:
             return error_response(audit_err, rid, wire.error_body)
         return error_response(err, rid, wire.error_body)
 
-    def _refuse_checked(self, request: web.Request, ex: Exchange,
-                        err: ProtocolError) -> web.Response:
-        """A checked request that cannot be sent as it is: audited with its checks, in one
-        commit, before the error goes back."""
-        try:
-            self.append_records(ex.request_record, audit_entries.refused(
-                kind="rejected_request",
-                request_id=ex.rid,
-                principal=ex.principal,
-                path=request.path,
-                status=err.status,
-                code=err.code,
-                reason=err.message,
-                policy_hash=self.engine.policy.content_hash,
-            ))
-        except ProtocolError as audit_err:
-            return ex.error(audit_err)
-        return ex.error(err)
-
     async def _read_json(self, request: web.Request) -> Any:
         # the exact header SDKs send skips aiohttp's parse (an email.parser run, ~9 us)
         if (request.headers.get("Content-Type") != "application/json"
@@ -297,7 +278,8 @@ class Gateway:
             ex.body = wire.prepare(backend, ex.body, route)
         except ProtocolError as err:  # a refused tool the request cannot go without, masked
             # text that no longer fits its place, or what the route's backend cannot carry
-            return self._refuse_checked(request, ex, err)
+            return model_exchange.refused_after_checks(self, ex, err, "rejected_request",
+                                                       request.path)
         if stream:
             return await gateway_stream.relay(self, request, ex)
         return await model_exchange.complete(self, ex)

@@ -25,7 +25,12 @@ from lictor.enforcement.types import (
     combine,
 )
 from lictor.proxy import audit_entries
-from lictor.proxy.model_exchange import Exchange, audit_choices, settle_approvals, upstream_failed
+from lictor.proxy.model_exchange import (
+    Exchange,
+    audit_choices,
+    refused_after_checks,
+    settle_approvals,
+)
 from lictor.proxy.openai_errors import policy_error
 
 if TYPE_CHECKING:
@@ -86,7 +91,7 @@ async def relay(gw: Gateway, request: web.Request, ex: Exchange) -> web.StreamRe
         first: dict[str, Any] | None = await anext(upstream, None)
     except ProtocolError as err:
         await upstream.aclose()  # type: ignore[attr-defined]
-        return await upstream_failed(gw, ex, err)
+        return refused_after_checks(gw, ex, err, "upstream_error")
     gw.telemetry.responded(first)
     resp = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",

@@ -53,12 +53,16 @@ def audit_choices(gw: Gateway, choices: list[dict[str, Any]]) -> list[dict[str, 
     return audit_entries.redacted_choices(choices, gw.engine.redact)
 
 
-async def upstream_failed(gw: Gateway, ex: Exchange, err: ProtocolError) -> web.Response:
+def refused_after_checks(gw: Gateway, ex: Exchange, err: ProtocolError, kind: str,
+                         path: str | None = None) -> web.Response:
+    """A checked request that gets an error instead of an answer (`kind`: see
+    `audit_entries.refused`), audited with its checks in one commit before it goes back."""
     try:
         gw.append_records(ex.request_record, audit_entries.refused(
-            kind="upstream_error",
+            kind=kind,
             request_id=ex.rid,
             principal=ex.principal,
+            path=path,
             status=err.status,
             code=err.code,
             reason=err.message,
@@ -89,7 +93,7 @@ async def complete(gw: Gateway, ex: Exchange) -> web.Response:
         gw.telemetry.responded(resp)
         resp_action = wire.adapter.parse_response(resp)
     except ProtocolError as err:
-        return await upstream_failed(gw, ex, err)
+        return refused_after_checks(gw, ex, err, "upstream_error")
     rdecision = gw.telemetry.timed(gw.engine.evaluate_response, ex.principal,
                                    resp_action, ex.session)
     headers = {"x-lictor-request-id": ex.rid}

@@ -1,7 +1,8 @@
-"""What an answer holds besides its text and tool calls is audited too, whole and streamed,
-through the real SDKs: a provider-run tool's call and result, a refusal, citations and
-reasoning, each under `items` of the model_response record, redacted. In a Responses
-stream, a refusal and a citation are judged before the agent reads them.
+"""What a Responses answer holds besides its text and calls is audited too, whole and
+streamed, through the real SDK: a provider-run tool's call and result, a refusal and
+citations, each under `items` of the model_response record, redacted; in a stream, a
+refusal and a citation are judged before the agent reads them. (Chat answers:
+test_chat_answers.py; Messages: test_anthropic_blocks.py's benign answer.)
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from typing import Any
 import openai
 import pytest
 from conftest import audit_rows
-from mock_anthropic import MockAnthropic
 from mock_openai import MockOpenAI
-from test_anthropic_blocks import answer as claude_answer
-from test_anthropic_blocks import server  # noqa: F401 (a fixture)
 from test_governance import EMAIL, PLACEHOLDER
 from test_openai_sdk import client
 from test_responses_items import OVERRIDE, answer_items
@@ -82,37 +80,3 @@ def test_exfiltration_in_a_responses_refusal_blocks_the_answer(
     with pytest.raises(openai.APIError) as info:
         answer_items(client(lictor), stream, input="Who owns it?")
     assert "exfil.markdown-image-with-data" in info.value.message
-
-
-def cited_search(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The model thinks, searches the web and cites what it found, echoing the placeholder
-    it was shown."""
-    seen = next(iter(PLACEHOLDER.findall(str(body))), "nobody")
-    return [
-        {"type": "thinking", "thinking": f"Look up {seen}.", "signature": "c2ln"},
-        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
-         "input": {"query": f"who is {seen}"}},
-        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
-            {"type": "web_search_result", "url": "https://news.example/a",
-             "title": f"News on {seen}", "encrypted_content": "b3BhcXVl",
-             "page_age": None}]},
-        {"type": "text", "text": "Found it.", "citations": [
-            {"type": "web_search_result_location", "url": "https://news.example/a",
-             "title": f"News on {seen}", "encrypted_index": "aWR4",
-             "cited_text": f"{seen} joined"}]},
-    ]
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_anthropic_answer_blocks_are_audited(server: BackgroundServer,  # noqa: F811
-                                             claude: MockAnthropic, stream: bool) -> None:
-    claude.script = cited_search
-    blocks = claude_answer(server, [{"role": "user", "content": f"Who is {EMAIL}?"}], stream)
-    assert blocks[2]["content"][0]["title"] == f"News on {EMAIL}"
-    assert blocks[3]["citations"][0]["cited_text"] == f"{EMAIL} joined"
-    record = audit_rows(server)[-1]
-    assert record["content"][0]["content"] == "Found it."
-    items = {i["type"]: i["texts"] for i in record["content"][0]["items"]}
-    assert set(items) == {"thinking", "server_tool_use", "web_search_tool_result", "citations"}
-    assert EMAIL not in str(items)
-    assert all(any(PLACEHOLDER.search(t) for t in texts) for texts in items.values()), items

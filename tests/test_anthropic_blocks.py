@@ -310,7 +310,15 @@ def test_benign_answer_blocks_intact_and_restored(server: BackgroundServer,
     blocks = answer(server, [{"role": "user", "content": f"Who is {EMAIL}?"}], stream)
     expected = json.loads(json.dumps(benign_answer({"m": MASKED})).replace(MASKED, EMAIL))
     assert blocks == expected
-    assert audit_rows(server)[-1]["verdict"] == "allow"
+    record = audit_rows(server)[-1]
+    assert record["verdict"] == "allow"
+    # audited: every block's texts by kind (the text block's as content), masked
+    assert record["content"][0]["content"] == f"Found {MASKED}."
+    items = {i["type"]: i["texts"] for i in record["content"][0]["items"]}
+    assert list(items) == ["thinking", "server_tool_use", "web_search_tool_result",
+                           "mcp_tool_use", "mcp_tool_result", "meeting_notes_2031", "citations"]
+    assert EMAIL not in str(items) and all(any(MASKED in t for t in texts)
+                                           for texts in items.values()), items
 
 
 def test_stream_keeps_order_around_held_blocks() -> None:
