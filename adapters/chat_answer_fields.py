@@ -15,9 +15,11 @@ from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Segment, Trust
 
 # The model's own texts, by their place in a message or delta (streamed piecemeal, so a
-# stream checks each on a sliding window).
+# stream checks each on a sliding window); reasoning as DeepSeek and vLLM (`reasoning_content`)
+# or OpenRouter (`reasoning`) send it.
 MODEL_TEXTS: tuple[tuple[str, ...], ...] = (
-    ("content",), ("refusal",), ("reasoning_content",), ("audio", "transcript"))
+    ("content",), ("refusal",), ("reasoning_content",), ("reasoning",),
+    ("audio", "transcript"))
 # Read by the adapter itself (tool calls), or refused there (a legacy function call).
 _READ_ELSEWHERE = frozenset({"role", "tool_calls", "function_call"})
 # An audio answer's fields that carry no text: the sound itself, its id and expiry.

@@ -29,6 +29,7 @@ def scripted(text: str) -> dict[str, Any]:
         "content": "Done.",
         "refusal": f"I will not mail {text}.",
         "reasoning_content": f"The user wrote {text}.",
+        "reasoning": f"So I answer {text}.",
         "audio": {"id": "audio_1", "data": "UklGRg==", "expires_at": 1,
                   "transcript": f"Mailing {text}."},
         "annotations": [{"type": "url_citation", "url_citation": {
@@ -80,6 +81,7 @@ def test_every_answer_field_is_restored(lictor: BackgroundServer, upstream: Mock
     assert got["content"] == "Done."
     assert got["refusal"] == f"I will not mail {EMAIL}."
     assert got["reasoning_content"] == f"The user wrote {EMAIL}."
+    assert got["reasoning"] == f"So I answer {EMAIL}."
     assert got["audio"]["transcript"] == f"Mailing {EMAIL}."
     assert got["audio"]["data"] == "UklGRg==" and got["audio"]["id"] == "audio_1"
     citation = got["annotations"][0]["url_citation"]
@@ -98,8 +100,8 @@ def test_answer_fields_are_audited_redacted(lictor: BackgroundServer, upstream: 
     record = audit_rows(lictor)[-1]
     assert record["kind"] == "model_response"
     items = record["content"][0]["items"]
-    assert [i["type"] for i in items] == ["refusal", "reasoning_content", "audio.transcript",
-                                          "annotations", "a_future_field"]
+    assert [i["type"] for i in items] == ["refusal", "reasoning_content", "reasoning",
+                                          "audio.transcript", "annotations", "a_future_field"]
     texts = [t for i in items for t in i["texts"]]
     assert EMAIL not in str(items)
     assert texts[0].startswith("I will not mail <EMAIL_") and PLACEHOLDER.search(texts[-1])
@@ -121,7 +123,8 @@ def test_injection_in_a_citation_blocks_the_answer(lictor: BackgroundServer,
 
 @pytest.mark.parametrize(("field", "stream"), [
     ("refusal", False), ("refusal", True), ("reasoning_content", False),
-    ("reasoning_content", True), ("audio", False), ("audio", True)])
+    ("reasoning_content", True), ("reasoning", False), ("reasoning", True), ("audio", False),
+    ("audio", True)])
 def test_exfiltration_in_a_model_text_blocks_the_answer(
         lictor: BackgroundServer, upstream: MockOpenAI, field: str, stream: bool) -> None:
     """The model's other texts are checked with the answer rules, like its content."""
