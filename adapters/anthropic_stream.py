@@ -72,7 +72,8 @@ class MessagesStream(HeldToolCalls):
         kind = event.get("type")
         index = event.get("index")
         if kind == "message_start":
-            message = event.get("message") or {}
+            message: dict[str, Any] = (event["message"] if isinstance(event.get("message"), dict)
+                                       else {})
             if message.get("content"):  # the SDK's snapshot starts from it: never unread
                 raise ProtocolError(502, "the upstream stream's message_start carries content "
                                     "(it must be empty; blocks come as their own events)",

@@ -116,7 +116,8 @@ class ResponsesStream(HeldToolCalls):
         kind = event.get("type")
         oi = event.get("output_index")
         item: dict[str, Any] = event["item"] if isinstance(event.get("item"), dict) else {}
-        if kind in _OPENING and (event.get("response") or {}).get("output"):
+        opening = event.get("response") if kind in _OPENING else None
+        if isinstance(opening, dict) and opening.get("output"):
             # the SDK's snapshot starts from it: output items come as their own events only
             raise ProtocolError(502, f"the upstream stream's {kind} event carries output "
                                 "items (they must come as output_item events)",
