@@ -55,6 +55,7 @@ class EgressProxy:
                               "sidecar serves)")
         self.config = egress
         self.gateway = gateway
+        self.limits = config.limits  # the gateway's header and body deadlines apply here too
         self.ca_dir = ca_dir(config)
         self.credentials = Credentials(egress.credentials)
         self.link = EgressLink(upstream_ssl(egress))
@@ -84,6 +85,7 @@ class EgressProxy:
         from mitmproxy.options import Options
 
         from lictor.proxy.egress_addon import EgressAddon
+        from lictor.proxy.egress_deadlines import EgressDeadlines
 
         # mitmproxy logs every connection at INFO (URLs too); lictor prints its own banner
         logging.getLogger("mitmproxy").setLevel(logging.WARNING)
@@ -93,7 +95,9 @@ class EgressProxy:
         master = Master(Options(), event_loop=asyncio.get_running_loop())
         server = proxyserver.Proxyserver()
         model_hosts: dict[str, str] = {m.host.lower(): m.protocol for m in self.config.model_hosts}
+        limits = self.limits
         master.addons.add(core.Core(), server, next_layer.NextLayer(), tlsconfig.TlsConfig(),
+                          EgressDeadlines(server, limits.header_timeout_s, limits.body_timeout_s),
                           EgressAddon(self.gateway, link=self.link, credentials=self.credentials,
                                       agent=self.agent, model_hosts=model_hosts,
                                       gateway_address=gateway_address, served_paths=served,

@@ -47,7 +47,8 @@ def write_policy(folder: Path, allowed_hosts: list[str]) -> Path:
 
 @contextmanager
 def running_egress(tmp_path: Path, test_ca: CertAuthority, allowed_hosts: list[str],
-                   max_body_bytes: int = 4 * 1024 * 1024, **egress: Any) -> Iterator[Egress]:
+                   max_body_bytes: int = 4 * 1024 * 1024, limits: dict[str, Any] | None = None,
+                   **egress: Any) -> Iterator[Egress]:
     """lictor (gateway + egress proxy, sidecar agent `demo-agent` unless `agent=None`)."""
     settings: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "agent": "demo-agent",
                                 "upstream_ca": str(test_ca.ca_cert)}
@@ -58,6 +59,7 @@ def running_egress(tmp_path: Path, test_ca: CertAuthority, allowed_hosts: list[s
         "rules": {"paths": [str(write_policy(tmp_path / "policy", allowed_hosts))],
                   "watch": False},
         "egress": settings,
+        **({"limits": limits} if limits else {}),
     })
     with BackgroundServer(config, egress=True) as server:
         assert server.app is not None
