@@ -27,7 +27,13 @@ from lictor.adapters.content_walk import audit_items
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import refusal_notes
 from lictor.adapters.sse import named_frame as frame
-from lictor.adapters.stream_text import AuthorizeCalls, CheckText, HeldToolCalls, TextGate
+from lictor.adapters.stream_text import (
+    AuthorizeCalls,
+    CheckText,
+    HeldToolCalls,
+    TextGate,
+    checked_event,
+)
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, Segment, ToolCall, Trust
 
@@ -69,6 +75,7 @@ class MessagesStream(HeldToolCalls):
         """Process one upstream event; return what may be released now."""
         if self.blocked is not None:
             return []
+        checked_event(event, ("index",), ("content_block", "delta", "message", "usage"))
         kind = event.get("type")
         index = event.get("index")
         if kind == "message_start":
@@ -108,7 +115,7 @@ class MessagesStream(HeldToolCalls):
                     return []
                 return self._out([{**event, "delta": {**delta, key: text}}] if text else [])
             if delta.get("type") != "signature_delta":  # a citation, or a newer delta type
-                return self._out(self._read_whole(event))
+                return self._out(self._read_whole(event, delta))
         elif kind == "content_block_stop" and isinstance(index, int):
             if index in self._tools:
                 return []
@@ -135,11 +142,10 @@ class MessagesStream(HeldToolCalls):
             return self._thoughts[index], "thinking"
         return self._texts.get(index), "text"
 
-    def _read_whole(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _read_whole(self, event: dict[str, Any], delta: dict[str, Any]) -> list[dict[str, Any]]:
         """A delta of a streamed block that is not its text: a citation (quoting a document
         or web page) or a type newer than lictor, judged whole as third-party text and
         restored before release."""
-        delta = event["delta"]
         segments: list[Segment] = []
         strings(delta, Trust.TOOL, ("delta",), segments)
         if segments:

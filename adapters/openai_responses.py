@@ -173,7 +173,8 @@ def apply_request(
 
 def _output(resp: Any) -> list[dict[str, Any]]:
     output = resp.get("output") if isinstance(resp, dict) else None
-    if not isinstance(output, list) or not all(isinstance(o, dict) for o in output):
+    if not isinstance(output, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("type", ""), str) for o in output):
         raise ProtocolError(502, "the upstream model returned an invalid response",
                             error_type="upstream_error")
     return output

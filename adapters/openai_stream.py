@@ -13,9 +13,16 @@ from typing import Any
 
 from lictor.adapters import chat_answer_fields as answer_fields
 from lictor.adapters.content_walk import audit_items
-from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_chat import LEGACY_CALL, refusal_notes, tool_call_from_wire
-from lictor.adapters.stream_text import AuthorizeCalls, CheckText, Findings, HeldCalls, TextGate
+from lictor.adapters.stream_text import (
+    AuthorizeCalls,
+    CheckText,
+    Findings,
+    HeldCalls,
+    TextGate,
+    check_index,
+    malformed,
+)
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, Segment, ToolCall, Trust
 
@@ -38,48 +45,35 @@ class _Choice:
     finish_reason: str | None = None
 
 
-MAX_INDEX = 1024  # choices and tool calls per chunk: far above what any provider sends
-
-
-def _malformed(why: str) -> ProtocolError:
-    return ProtocolError(502, f"the upstream sent a malformed stream chunk: {why}",
-                         error_type="upstream_error", code="bad_upstream_stream")
-
-
-def _index(value: Any, what: str) -> None:
-    if type(value) is not int or not 0 <= value < MAX_INDEX:
-        raise _malformed(f"{what} `index` must be a small non-negative integer")
-
-
 def _checked_choices(chunk: Any) -> list[dict[str, Any]]:
     """The chunk's choices, after checking every field the stream reads has its wire type."""
     if not isinstance(chunk, dict):
-        raise _malformed("it is not a JSON object")
+        raise malformed("it is not a JSON object")
     choices = chunk.get("choices") or []
     if not isinstance(choices, list):
-        raise _malformed("`choices` must be an array")
+        raise malformed("`choices` must be an array")
     for raw in choices:
         if not isinstance(raw, dict):
-            raise _malformed("each choice must be an object")
-        _index(raw.get("index", 0), "a choice's")
+            raise malformed("each choice must be an object")
+        check_index(raw.get("index", 0), "a choice's `index`")
         delta = raw.get("delta") or {}
         reason = raw.get("finish_reason")
         if not isinstance(delta, dict) or not isinstance(delta.get("content") or "", str):
-            raise _malformed("`delta` must be an object with string `content`")
+            raise malformed("`delta` must be an object with string `content`")
         if reason is not None and not isinstance(reason, str):
-            raise _malformed("`finish_reason` must be a string")
+            raise malformed("`finish_reason` must be a string")
         if delta.get("function_call") is not None:
-            raise _malformed(LEGACY_CALL)
+            raise malformed(LEGACY_CALL)
         calls = delta.get("tool_calls") or []
         if not isinstance(calls, list):
-            raise _malformed("`delta.tool_calls` must be an array")
+            raise malformed("`delta.tool_calls` must be an array")
         for call in calls:
             fn = call.get("function") or {} if isinstance(call, dict) else None
             if not isinstance(fn, dict):
-                raise _malformed("each tool call must be an object with a `function` object")
-            _index(call.get("index", 0), "a tool call's")
+                raise malformed("each tool call must be an object with a `function` object")
+            check_index(call.get("index", 0), "a tool call's `index`")
             if not all(isinstance(fn.get(k) or "", str) for k in ("name", "arguments")):
-                raise _malformed("a tool call's `function.name` and `arguments` must be strings")
+                raise malformed("a tool call's `function.name` and `arguments` must be strings")
     return choices
 
 

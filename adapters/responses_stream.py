@@ -25,7 +25,14 @@ from lictor.adapters.responses_items import (
     part_segments,
 )
 from lictor.adapters.sse import named_frame as frame
-from lictor.adapters.stream_text import AuthorizeCalls, CheckText, HeldToolCalls, TextGate
+from lictor.adapters.stream_text import (
+    AuthorizeCalls,
+    CheckText,
+    HeldToolCalls,
+    TextGate,
+    checked_event,
+    malformed,
+)
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, Segment, ToolCall, Trust, Verdict
 
@@ -112,10 +119,13 @@ class ResponsesStream(HeldToolCalls):
         """Process one upstream event; return what may be released now."""
         if self.blocked is not None:
             return []
-        event = dict(event)
+        event = dict(checked_event(event, ("output_index", "content_index"),
+                                   ("item", "response", "part", "annotation")))
         kind = event.get("type")
         oi = event.get("output_index")
         item: dict[str, Any] = event["item"] if isinstance(event.get("item"), dict) else {}
+        if not isinstance(item.get("type", ""), str):
+            raise malformed("an item's `type` must be a string")
         opening = event.get("response") if kind in _OPENING else None
         if isinstance(opening, dict) and opening.get("output"):
             # the SDK's snapshot starts from it: output items come as their own events only
@@ -234,6 +244,9 @@ class ResponsesStream(HeldToolCalls):
         judged as the final response has it; a call joins the calls to authorize; a message
         is judged whole; anything else is judged whole (see `_seen`)."""
         output = output if isinstance(output, list) else []
+        if not all(isinstance(i, dict) and isinstance(i.get("type", ""), str) for i in output):
+            raise malformed("the final response's `output` must hold items with a string "
+                            "`type`")
         for index in list(self._items):
             whole = output[index] if index < len(output) else None
             self._judge_item(index, None, whole if isinstance(whole, dict) else {})

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lictor.adapters.errors import ProtocolError
 from lictor.enforcement.pii import PlaceholderVault, StreamRestorer
 from lictor.enforcement.types import STOPS, Decision, Finding, Segment, ToolCall
 
@@ -23,6 +24,35 @@ class AuthorizeCalls(Protocol):
 
 WINDOW = 512  # chars of earlier output re-scanned with each chunk, so a phrase split
 # across chunks is still seen whole
+MAX_INDEX = 1024  # choices, items, blocks and calls: far above what any provider sends
+
+
+def malformed(why: str) -> ProtocolError:
+    """A stream event lictor cannot read: the stream ends with an upstream error."""
+    return ProtocolError(502, f"the upstream sent a malformed stream event: {why}",
+                         error_type="upstream_error", code="bad_upstream_stream")
+
+
+def check_index(value: Any, what: str) -> None:
+    if type(value) is not int or not 0 <= value < MAX_INDEX:
+        raise malformed(f"{what} must be a small non-negative integer")
+
+
+def checked_event(event: Any, indexes: tuple[str, ...],
+                  objects: tuple[str, ...]) -> dict[str, Any]:
+    """A Responses or Messages event, checked where the governor reads it: an object whose
+    `indexes` fields, when present, are small integers and `objects` fields are objects."""
+    if not isinstance(event, dict):
+        raise malformed("it is not a JSON object")
+    if not isinstance(event.get("type", ""), str):
+        raise malformed("`type` must be a string")
+    for key in indexes:
+        if key in event:
+            check_index(event[key], f"`{key}`")
+    for key in objects:
+        if event.get(key) is not None and not isinstance(event[key], dict):
+            raise malformed(f"`{key}` must be an object")
+    return event
 
 
 @dataclass(slots=True)

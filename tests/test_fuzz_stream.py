@@ -1,5 +1,6 @@
-"""Fuzz targets for the SSE reader and the chat stream re-assembler: garbage from an upstream
-is a 502-style `ProtocolError` (an error event the agent can read), never a crash mid-stream."""
+"""Fuzz targets for the SSE reader and the stream governors (Chat, Responses, Messages):
+garbage from an upstream is a 502-style `ProtocolError` (an error event the agent can read),
+never a crash mid-stream."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from fuzz_strategies import json_values, text
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from lictor.adapters.anthropic_stream import MessagesStream
 from lictor.adapters.errors import ProtocolError
 from lictor.adapters.openai_stream import ChatStream
+from lictor.adapters.responses_stream import ResponsesStream
 from lictor.adapters.sse import SseFormatError, frame, read_events, read_json_events
 from lictor.enforcement.pii.placeholder_vault import PlaceholderVault
 from lictor.enforcement.types import Decision, Finding, Segment, ToolCall, Verdict
@@ -92,3 +95,79 @@ def test_chat_stream_relays_or_refuses_garbage(stream: list[Any]) -> None:
             frame(out)
     except ProtocolError as err:
         assert err.status == 502 and err.message
+
+
+# Near-valid Responses and Messages events: known types with fields of any shape.
+_index = st.one_of(st.integers(0, 2), json_values)
+_items = st.one_of(json_values, st.fixed_dictionaries(
+    {"type": st.one_of(st.sampled_from(["message", "function_call", "mcp_call",
+                                        "custom_tool_call", "reasoning", "a_future_item"]),
+                       json_values)},
+    optional={"content": st.one_of(json_values, st.lists(st.fixed_dictionaries(
+                  {"type": st.sampled_from(["output_text", "refusal", "a_part"])},
+                  optional={"text": st.one_of(text, json_values),
+                            "refusal": st.one_of(text, json_values),
+                            "annotations": json_values}), max_size=2)),
+              "name": text, "call_id": text, "arguments": st.one_of(text, json_values),
+              "input": json_values, "output": json_values, "id": text}))
+responses_events = st.one_of(json_values, st.fixed_dictionaries(
+    {"type": st.one_of(text, st.sampled_from([
+        "response.created", "response.in_progress", "response.output_item.added",
+        "response.output_item.done", "response.content_part.added",
+        "response.content_part.done", "response.output_text.delta",
+        "response.output_text.done", "response.refusal.delta", "response.refusal.done",
+        "response.output_text.annotation.added", "response.function_call_arguments.delta",
+        "response.completed", "response.failed"]))},
+    optional={"output_index": _index, "content_index": _index, "item": _items,
+              "delta": st.one_of(text, json_values), "text": st.one_of(text, json_values),
+              "refusal": st.one_of(text, json_values), "annotation": json_values,
+              "part": json_values,
+              "response": st.one_of(json_values, st.fixed_dictionaries(
+                  {}, optional={"output": st.one_of(json_values, st.lists(_items, max_size=3)),
+                                "status": text, "usage": json_values}))}))
+_blocks = st.one_of(json_values, st.fixed_dictionaries(
+    {"type": st.one_of(st.sampled_from(["text", "tool_use", "thinking", "server_tool_use",
+                                        "web_search_tool_result", "a_future_block"]),
+                       json_values)},
+    optional={"text": st.one_of(text, json_values), "thinking": text, "name": text,
+              "id": text, "input": json_values, "content": json_values}))
+messages_events = st.one_of(json_values, st.fixed_dictionaries(
+    {"type": st.one_of(text, st.sampled_from([
+        "message_start", "content_block_start", "content_block_delta", "content_block_stop",
+        "message_delta", "message_stop", "ping"]))},
+    optional={"index": _index, "content_block": _blocks, "message": json_values,
+              "usage": json_values,
+              "delta": st.one_of(json_values, st.fixed_dictionaries(
+                  {"type": st.one_of(st.sampled_from([
+                      "text_delta", "thinking_delta", "input_json_delta", "citations_delta",
+                      "signature_delta", "x_delta"]), json_values)},
+                  optional={"text": st.one_of(text, json_values), "thinking": text,
+                            "partial_json": text, "citation": json_values,
+                            "stop_reason": text}))}))
+
+
+def _governed(stream: Any, events: list[Any]) -> None:
+    """Feed events in: whatever is released can be framed, or the stream is a 502."""
+    try:
+        for event in events:
+            for out in stream.feed(event):
+                frame(out)
+        if stream.blocked is None:
+            for out in stream.finish():
+                frame(out)
+    except ProtocolError as err:
+        assert err.status == 502 and err.message
+
+
+@given(st.lists(responses_events, max_size=8))
+# found by this target: a TypeError (an unhashable item type)
+@example([{"type": "response.output_item.added", "item": {"type": []}}])
+@example([{"type": "response.completed", "response": {"output": [{"type": {}}]}}])
+def test_responses_stream_relays_or_refuses_garbage(events: list[Any]) -> None:
+    _governed(ResponsesStream(PlaceholderVault(), _no_findings, _allow_calls), events)
+
+
+@given(st.lists(messages_events, max_size=8))
+@example([{"type": "content_block_delta", "index": 0}])  # found by this target: a KeyError
+def test_messages_stream_relays_or_refuses_garbage(events: list[Any]) -> None:
+    _governed(MessagesStream(PlaceholderVault(), _no_findings, _allow_calls), events)

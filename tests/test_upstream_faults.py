@@ -157,7 +157,7 @@ def test_stream_faults_before_the_first_chunk_are_json_errors(
     ("cut", "upstream stream failed"),
     ("garbage", "not JSON"),
     ("non_utf8", "not UTF-8"),
-    ("bad_shape", "malformed stream chunk"),
+    ("bad_shape", "malformed stream event"),
     ("stall", "stalled"),
 ])
 def test_mid_stream_faults_end_with_an_error_event_not_done(
