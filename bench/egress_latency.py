@@ -149,13 +149,15 @@ def main() -> int:
         ]
         try:
             procs.append(subprocess.Popen(upstream_cmd))
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
-                 "--port", str(lictor_port), "--egress", "regular"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            log = Path(tmp) / "lictor.err"
+            with log.open("wb") as err:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "lictor.proxy.cli", "serve", "--config", str(config),
+                     "--port", str(lictor_port), "--egress", "regular"],
+                    stdout=subprocess.DEVNULL, stderr=err, env=env))
             wait_ready(up_port, procs[0])
-            wait_ready(lictor_port, procs[1])
-            wait_ready(egress_port, procs[1])
+            wait_ready(lictor_port, procs[1], log=log)
+            wait_ready(egress_port, procs[1], log=log)
             if args.tls:  # the client trusts the upstream's CA and lictor's
                 trust = ssl.create_default_context(cafile=str(ca))
                 trust.load_verify_locations(Path(tmp) / "var" / "egress-ca" /

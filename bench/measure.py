@@ -57,12 +57,15 @@ def write_config(path: Path, settings: dict[str, Any]) -> Path:
     return path
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
-    """Seconds until `port` accepts connections (the process's start-up to ready)."""
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60,
+               log: Path | None = None) -> float:
+    """Seconds until `port` accepts connections (the process's start-up to ready); `log`:
+    where the process writes its errors, quoted if it exits first."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"port {port}: process exited with {proc.returncode}")
+            said = log.read_text(errors="replace")[-2000:] if log is not None else ""
+            raise RuntimeError(f"port {port}: process exited with {proc.returncode}\n{said}")
         try:
             with socket.create_connection(("127.0.0.1", port), 0.2):
                 return time.monotonic() - start
