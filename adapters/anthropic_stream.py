@@ -33,6 +33,7 @@ from lictor.adapters.stream_text import (
     HeldToolCalls,
     TextGate,
     checked_event,
+    malformed,
 )
 from lictor.enforcement.pii import PlaceholderVault
 from lictor.enforcement.types import Decision, Segment, ToolCall, Trust
@@ -82,9 +83,8 @@ class MessagesStream(HeldToolCalls):
             message: dict[str, Any] = (event["message"] if isinstance(event.get("message"), dict)
                                        else {})
             if message.get("content"):  # the SDK's snapshot starts from it: never unread
-                raise ProtocolError(502, "the upstream stream's message_start carries content "
-                                    "(it must be empty; blocks come as their own events)",
-                                    error_type="upstream_error", code="bad_upstream_stream")
+                raise malformed("its message_start carries content (it must be empty; "
+                                "blocks come as their own events)")
             self.usage.update(message.get("usage") or {})
         elif kind == "content_block_start" and isinstance(index, int):
             block = event.get("content_block") or {}

@@ -107,9 +107,14 @@ class ResponsesStream(HeldToolCalls):
         return events
 
     def _gate(self, event: dict[str, Any]) -> TextGate:
-        """The gate of one text or refusal part: by output index, content index and kind."""
-        key = (int(event.get("output_index", 0)), int(event.get("content_index", 0)),
-               "refusal" if ".refusal." in str(event.get("type")) else "")
+        """The gate of the text or refusal part an event streams."""
+        return self._gate_at((int(event.get("output_index", 0)),
+                              int(event.get("content_index", 0)),
+                              "refusal" if ".refusal." in str(event.get("type")) else ""))
+
+    def _gate_at(self, key: tuple[int, int, str]) -> TextGate:
+        """The gate of one part: by output index, content index and kind ("refusal", or ""
+        for text)."""
         gate = self._texts.get(key)
         if gate is None:
             gate = self._texts[key] = TextGate.of(self._vault)
@@ -129,9 +134,8 @@ class ResponsesStream(HeldToolCalls):
         opening = event.get("response") if kind in _OPENING else None
         if isinstance(opening, dict) and opening.get("output"):
             # the SDK's snapshot starts from it: output items come as their own events only
-            raise ProtocolError(502, f"the upstream stream's {kind} event carries output "
-                                "items (they must come as output_item events)",
-                                error_type="upstream_error", code="bad_upstream_stream")
+            raise malformed(f"its {kind} event carries output items (they must come as "
+                            "output_item events)")
         if kind == "response.output_item.added" and item.get("type") in CALL_ITEMS:
             self._calls[int(oi or 0)] = item
             self._args[int(oi or 0)] = []
@@ -217,10 +221,10 @@ class ResponsesStream(HeldToolCalls):
         hand the agent another in the whole."""
         field = "refusal" if part.get("type") == "refusal" else "text"
         if isinstance(part.get(field), str):
-            gate = self._texts.get((index, j, "refusal" if field == "refusal" else ""))
-            if gate is None:
-                gate = self._texts[(index, j, "refusal" if field == "refusal" else "")] = (
-                    TextGate.of(self._vault))
+            key = (index, j, "refusal" if field == "refusal" else "")
+            streamed = key in self._texts
+            gate = self._gate_at(key)
+            if not streamed:
                 self.note(gate.feed(part[field], self._check)[0])
                 gate.flush()
             part = {**part, field: "".join(gate.upstream)}
@@ -251,7 +255,7 @@ class ResponsesStream(HeldToolCalls):
             whole = output[index] if index < len(output) else None
             self._judge_item(index, None, whole if isinstance(whole, dict) else {})
         for index, item in enumerate(output):
-            if index in self._seen or index in self._calls or not isinstance(item, dict):
+            if index in self._seen or index in self._calls:
                 continue
             if item.get("type") in CALL_ITEMS:
                 self._calls[index], self._args[index] = item, []
